@@ -1,0 +1,131 @@
+"""Shared pieces of the benchmark scripts: start a server process, wait for it, measure it, load it.
+
+Load comes from ``wrk`` (Debian's package) in its own process, always on loopback and bounded in
+time. Figures on a shared 2-core machine move by ±20 % between runs, so every script measures its
+baseline in the same run and reports ratios.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclasses.dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    url: str
+    ready_s: float
+
+    @property
+    def rss_mb(self) -> float:
+        return rss_mb(self.proc.pid)
+
+
+@contextlib.contextmanager
+def serve(argv: Sequence[str], health_url: str, url: str, *, env: dict[str, str] | None = None,
+          timeout: float = 30.0) -> Iterator[Server]:
+    """Run ``argv`` until the block ends; ``ready_s`` is exec → first 2xx from ``health_url``."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(health_url, timeout=1) as resp:
+                    if resp.status < 300:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited with {proc.returncode}")
+            if time.perf_counter() - started > timeout:
+                raise RuntimeError(f"{argv[0]} not ready after {timeout}s")
+            time.sleep(0.01)
+        yield Server(proc, url, time.perf_counter() - started)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclasses.dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if m is None:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def wrk(url: str, body: str, *, connections: int, seconds: float = 5.0, threads: int = 1) -> Load:
+    """POST ``body`` to ``url`` as fast as possible; requires Debian's ``wrk``."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        body_lua = body.replace("\\", "\\\\").replace('"', '\\"')
+        script.write(f'wrk.method = "POST"\nwrk.body = "{body_lua}"\n'
+                     'wrk.headers["Content-Type"] = "application/json"\n')
+    try:
+        out = subprocess.run(
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
+            capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    finally:
+        os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(g) for g in m.groups())
+    return Load(rps, p50, p99, errors)
+
+
+def sidecar_argv(http: int, grpc: int, metrics: int, public: int, resources: Path) -> list[str]:
+    return [sys.executable, "-m", "parley_sidecar", "--app-id", "bench", "--resources-path", str(resources),
+            "--dapr-http-port", str(http), "--dapr-grpc-port", str(grpc), "--metrics-port", str(metrics),
+            "--dapr-public-port", str(public), "--dapr-listen-addresses", "127.0.0.1",
+            "--metrics-listen-address", "127.0.0.1", "--dapr-public-listen-address", "127.0.0.1",
+            "--log-level", "warn"]

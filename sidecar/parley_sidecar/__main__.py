@@ -1,0 +1,3 @@
+from parley_sidecar.cli import main
+
+main()

@@ -1,0 +1,90 @@
+"""The Dapr gRPC API on ``--dapr-grpc-port``, through the ``dapr`` package's generated servicer.
+
+Only ``ConverseAlpha1`` and ``ConverseAlpha2`` are implemented; every other method of
+``dapr.proto.runtime.v1.Dapr`` answers UNIMPLEMENTED (the generated base class does that). The API
+token is checked for every method, as daprd does, with daprd's messages.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from dapr.proto.runtime.v1 import ai_pb2, dapr_pb2_grpc
+
+from parley_sidecar import errors
+from parley_sidecar.conversation import alpha1, alpha2
+from parley_sidecar.conversation.pipeline import Pipeline
+from parley_sidecar.metrics import Metrics
+
+__all__ = ["ConversationServicer", "TokenInterceptor", "add_to_server"]
+
+_SERVICE = "/dapr.proto.runtime.v1.Dapr/"
+
+
+class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Rejects calls without the right ``dapr-api-token`` metadata (daprd ``pkg/api/grpc/auth.go``)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        given = next((v for k, v in details.invocation_metadata or () if k == "dapr-api-token"), None)
+        if given is None:
+            return _deny("missing api token in request metadata")
+        value = given.encode() if isinstance(given, str) else given
+        if not hmac.compare_digest(value, self._token):
+            return _deny("authentication error: api token mismatch")
+        return await continuation(details)
+
+
+def _deny(message: str) -> grpc.RpcMethodHandler[Any, Any]:
+    async def abort(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    return grpc.unary_unary_rpc_method_handler(abort)
+
+
+class ConversationServicer(dapr_pb2_grpc.DaprServicer):
+    def __init__(self, pipeline: Pipeline, metrics: Metrics) -> None:
+        self._pipeline = pipeline
+        self._metrics = metrics
+
+    async def _run(self, method: str, call: Awaitable[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        started = time.perf_counter()
+        status = "OK"
+        try:
+            return await call
+        except errors.ParleyError as exc:
+            status = _code(exc).name
+            await context.abort(_code(exc), exc.message)
+        finally:
+            self._metrics.grpc(_SERVICE + method, status, (time.perf_counter() - started) * 1000)
+
+    async def ConverseAlpha1(
+        self, request: ai_pb2.ConversationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ai_pb2.ConversationResponse:
+        return await self._run("ConverseAlpha1", alpha1.converse(self._pipeline, request), context)  # type: ignore[no-any-return]
+
+    async def ConverseAlpha2(
+        self, request: ai_pb2.ConversationRequestAlpha2, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ai_pb2.ConversationResponseAlpha2:
+        return await self._run("ConverseAlpha2", alpha2.converse(self._pipeline, request), context)  # type: ignore[no-any-return]
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _code(exc: errors.ParleyError) -> grpc.StatusCode:
+    return _CODES[int(exc.wire.grpc_code)]
+
+
+def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics) -> None:
+    dapr_pb2_grpc.add_DaprServicer_to_server(ConversationServicer(pipeline, metrics), server)  # type: ignore[no-untyped-call]

@@ -1,0 +1,119 @@
+"""The Dapr HTTP API on ``--dapr-http-port``: converse alpha1/alpha2, health, metadata.
+
+Answers as daprd does: 200 with protojson bodies, ``{"errorCode","message"}`` errors with daprd's
+statuses, 401 ``invalid api token`` (plain text, as daprd) when ``DAPR_API_TOKEN`` is set and the
+header is wrong, and daprd's fallback answer (404 ``ERR_DIRECT_INVOKE``) for any other route or
+method. Handlers only translate; the work is in ``conversation``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from dapr.proto.runtime.v1 import ai_pb2
+
+from parley_sidecar import errors
+from parley_sidecar.api import public, wire
+from parley_sidecar.conversation import alpha1, alpha2
+from parley_sidecar.conversation.pipeline import Pipeline
+from parley_sidecar.metrics import Metrics
+
+__all__ = ["PIPELINE", "build_app"]
+
+log = logging.getLogger("parley.http")
+
+PIPELINE = web.AppKey("pipeline", Pipeline)
+METRICS = web.AppKey("metrics", Metrics)
+TOKEN = web.AppKey("api_token", str)
+MAX_BODY = web.AppKey("max_body_size", int)
+
+_JSON = "application/json"
+_FALLBACK = wire.error_body(
+    "ERR_DIRECT_INVOKE", "failed getting app id either from the URL path or the header dapr-app-id"
+)
+_EXEMPT = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(exc: errors.ParleyError) -> web.Response:
+    return web.Response(status=exc.wire.http_status, body=wire.error_body(exc.wire.code, exc.message),
+                        content_type=_JSON)
+
+
+def _metric_path(request: web.Request) -> str:
+    """The route, with the component name only when it names a loaded component (no user text)."""
+    info = request.match_info
+    route = info.route.resource.canonical if info.route.resource is not None else ""
+    name = info.get("name")
+    if name is not None and request.app[PIPELINE].store.get(name) is not None:
+        return route.replace("{name}", name)
+    return route or "/unmatched"
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    token = request.app[TOKEN]
+    if token and request.path not in _EXEMPT:
+        given = request.headers.get("dapr-api-token", "")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            response: web.StreamResponse = web.Response(status=401, text="invalid api token")
+            request.app[METRICS].http(request.method, _metric_path(request), 401,
+                                      (time.perf_counter() - started) * 1000)
+            return response
+    try:
+        response = await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        response = _error(errors.BodyTooLarge(request.app[MAX_BODY]))
+    except web.HTTPNotFound:
+        response = web.Response(status=404, body=_FALLBACK, content_type=_JSON)
+    except web.HTTPMethodNotAllowed:
+        response = web.Response(status=404, body=_FALLBACK, content_type=_JSON)
+    request.app[METRICS].http(request.method, _metric_path(request), response.status,
+                              (time.perf_counter() - started) * 1000)
+    return response
+
+
+def _query_metadata(request: web.Request) -> dict[str, str]:
+    return {k[len("metadata."):]: v for k, v in request.query.items() if k.startswith("metadata.")}
+
+
+async def _converse_alpha1(request: web.Request) -> web.Response:
+    try:
+        body = await request.read()
+        req = wire.decode(body, ai_pb2.ConversationRequest(), query_metadata=_query_metadata(request),
+                          plain_inputs=True)
+        req.name = request.match_info["name"]
+        out = await alpha1.converse(request.app[PIPELINE], req)
+    except errors.ParleyError as exc:
+        return _error(exc)
+    return web.Response(body=wire.encode(out), content_type=_JSON)
+
+
+async def _converse_alpha2(request: web.Request) -> web.Response:
+    try:
+        body = await request.read()
+        req = wire.decode(body, ai_pb2.ConversationRequestAlpha2(), query_metadata=_query_metadata(request),
+                          plain_inputs=False)
+        req.name = request.match_info["name"]
+        out = await alpha2.converse(request.app[PIPELINE], req)
+    except errors.ParleyError as exc:
+        return _error(exc)
+    return web.Response(body=wire.encode(out), content_type=_JSON)
+
+
+def build_app(pipeline: Pipeline, metrics: Metrics, *, api_token: str, max_body_size: int,
+              describe: public.Describe, extended: dict[str, str]) -> web.Application:
+    app = web.Application(middlewares=[_guard], client_max_size=max_body_size)
+    app[PIPELINE] = pipeline
+    app[METRICS] = metrics
+    app[TOKEN] = api_token
+    app[MAX_BODY] = max_body_size
+    app.router.add_post("/v1.0-alpha1/conversation/{name}/converse", _converse_alpha1)
+    app.router.add_post("/v1.0-alpha2/conversation/{name}/converse", _converse_alpha2)
+    public.add_routes(app, describe, extended=extended, extended_writable=True)
+    return app

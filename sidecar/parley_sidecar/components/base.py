@@ -1,0 +1,183 @@
+"""The provider contract: plain request/response types and the ``Conversation`` protocol.
+
+This is the whole interface between the pipeline and a provider (compare components-contrib's
+``conversation/converse.go``). It knows nothing of protobuf, HTTP or gRPC: the API layer turns
+alpha1/alpha2 messages into a :class:`ConverseRequest`, and a provider turns a request into its
+upstream's wire format. No I/O here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import aiohttp
+
+__all__ = [
+    "Choice",
+    "CompletionDetails",
+    "ComponentContext",
+    "Conversation",
+    "ConverseRequest",
+    "ConverseResponse",
+    "Message",
+    "Output",
+    "Part",
+    "PromptDetails",
+    "Role",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolResult",
+    "Usage",
+]
+
+
+class Role(enum.StrEnum):
+    """Who speaks. Kept finer than langchaingo's roles so providers can do better than daprd
+    (OpenAI has a ``developer`` role; daprd folds it into ``user``)."""
+
+    SYSTEM = "system"
+    DEVELOPER = "developer"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+    FUNCTION = "function"
+    GENERIC = "generic"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the assistant asked for; ``arguments`` is the JSON text the model produced."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The result of a tool call, sent back to the model."""
+
+    tool_id: str
+    name: str
+    content: str
+
+
+Part = TextPart | ToolCall | ToolResult
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    parts: tuple[Part, ...]
+    name: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call; ``parameters`` is a JSON-Schema object (may be empty)."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConverseRequest:
+    """One call to a provider.
+
+    ``temperature`` 0 means "not set" (daprd sends it only when > 0). ``model`` and ``api_key``
+    are per-request overrides (the seed's ``metadata.model`` / ``metadata.key``); ``None`` means
+    the component's own. ``metadata`` is what alpha2 forwards upstream (OpenAI ``metadata``).
+    """
+
+    messages: tuple[Message, ...]
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str | None = None
+    temperature: float = 0.0
+    metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    response_format: Mapping[str, Any] | None = None
+    prompt_cache_retention: float | None = None
+    """Seconds of provider-side prompt caching (alpha2 ``promptCacheRetention``)."""
+    max_tokens: int | None = None
+    model: str | None = None
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CompletionDetails:
+    accepted_prediction_tokens: int = 0
+    audio_tokens: int = 0
+    reasoning_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PromptDetails:
+    audio_tokens: int = 0
+    cached_tokens: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Usage:
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+    completion_details: CompletionDetails | None = None
+    prompt_details: PromptDetails | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Choice:
+    finish_reason: str
+    index: int = 0
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Output:
+    choices: tuple[Choice, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConverseResponse:
+    """What a provider answered. ``usage`` and ``model`` apply to every output (as in daprd)."""
+
+    outputs: tuple[Output, ...]
+    usage: Usage | None = None
+    model: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ComponentContext:
+    """What a component receives from the runtime instead of reaching for globals.
+
+    ``session`` is the sidecar's shared HTTP client (one connection pool per process);
+    tests hand in a session pointed at a local fake of the provider.
+    """
+
+    name: str
+    type: str
+    session: aiohttp.ClientSession | None = None
+
+
+class Conversation(Protocol):
+    """A conversation component. Instances are created by the registry, one per Component."""
+
+    async def init(self, metadata: Mapping[str, Any]) -> None:
+        """Validate and keep the resolved metadata (see ``catalog``); raise ValueError on bad values."""
+
+    async def converse(self, request: ConverseRequest, *, timeout: float | None) -> ConverseResponse:
+        """Answer one request; raise ``errors.ProviderError`` for upstream failures."""
+
+    async def aclose(self) -> None:
+        """Release what ``init`` acquired."""

@@ -1,0 +1,197 @@
+"""The live components of this sidecar, swapped in place without dropping requests.
+
+Sources (files, the operator stream) hand specs to :meth:`ComponentStore.sync`; the store builds
+a new instance, and only once its ``init`` succeeded replaces the old one. A spec that fails keeps
+the last good instance serving and is reported to the caller. A replaced instance is closed when
+its last in-flight request finishes. The pipeline reads with :meth:`ComponentStore.lease`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any
+
+import aiohttp
+
+from parley_sidecar.components import base, catalog
+from parley_sidecar.components.spec import ComponentSpec
+
+__all__ = ["ComponentStore", "Entry", "LoadError"]
+
+log = logging.getLogger("parley.components")
+
+SessionFactory = Callable[[], aiohttp.ClientSession]
+
+
+class LoadError(Exception):
+    """A spec could not become a live component; the message names it and the field at fault."""
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class Entry:
+    spec: ComponentSpec
+    ctype: catalog.ComponentType
+    settings: Mapping[str, Any]
+    """Resolved metadata (typed, defaults filled); may hold secrets."""
+    instance: base.Conversation
+    in_flight: int = 0
+    retired: bool = False
+    closed: bool = False
+
+
+def _load_factory(path: str) -> Callable[[base.ComponentContext], base.Conversation]:
+    module_name, _, attr = path.partition(":")
+    factory: Callable[[base.ComponentContext], base.Conversation] = getattr(
+        importlib.import_module(module_name), attr
+    )
+    return factory
+
+
+class ComponentStore:
+    def __init__(self, *, session_factory: SessionFactory | None = None) -> None:
+        self._entries: dict[str, Entry] = {}
+        self._sources: dict[str, str] = {}
+        self._session_factory = session_factory
+        self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+        self.errors: dict[str, str] = {}
+        """Last load error per component name (no secret in it); cleared when it loads."""
+
+    # -- reading -------------------------------------------------------------------------------
+    def get(self, name: str) -> Entry | None:
+        return self._entries.get(name)
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())
+
+    @contextlib.asynccontextmanager
+    async def lease(self, entry: Entry) -> AsyncIterator[base.Conversation]:
+        """Use an entry's instance; a swap meanwhile closes it only after this block ends."""
+        entry.in_flight += 1
+        try:
+            yield entry.instance
+        finally:
+            entry.in_flight -= 1
+            if entry.retired and entry.in_flight == 0:
+                self._close_later(entry)
+
+    # -- writing -------------------------------------------------------------------------------
+    async def build(self, spec: ComponentSpec) -> Entry:
+        """Make a live entry from a spec, or raise :class:`LoadError` (never leaves a half-made one)."""
+        ctype = catalog.lookup(spec.type, spec.version)
+        if ctype is None:
+            known = "" if spec.type.lower() in catalog.TYPES else " (parley has no such conversation type)"
+            raise LoadError(f"{spec.describe()}: unsupported type/version {spec.type}/{spec.version}{known}")
+        try:
+            settings = catalog.resolve(ctype, spec.metadata)
+        except catalog.MetadataError as exc:
+            raise LoadError(f"{spec.describe()}: {exc}") from None
+        session = self._session_factory() if self._session_factory else None
+        context = base.ComponentContext(name=spec.name, type=ctype.name, session=session)
+        try:
+            instance = _load_factory(ctype.factory)(context)
+            await instance.init(settings)
+        except catalog.MetadataError as exc:
+            raise LoadError(f"{spec.describe()}: {exc}") from None
+        except (ValueError, ImportError) as exc:
+            raise LoadError(f"{spec.describe()}: {exc}") from None
+        return Entry(spec=spec, ctype=ctype, settings=settings, instance=instance)
+
+    async def apply(self, spec: ComponentSpec) -> bool:
+        """Load or replace one component. Returns True when it changed; raises LoadError."""
+        async with self._lock:
+            current = self._entries.get(spec.name)
+            if current is not None and current.spec == spec:
+                self._sources[spec.name] = spec.source
+                return False
+            try:
+                entry = await self.build(spec)
+            except LoadError as exc:
+                self.errors[spec.name] = str(exc)
+                raise
+            self.errors.pop(spec.name, None)
+            self._entries[spec.name] = entry
+            self._sources[spec.name] = spec.source
+            if current is not None:
+                self._retire(current)
+            log.info("%s %s", "updated" if current else "loaded", spec.describe())
+            return True
+
+    async def remove(self, name: str) -> bool:
+        async with self._lock:
+            entry = self._entries.pop(name, None)
+            self._sources.pop(name, None)
+            self.errors.pop(name, None)
+            if entry is None:
+                return False
+            self._retire(entry)
+            log.info("removed %s", entry.spec.describe())
+            return True
+
+    async def sync(self, sources: Mapping[str, Iterable[ComponentSpec]]) -> list[str]:
+        """Make the components of each given source exactly its specs; returns the load errors.
+
+        A source is a file path or ``operator``. Sources not in ``sources`` are left alone (a broken
+        file keeps its last good components). Removals run first, so a component that moved from
+        one file to another is not reported as a duplicate. A spec that fails to load keeps its
+        previous version serving.
+        """
+        errors: list[str] = []
+        wanted: dict[str, ComponentSpec] = {}
+        for source, specs in sources.items():
+            for given in specs:
+                spec = dataclasses.replace(given, source=source)
+                if spec.name in wanted:
+                    errors.append(f"{spec.describe()}: duplicate name, also in {wanted[spec.name].source}")
+                    continue
+                wanted[spec.name] = spec
+        for name, source in list(self._sources.items()):
+            if source in sources and name not in wanted:
+                await self.remove(name)
+        for spec in wanted.values():
+            owner = self._sources.get(spec.name)
+            if owner is not None and owner != spec.source and owner not in sources:
+                errors.append(f"{spec.describe()}: name already used by {owner}")
+                continue
+            try:
+                await self.apply(spec)
+            except LoadError as exc:
+                errors.append(str(exc))
+        return errors
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            entries, self._entries = list(self._entries.values()), {}
+            self._sources.clear()
+        for entry in entries:
+            if not entry.closed:
+                entry.closed = True
+                await self._close(entry)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _retire(self, entry: Entry) -> None:
+        entry.retired = True
+        if entry.in_flight == 0:
+            self._close_later(entry)
+
+    def _close_later(self, entry: Entry) -> None:
+        if entry.closed:
+            return
+        entry.closed = True
+        task = asyncio.get_running_loop().create_task(self._close(entry))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close(entry: Entry) -> None:
+        try:
+            await entry.instance.aclose()
+        except Exception:  # a failing close must not stop the swap
+            log.exception("closing %s failed", entry.spec.describe())

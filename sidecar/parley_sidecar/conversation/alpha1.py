@@ -1,0 +1,59 @@
+"""``ConverseAlpha1``: daprd's checks in daprd's order, then the shared pipeline.
+
+Order (daprd ``pkg/api/universal/conversation.go``): component lookup, missing inputs, input
+scrubbing, call, output scrubbing. ``parameters`` are copied into every output; ``contextID`` is
+echoed when non-empty. ``metadata`` carries the seed's per-request overrides (daprd drops it).
+"""
+
+from __future__ import annotations
+
+from dapr.proto.runtime.v1 import ai_pb2
+
+from parley_sidecar import errors
+from parley_sidecar.components import base
+from parley_sidecar.conversation.pipeline import Pipeline
+
+__all__ = ["ROLES", "converse"]
+
+ROLES: dict[str, base.Role] = {
+    "user": base.Role.USER,
+    "human": base.Role.USER,
+    "system": base.Role.SYSTEM,
+    "assistant": base.Role.ASSISTANT,
+    "ai": base.Role.ASSISTANT,
+    "tool": base.Role.TOOL,
+    "function": base.Role.FUNCTION,
+    "generic": base.Role.GENERIC,
+}
+"""daprd's ``mapRoleToChatMessageType``; any other role, empty included, is a user message."""
+
+
+async def converse(pipeline: Pipeline, req: ai_pb2.ConversationRequest) -> ai_pb2.ConversationResponse:
+    name = req.name
+    entry = pipeline.entry(name)
+    if not req.inputs:
+        raise errors.MissingInputs(name)
+    overrides = pipeline.overrides(name, req.metadata)
+    messages = []
+    for item in req.inputs:
+        text = item.content
+        if item.scrubPII:
+            text = pipeline.scrub(name, entry, text, "input", overrides)
+        messages.append(base.Message(ROLES.get(item.role, base.Role.USER), (base.TextPart(text),)))
+    request = base.ConverseRequest(
+        messages=tuple(messages),
+        temperature=req.temperature,
+        model=overrides.model,
+        api_key=overrides.api_key,
+    )
+    result = await pipeline.call(name, entry, request, overrides=overrides, scrub_output=req.scrubPII,
+                                 context_id=req.contextID)
+    response = ai_pb2.ConversationResponse()
+    if req.contextID:
+        response.contextID = req.contextID
+    for output in result.outputs:
+        out = response.outputs.add(result=output.choices[0].content if output.choices else "")
+        if req.parameters:
+            for key, value in req.parameters.items():
+                out.parameters[key].CopyFrom(value)
+    return response

@@ -1,0 +1,233 @@
+"""One conversation request, the same for every API surface.
+
+validate → scrub inputs → cache lookup → component call (timeout, retries, fallback) → scrub
+outputs → cache store → metrics. The alpha1/alpha2 modules do the version-specific parts
+(validation order, message shapes) and call :meth:`Pipeline.call` for the rest. The pipeline never
+imports a provider and never compares a component type: it only sees ``base.Conversation``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from parley_sidecar import errors
+from parley_sidecar.components import base
+from parley_sidecar.components.store import ComponentStore, Entry
+from parley_sidecar.conversation import cache, memory, pii, resiliency
+from parley_sidecar.metrics import Metrics
+
+__all__ = ["OVERRIDE_KEYS", "Overrides", "Pipeline"]
+
+log = logging.getLogger("parley.conversation")
+
+OVERRIDE_KEYS = ("model", "key", "cacheTTL")
+"""Request metadata the seed's API reference defines as per-request overrides; never forwarded."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Overrides:
+    """Per-request settings from ``metadata`` (body or ``?metadata.*``), the seed's extension."""
+
+    model: str | None = None
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    cache_ttl: float | None = None
+    pii_entities: frozenset[pii.Entity] | None = None
+
+
+class Pipeline:
+    def __init__(self, store: ComponentStore, metrics: Metrics) -> None:
+        self.store = store
+        self.metrics = metrics
+        self._scrubbers: dict[frozenset[pii.Entity], pii.Scrubber] = {}
+        self._caches: dict[str, tuple[Entry, cache.ResponseCache]] = {}
+        self._closing: set[asyncio.Future[None]] = set()
+        self.memory = memory.Memory()
+
+    # -- lookups -----------------------------------------------------------------------------------
+    def entry(self, name: str) -> Entry:
+        entry = self.store.get(name)
+        if entry is None:
+            raise errors.ComponentNotFound(name)
+        return entry
+
+    def overrides(self, name: str, metadata: Mapping[str, str]) -> Overrides:
+        """Read the seed's per-request overrides; a bad value is the client's error (400)."""
+        lowered = {k.lower(): v for k, v in metadata.items()}
+        ttl: float | None = None
+        if lowered.get("cachettl"):
+            from parley_sidecar import durations
+
+            try:
+                ttl = durations.parse_duration(lowered["cachettl"])
+            except ValueError:
+                raise errors.InvalidParams(name, "metadata cacheTTL must be a duration such as 10m") from None
+        entities: frozenset[pii.Entity] | None = None
+        if lowered.get("piientities"):
+            try:
+                entities = pii.parse_entities(lowered["piientities"])
+            except ValueError as exc:
+                raise errors.InvalidParams(name, f"metadata piiEntities: {exc}") from None
+        return Overrides(
+            model=lowered.get("model") or None,
+            api_key=lowered.get("key") or None,
+            cache_ttl=ttl,
+            pii_entities=entities,
+        )
+
+    # -- PII -----------------------------------------------------------------------------------------
+    def scrub(self, name: str, entry: Entry, text: str, direction: str, overrides: Overrides) -> str:
+        """Scrub one text; fail closed: if the scrubber breaks, the request fails, nothing leaks."""
+        entities = overrides.pii_entities
+        if entities is None:
+            configured = entry.settings.get("piiEntities")
+            entities = pii.parse_entities(",".join(configured)) if configured else pii.DEFAULT_ENTITIES
+        scrubber = self._scrubbers.get(entities)
+        if scrubber is None:
+            scrubber = self._scrubbers[entities] = pii.Scrubber(entities)
+        try:
+            scrubbed: str
+            scrubbed, found = scrubber.scrub(text)
+        except Exception as exc:
+            log.error("PII scrubbing failed for component %r: %s", name, type(exc).__name__)
+            raise errors.InvokeError(name, "PII scrubbing failed; request refused") from None
+        self._count(found, direction)
+        return scrubbed
+
+    def _count(self, found: Counter[pii.Entity], direction: str) -> None:
+        for entity, count in found.items():
+            self.metrics.redactions.inc((entity.value, direction), count)
+
+    # -- cache and memory ----------------------------------------------------------------------------
+    def _cache_for(self, name: str, entry: Entry) -> cache.ResponseCache:
+        """One cache per live component; a reloaded component starts with a fresh one."""
+        current = self._caches.get(name)
+        if current is not None and current[0] is entry:
+            return current[1]
+        if current is not None:
+            closing = asyncio.ensure_future(current[1].store.aclose())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        settings = entry.settings
+        url = settings.get("cacheStore")
+
+        def evicted(reason: str) -> None:
+            self.metrics.cache_evictions.inc((name, reason))
+
+        store: cache.Store = (
+            cache.RedisStore(url) if url
+            else cache.LocalStore(settings.get("cacheMaxEntries", 1000), settings.get("cacheMaxBytes", 16 << 20),
+                                  evicted)
+        )
+
+        def counted(result: str) -> None:
+            self.metrics.cache.inc((name, result))
+
+        made = cache.ResponseCache(store, on_result=counted)
+        self._caches[name] = (entry, made)
+        return made
+
+    @staticmethod
+    def _memory_limits(settings: Mapping[str, Any]) -> memory.MemoryLimits:
+        return memory.MemoryLimits(
+            max_turns=settings.get("memoryMaxTurns", 20),
+            max_chars=settings.get("memoryMaxChars", 32000),
+            ttl=settings.get("memoryTTL", 3600.0),
+            max_conversations=settings.get("memoryMaxConversations", 10000),
+        )
+
+    def _scrub_response(self, name: str, entry: Entry, response: base.ConverseResponse,
+                        overrides: Overrides) -> base.ConverseResponse:
+        """Output scrubbing covers ``content``, as daprd; tool-call arguments are left to the tool."""
+        return dataclasses.replace(response, outputs=tuple(
+            base.Output(tuple(
+                dataclasses.replace(c, content=self.scrub(name, entry, c.content, "output", overrides))
+                if c.content else c
+                for c in output.choices))
+            for output in response.outputs))
+
+    # -- the call ----------------------------------------------------------------------------------
+    async def call(
+        self,
+        name: str,
+        entry: Entry,
+        request: base.ConverseRequest,
+        *,
+        overrides: Overrides | None = None,
+        scrub_output: bool = False,
+        context_id: str = "",
+    ) -> base.ConverseResponse:
+        """Memory, cache, the component call, output scrubbing; failures become ``InvokeError``."""
+        overrides = overrides or Overrides()
+        settings = entry.settings
+        remembering = bool(settings.get("memory")) and bool(context_id)
+        limits = self._memory_limits(settings) if remembering else None
+        sent = request
+        if limits is not None:
+            history = self.memory.history(name, context_id, limits)
+            if history:
+                sent = dataclasses.replace(request, messages=history + request.messages)
+        ttl = overrides.cache_ttl if overrides.cache_ttl is not None else settings.get("responseCacheTTL")
+        started = time.perf_counter()
+        success = False
+        try:
+            if ttl and ttl > 0:
+                key = cache.cache_key(name, sent.model or str(settings.get("model", "")), sent)
+                response = await self._cache_for(name, entry).get_or_call(
+                    key, ttl, lambda: self._invoke(name, entry, sent))
+            else:
+                response = await self._invoke(name, entry, sent)
+            success = True
+        finally:
+            self.metrics.conversation(name, success, (time.perf_counter() - started) * 1000.0)
+        if scrub_output:
+            response = self._scrub_response(name, entry, response, overrides)
+        if limits is not None:
+            reply = memory.reply_message(response)
+            self.memory.remember(name, context_id, request.messages + ((reply,) if reply else ()), limits)
+        return response
+
+    async def _invoke(self, name: str, entry: Entry, request: base.ConverseRequest) -> base.ConverseResponse:
+        """One resilient component call; any failure becomes ``InvokeError`` with the bare reason."""
+        timeout = entry.settings.get("timeout")
+        started = time.perf_counter()
+        error_type = ""
+        response: base.ConverseResponse | None = None
+        try:
+            response = await resiliency.invoke(self.store, entry, request)
+            return response
+        except errors.ProviderError as exc:
+            error_type = type(exc).__name__
+            raise errors.InvokeError(name, exc.reason) from None
+        except TimeoutError:
+            error_type = "timeout"
+            raise errors.InvokeError(name, f"request timed out after {timeout:g}s") from None
+        except ValueError as exc:
+            error_type = "ValueError"
+            raise errors.InvokeError(name, str(exc)) from None
+        except Exception:
+            error_type = "internal"
+            log.exception("component %r failed", name)
+            raise errors.InvokeError(name, "internal error in the component (see the sidecar log)") from None
+        finally:
+            usage = response.usage if response is not None else None
+            self.metrics.genai(
+                name,
+                entry.ctype.name.removeprefix("conversation."),
+                time.perf_counter() - started,
+                error_type,
+                usage.prompt_tokens if usage else 0,
+                usage.completion_tokens if usage else 0,
+            )
+
+    async def aclose(self) -> None:
+        for _, made in self._caches.values():
+            await made.store.aclose()
+        self._caches.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

@@ -1,0 +1,165 @@
+"""Errors a client can see, and the one table that maps them to daprd's wire answers.
+
+Every failure that reaches an API surface is a :class:`ParleyError`. Its subclass decides the
+daprd ``errorCode``, the HTTP status and the gRPC status code (daprd's ``pkg/messages/predefined.go``
+holds the same table); both API surfaces read :data:`WIRE`, neither keeps its own mapping.
+
+The hierarchy::
+
+    ParleyError
+    ├── MalformedRequest          the body is not valid protojson          400 ERR_MALFORMED_REQUEST
+    ├── BodyTooLarge              the body exceeds --max-body-size         413 ERR_BODY_READ
+    ├── ComponentNotFound         no component of that name                400 ERR_CONVERSATION_NOT_FOUND
+    ├── MissingInputs             no inputs                                400 ERR_CONVERSATION_MISSING_INPUTS
+    ├── InvalidParams             alpha2 validation, bad overrides          400 ERR_CONVERSATION_INVALID_PARMS
+    └── InvokeError               the component or the pipeline failed      500 ERR_CONVERSATION_INVOKE
+        └── ProviderError         an upstream LLM answered with an error / was unreachable
+            ├── ProviderTimeout
+            └── ProviderUnavailable   (connection failure, open circuit)
+
+Messages never carry a secret: provider errors are built from the upstream status and the
+upstream's own error message, truncated (see :func:`truncate`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import ClassVar
+
+__all__ = [
+    "WIRE",
+    "BodyTooLarge",
+    "ComponentNotFound",
+    "GrpcCode",
+    "InvalidParams",
+    "InvokeError",
+    "MalformedRequest",
+    "MissingInputs",
+    "ParleyError",
+    "ProviderError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "WireError",
+    "truncate",
+]
+
+_MAX_DETAIL = 512
+
+
+def truncate(text: str, limit: int = _MAX_DETAIL) -> str:
+    """Cut an upstream text before it can flood a log line or an error message."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class GrpcCode(enum.IntEnum):
+    """The gRPC status codes we answer with (values as in grpc.StatusCode)."""
+
+    INVALID_ARGUMENT = 3
+    INTERNAL = 13
+    UNAUTHENTICATED = 16
+    RESOURCE_EXHAUSTED = 8
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WireError:
+    """How one error class looks on the wire."""
+
+    code: str
+    http_status: int
+    grpc_code: GrpcCode
+
+
+class ParleyError(Exception):
+    """Base of every error a client may see; ``message`` is exactly what the client reads."""
+
+    wire: ClassVar[WireError] = WireError("ERR_CONVERSATION_INVOKE", 500, GrpcCode.INTERNAL)
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class MalformedRequest(ParleyError):
+    wire = WireError("ERR_MALFORMED_REQUEST", 400, GrpcCode.INVALID_ARGUMENT)
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"failed deserializing HTTP body: {detail}")
+
+
+class BodyTooLarge(ParleyError):
+    wire = WireError("ERR_BODY_READ", 413, GrpcCode.RESOURCE_EXHAUSTED)
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"failed to read request body: request body larger than {limit} bytes")
+
+
+class ComponentNotFound(ParleyError):
+    wire = WireError("ERR_CONVERSATION_NOT_FOUND", 400, GrpcCode.INVALID_ARGUMENT)
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"failed finding conversation component {name}")
+
+
+class MissingInputs(ParleyError):
+    wire = WireError("ERR_CONVERSATION_MISSING_INPUTS", 400, GrpcCode.INVALID_ARGUMENT)
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"failed conversing with component {name}: missing inputs in request")
+
+
+class InvalidParams(ParleyError):
+    wire = WireError("ERR_CONVERSATION_INVALID_PARMS", 400, GrpcCode.INVALID_ARGUMENT)
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"failed conversing with component {name}: invalid params: {reason}")
+        self.reason = reason
+
+
+class InvokeError(ParleyError):
+    """The component call or the pipeline around it failed; ``reason`` is the bare cause."""
+
+    wire = WireError("ERR_CONVERSATION_INVOKE", 500, GrpcCode.INTERNAL)
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"failed conversing with component {name}: {reason}")
+        self.reason = reason
+
+
+class ProviderError(Exception):
+    """Raised by a component when its upstream fails; the pipeline wraps it in :class:`InvokeError`.
+
+    ``status`` is the upstream HTTP status (0 when no answer came), ``retryable`` tells the
+    resiliency layer whether another attempt may succeed, ``retry_after`` is the upstream's
+    ``Retry-After`` in seconds when it sent one.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int = 0,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(truncate(reason))
+        self.reason = truncate(reason)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(ProviderError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"request timed out after {seconds:g}s", retryable=True)
+
+
+class ProviderUnavailable(ProviderError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, retryable=True)
+
+
+WIRE: dict[type[ParleyError], WireError] = {
+    cls: cls.wire
+    for cls in (MalformedRequest, BodyTooLarge, ComponentNotFound, MissingInputs, InvalidParams, InvokeError)
+}

@@ -1,0 +1,167 @@
+"""Dapr ``Component`` YAML → :class:`ComponentSpec`, with every problem named (file, component, field).
+
+Accepts what daprd accepts in ``--resources-path``: multi-document files, ``apiVersion:
+dapr.io/v1alpha1``, ``kind: Component``, ``spec.metadata`` entries with ``value``, ``secretKeyRef``
+or ``envRef``, ``auth.secretStore`` and ``scopes``. Other kinds (Configuration, Resiliency,
+Subscription …) and non-conversation component types are skipped by the caller with a log line.
+Secret references are resolved here through the given lookups. No file I/O here: callers pass text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import yaml
+
+from parley_sidecar.components.spec import ComponentSpec
+
+__all__ = ["Document", "ManifestError", "SecretLookup", "parse_documents", "to_spec"]
+
+SecretLookup = Callable[[str, str, str], str | None]
+"""``(store, secret name, key) -> value``; None when the store or the secret is missing."""
+
+
+class ManifestError(ValueError):
+    """A manifest problem, phrased for the person who wrote the file."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Document:
+    """One YAML document that is a Dapr Component, before secrets are resolved."""
+
+    name: str
+    namespace: str
+    type: str
+    version: str
+    entries: tuple[Mapping[str, Any], ...]
+    secret_store: str
+    scopes: tuple[str, ...]
+    where: str
+    """``file.yaml (document 2)`` for error messages."""
+
+
+def parse_documents(text: str, where: str) -> tuple[list[Document], list[str], list[str]]:
+    """Split a YAML text into Component documents.
+
+    Returns ``(components, skipped, errors)``: ``skipped`` describes documents of other kinds,
+    ``errors`` describes malformed ones. A YAML syntax error fails the whole file (one error).
+    """
+    try:
+        raw_docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ManifestError(f"{where}: not valid YAML{line}") from None
+    docs: list[Document] = []
+    skipped: list[str] = []
+    errors: list[str] = []
+    for index, raw in enumerate(raw_docs, start=1):
+        label = where if len(raw_docs) == 1 else f"{where} (document {index})"
+        if not isinstance(raw, dict):
+            errors.append(f"{label}: expected a mapping, got {type(raw).__name__}")
+            continue
+        kind = raw.get("kind")
+        if kind != "Component":
+            skipped.append(f"{label}: kind {kind!r}")
+            continue
+        try:
+            docs.append(_document(raw, label))
+        except ManifestError as exc:
+            errors.append(str(exc))
+    return docs, skipped, errors
+
+
+def _document(raw: Mapping[str, Any], label: str) -> Document:
+    meta = raw.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise ManifestError(f"{label}: field 'metadata.name' is required")
+    name = meta["name"]
+    where = f"{label}, component {name!r}"
+    spec = raw.get("spec")
+    if not isinstance(spec, dict):
+        raise ManifestError(f"{where}: field 'spec' is required")
+    ctype = spec.get("type")
+    if not isinstance(ctype, str) or not ctype:
+        raise ManifestError(f"{where}: field 'spec.type' is required")
+    version = spec.get("version", "")
+    if not isinstance(version, str):
+        raise ManifestError(f"{where}: field 'spec.version' must be a string")
+    entries = spec.get("metadata") or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ManifestError(f"{where}: field 'spec.metadata' must be a list of {{name, value}} entries")
+    auth = raw.get("auth") or {}
+    store = auth.get("secretStore", "") if isinstance(auth, dict) else ""
+    scopes = raw.get("scopes") or []
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise ManifestError(f"{where}: field 'scopes' must be a list of app ids")
+    return Document(
+        name=name,
+        namespace=str(meta.get("namespace") or ""),
+        type=ctype,
+        version=version,
+        entries=tuple(entries),
+        secret_store=str(store or ""),
+        scopes=tuple(scopes),
+        where=where,
+    )
+
+
+def _scalar(value: Any) -> str:
+    """Dapr metadata values are strings; YAML may give numbers or booleans."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+def to_spec(
+    doc: Document,
+    *,
+    secrets: SecretLookup,
+    environ: Mapping[str, str],
+    source: str,
+) -> ComponentSpec:
+    """Resolve a document's metadata entries into plain strings; raise ManifestError naming the field."""
+    values: dict[str, str] = {}
+    for position, entry in enumerate(doc.entries):
+        field = entry.get("name")
+        if not isinstance(field, str) or not field:
+            raise ManifestError(f"{doc.where}: spec.metadata[{position}] has no 'name'")
+        ref = entry.get("secretKeyRef")
+        env_ref = entry.get("envRef")
+        if ref is not None:
+            if not isinstance(ref, dict) or not ref.get("name"):
+                raise ManifestError(f"{doc.where}: field {field!r}: secretKeyRef needs 'name'")
+            secret_name = str(ref["name"])
+            key = str(ref.get("key") or secret_name)
+            value = secrets(doc.secret_store, secret_name, key)
+            if value is None:
+                store = doc.secret_store or "the local secret store"
+                raise ManifestError(
+                    f"{doc.where}: field {field!r}: secret {secret_name!r} key {key!r} not found in {store}"
+                )
+        elif env_ref is not None:
+            if not isinstance(env_ref, str) or not env_ref:
+                raise ManifestError(f"{doc.where}: field {field!r}: envRef must name a variable")
+            if env_ref not in environ:
+                raise ManifestError(f"{doc.where}: field {field!r}: environment variable {env_ref!r} is not set")
+            value = environ[env_ref]
+        else:
+            raw = entry.get("value", "")
+            try:
+                value = "" if raw is None else _scalar(raw)
+            except TypeError as exc:
+                raise ManifestError(f"{doc.where}: field {field!r}: value must be a string, got {exc}") from None
+        values[field] = value
+    return ComponentSpec(
+        name=doc.name,
+        type=doc.type,
+        version=doc.version,
+        metadata=values,
+        scopes=doc.scopes,
+        namespace=doc.namespace,
+        source=source,
+    )

@@ -1,0 +1,171 @@
+"""Prometheus metrics with daprd's exact names, plus OpenTelemetry GenAI and parley's own.
+
+Why not ``prometheus_client``: it writes ``_total`` onto counter names, and daprd's counters
+(``dapr_http_server_request_count``) have no suffix, so Dapr dashboards would break. The hot path
+also wants a plain dict increment rather than a lock per labelled child. So samples are kept in
+small in-process tables and written as Prometheus text (format 0.0.4) only at scrape time; the
+tests read that text back with ``prometheus_client.parser``.
+
+Label values never carry user text: components by their configured name, paths only as routes
+(an unknown component name is reported as the ``{name}`` template), PII by entity type.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator, Sequence
+
+__all__ = ["CONTENT_TYPE", "Counter", "Histogram", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _value(v: float) -> str:
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(float(v))
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _sample(name: str, names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+    pairs = [f'{k}="{_escape(v)}"' for k, v in zip(names, values, strict=True)]
+    if extra:
+        pairs.append(extra)
+    return f"{name}{{{','.join(pairs)}}}" if pairs else name
+
+# daprd's default latency buckets, in milliseconds (pkg/config/configuration.go).
+LATENCY_MS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30, 40, 50, 65, 80, 100, 130, 160, 200, 250, 300,
+              400, 500, 650, 800, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
+# OpenTelemetry GenAI semantic conventions' advised buckets.
+GENAI_SECONDS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+GENAI_TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+
+Labels = tuple[str, ...]
+
+
+class Counter:
+    """A counter without the ``_total`` suffix unless its name carries one."""
+
+    def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
+        self.name, self.doc, self.labels = name, doc, tuple(labels)
+        self.values: dict[Labels, float] = {}
+
+    def inc(self, labels: Labels, amount: float = 1.0) -> None:
+        self.values[labels] = self.values.get(labels, 0.0) + amount
+
+    def render(self) -> Iterator[str]:
+        yield f"# HELP {self.name} {self.doc}"
+        yield f"# TYPE {self.name} counter"
+        for key, value in self.values.items():
+            yield f"{_sample(self.name, self.labels, key)} {_value(value)}"
+
+
+class Histogram:
+    def __init__(self, name: str, doc: str, labels: Sequence[str], buckets: Sequence[float]) -> None:
+        self.name, self.doc, self.labels = name, doc, tuple(labels)
+        self.buckets = tuple(buckets)
+        self.values: dict[Labels, list[float]] = {}
+        """Per label set: one count per bucket (+Inf last), then sum, then count."""
+
+    def observe(self, labels: Labels, value: float) -> None:
+        row = self.values.get(labels)
+        if row is None:
+            row = self.values[labels] = [0.0] * (len(self.buckets) + 3)
+        row[bisect.bisect_left(self.buckets, value)] += 1
+        row[-2] += value
+        row[-1] += 1
+
+    def render(self) -> Iterator[str]:
+        yield f"# HELP {self.name} {self.doc}"
+        yield f"# TYPE {self.name} histogram"
+        n = len(self.buckets)
+        for key, row in self.values.items():
+            running = 0.0
+            for i, bound in enumerate((*self.buckets, math.inf)):
+                running += row[i]
+                le = "+Inf" if i == n else _format_bound(bound)
+                bucket = _sample(self.name + "_bucket", self.labels, key, 'le="' + le + '"')
+                yield f"{bucket} {_value(running)}"
+            yield f"{_sample(self.name + '_sum', self.labels, key)} {_value(row[-2])}"
+            yield f"{_sample(self.name + '_count', self.labels, key)} {_value(row[-1])}"
+
+
+def _format_bound(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else repr(bound)
+
+
+class Metrics:
+    """Every metric the sidecar exposes; one instance per process, passed to whoever records."""
+
+    def __init__(self, app_id: str, namespace: str = "") -> None:
+        self.app_id = app_id
+        self.namespace = namespace
+        route = ("app_id", "method", "path", "status")
+        self.http_requests = Counter("dapr_http_server_request_count", "HTTP requests served.", route)
+        self.http_latency = Histogram("dapr_http_server_latency", "HTTP request latency in ms.", route,
+                                      LATENCY_MS)
+        rpc = ("app_id", "grpc_server_method", "grpc_server_status")
+        self.grpc_completed = Counter("dapr_grpc_io_server_completed_rpcs", "gRPC calls completed.", rpc)
+        self.grpc_latency = Histogram("dapr_grpc_io_server_server_latency", "gRPC call latency in ms.", rpc,
+                                      LATENCY_MS)
+        comp = ("app_id", "component", "namespace", "success")
+        self.conversations = Counter("dapr_component_conversation_count",
+                                     "Conversation component calls.", comp)
+        self.conversation_latency = Histogram("dapr_component_conversation_latencies",
+                                              "Conversation component latency in ms.", comp, LATENCY_MS)
+        genai = ("gen_ai_operation_name", "gen_ai_provider_name", "component")
+        self.token_usage = Histogram("gen_ai_client_token_usage", "Tokens used per call, by token type.",
+                                     (*genai, "gen_ai_token_type"), GENAI_TOKENS)
+        self.operation_duration = Histogram("gen_ai_client_operation_duration_seconds",
+                                            "Duration of a GenAI call.", (*genai, "error_type"),
+                                            GENAI_SECONDS)
+        self.cache = Counter("parley_cache_requests_total", "Response cache lookups by result.",
+                             ("component", "result"))
+        self.cache_evictions = Counter("parley_cache_evictions_total", "Responses evicted from the cache.",
+                                       ("component", "reason"))
+        self.redactions = Counter("parley_pii_redactions_total", "PII items redacted, by entity type.",
+                                  ("entity", "direction"))
+        self.provider_retries = Counter("parley_provider_retries_total", "Upstream retries.",
+                                        ("component", "reason"))
+        self.fallbacks = Counter("parley_fallbacks_total", "Calls answered by a fallback component.",
+                                 ("component", "fallback"))
+        self.component_errors = Counter("parley_component_load_errors_total",
+                                        "Component specs that failed to load.", ("component",))
+        self._all: tuple[Counter | Histogram, ...] = tuple(
+            v for v in vars(self).values() if isinstance(v, (Counter, Histogram))
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        lines: list[str] = []
+        for metric in self._all:
+            lines.extend(metric.render())
+        return ("\n".join(lines) + "\n").encode()
+
+    # -- recording helpers used by the API surfaces and the pipeline ---------------------------------
+    def http(self, method: str, path: str, status: int, elapsed_ms: float) -> None:
+        key = (self.app_id, method, path, str(status))
+        self.http_requests.inc(key)
+        self.http_latency.observe(key, elapsed_ms)
+
+    def grpc(self, method: str, status: str, elapsed_ms: float) -> None:
+        key = (self.app_id, method, status)
+        self.grpc_completed.inc(key)
+        self.grpc_latency.observe(key, elapsed_ms)
+
+    def conversation(self, component: str, success: bool, elapsed_ms: float) -> None:
+        key = (self.app_id, component, self.namespace, "true" if success else "false")
+        self.conversations.inc(key)
+        if elapsed_ms > 0:
+            self.conversation_latency.observe(key, elapsed_ms)
+
+    def genai(self, component: str, provider: str, seconds: float, error_type: str,
+              prompt_tokens: int, completion_tokens: int) -> None:
+        self.operation_duration.observe(("chat", provider, component, error_type), seconds)
+        if not error_type:
+            self.token_usage.observe(("chat", provider, component, "input"), prompt_tokens)
+            self.token_usage.observe(("chat", provider, component, "output"), completion_tokens)

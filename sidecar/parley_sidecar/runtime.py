@@ -1,0 +1,184 @@
+"""Assembles and runs the sidecar: servers, component sources, the pipeline, shutdown.
+
+:class:`Sidecar` starts everything on the configured ports and stops it gracefully; tests use it
+in-process on free ports, ``cli.main`` runs it until SIGTERM. In-flight requests finish on
+shutdown (up to ``--dapr-graceful-shutdown-seconds``): listeners close first, then handlers drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+import aiohttp
+import grpc
+from aiohttp import web
+
+from parley_sidecar.api import grpc as grpc_api
+from parley_sidecar.api import http as http_api
+from parley_sidecar.api import public
+from parley_sidecar.components.spec import ComponentSpec
+from parley_sidecar.components.store import ComponentStore
+from parley_sidecar.conversation.pipeline import Pipeline
+from parley_sidecar.loading.resources import ResourcesLoader
+from parley_sidecar.metrics import Metrics
+from parley_sidecar.settings import RUNTIME_VERSION, SidecarSettings
+
+__all__ = ["Sidecar", "run"]
+
+log = logging.getLogger("parley.runtime")
+
+BUILTIN_ECHO = ComponentSpec(name="echo", type="conversation.echo", version="v1", source="builtin")
+
+
+class Sidecar:
+    def __init__(self, settings: SidecarSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics(settings.app_id, settings.namespace)
+        self._session: aiohttp.ClientSession | None = None
+        self.store = ComponentStore(session_factory=self._shared_session)
+        self.pipeline = Pipeline(self.store, self.metrics)
+        self.loader: ResourcesLoader | None = None
+        self._runners: list[web.AppRunner] = []
+        self._grpc: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._extended: dict[str, str] = {}
+        self.ready = False
+        self.bound: dict[str, int] = {}
+        """Actual ports after start (useful when a port of 0 asked the OS to choose)."""
+
+    def _shared_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # No client-wide timeout: each component applies its own per attempt.
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        return self._session
+
+    def describe(self) -> dict[str, Any]:
+        """``/v1.0/metadata``: names, types and versions only; never a metadata value."""
+        return {
+            "id": self.settings.app_id,
+            "runtimeVersion": RUNTIME_VERSION,
+            "enabledFeatures": [],
+            "components": [
+                {"name": e.spec.name, "type": e.spec.type, "version": e.spec.version or "v1", "capabilities": []}
+                for e in sorted(self.store.entries(), key=lambda e: e.spec.name)
+            ],
+            "extended": {"daprRuntimeVersion": RUNTIME_VERSION},
+            "appConnectionProperties": {},
+            "actorRuntime": {"runtimeStatus": "DISABLED", "placement": ""},
+        }
+
+    async def _serve(self, app: web.Application, hosts: list[str], port: int, label: str) -> None:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.settings.limits.graceful_shutdown)
+        await runner.setup()
+        self._runners.append(runner)
+        for host in hosts:
+            site = web.TCPSite(runner, host, port, reuse_address=True)
+            await site.start()
+            if port == 0 and isinstance(site._server, asyncio.Server):
+                port = site._server.sockets[0].getsockname()[1]
+        self.bound[label] = port
+
+    async def start(self) -> None:
+        s = self.settings
+        started = time.perf_counter()
+        if s.resources_paths:
+            self.loader = ResourcesLoader(s.resources_paths, self.store, app_id=s.app_id,
+                                          interval=s.reload_interval)
+            await self.loader.load()
+            self._tasks.append(asyncio.create_task(self.loader.watch(), name="resources-watch"))
+        if s.operator.address:
+            from parley_sidecar.loading import operator_stream
+
+            self._tasks.append(asyncio.create_task(
+                operator_stream.follow(s.operator, self.store, app_id=s.app_id), name="operator-stream"))
+        elif not s.resources_paths:
+            log.info("no --resources-path given: serving the built-in 'echo' component")
+            await self.store.apply(BUILTIN_ECHO)
+        api = http_api.build_app(self.pipeline, self.metrics, api_token=s.api_token,
+                                 max_body_size=s.limits.max_body_size, describe=self.describe,
+                                 extended=self._extended)
+        await self._serve(api, s.listen_addresses, s.ports.http, "http")
+        pub = web.Application()
+        public.add_routes(pub, self.describe, extended=self._extended, extended_writable=False,
+                          ready=lambda: self.ready)
+        await self._serve(pub, [s.public_listen_address], s.ports.public, "public")
+        if s.enable_metrics:
+            await self._serve(self._metrics_app(), [s.metrics_listen_address], s.ports.metrics, "metrics")
+        interceptors = [grpc_api.TokenInterceptor(s.api_token)] if s.api_token else []
+        self._grpc = grpc.aio.server(
+            interceptors=interceptors,
+            options=[("grpc.max_receive_message_length", s.limits.max_body_size),
+                     ("grpc.so_reuseport", 0)],
+        )
+        grpc_api.add_to_server(self._grpc, self.pipeline, self.metrics)
+        grpc_port = s.ports.grpc
+        for host in s.listen_addresses:
+            bound = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
+            grpc_port = bound
+        await self._grpc.start()
+        self.bound["grpc"] = grpc_port
+        self.ready = True
+        log.info(
+            "parley sidecar %s ready in %.0f ms: HTTP %d, gRPC %d, public %d, metrics %s; components: %s",
+            RUNTIME_VERSION, (time.perf_counter() - started) * 1000, self.bound["http"], grpc_port,
+            self.bound["public"], self.bound.get("metrics", "off"),
+            ", ".join(sorted(e.spec.name for e in self.store.entries())) or "none",
+        )
+
+    def _metrics_app(self) -> web.Application:
+        from parley_sidecar.metrics import CONTENT_TYPE
+
+        metrics = self.metrics
+
+        async def scrape(request: web.Request) -> web.Response:
+            return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+        app = web.Application()
+        app.router.add_get("/", scrape)
+        app.router.add_get("/metrics", scrape)
+        return app
+
+    async def stop(self) -> None:
+        """Stop listening, let in-flight requests finish, then release components."""
+        self.ready = False
+        grace = self.settings.limits.graceful_shutdown
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        waits: list[Any] = [runner.cleanup() for runner in self._runners]
+        if self._grpc is not None:
+            waits.append(self._grpc.stop(grace))
+        await asyncio.gather(*waits, return_exceptions=True)
+        await self.pipeline.aclose()
+        await self.store.aclose()
+        if self._session is not None:
+            await self._session.close()
+        log.info("parley sidecar stopped")
+
+
+async def _main(settings: SidecarSettings) -> None:
+    sidecar = Sidecar(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await sidecar.start()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        await sidecar.stop()
+        raise SystemExit(1) from None
+    await stop.wait()
+    log.info("shutting down: finishing in-flight requests (up to %gs)", settings.limits.graceful_shutdown)
+    await sidecar.stop()
+
+
+def run(settings: SidecarSettings) -> None:
+    asyncio.run(_main(settings))

@@ -1,0 +1,74 @@
+"""Sidecar settings, grouped by concern; CLI flags and environment variables fill them in ``cli``.
+
+Defaults are daprd's, so a pod spec or a ``dapr run`` written for daprd behaves the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+__all__ = ["Limits", "Logging", "OperatorLink", "Ports", "SidecarSettings"]
+
+RUNTIME_VERSION = "1.18.3-parley.0.1.0"
+"""What ``--version`` and ``/v1.0/metadata`` report: the daprd API level we match, then our own
+version as a semver pre-release, so tools that parse daprd's version (the Dapr CLI needs ≥ 1.14)
+keep working while the answer stays honest."""
+
+
+@dataclasses.dataclass(slots=True)
+class Ports:
+    http: int = 3500
+    """Dapr HTTP API (``--dapr-http-port``)."""
+    grpc: int = 50001
+    """Dapr gRPC API (``--dapr-grpc-port``)."""
+    metrics: int = 9090
+    """Prometheus text at ``/`` (``--metrics-port``)."""
+    public: int = 3501
+    """Health and metadata for probes (``--dapr-public-port``)."""
+
+
+@dataclasses.dataclass(slots=True)
+class Limits:
+    max_body_size: int = 4 * 1024 * 1024
+    """Bytes; larger request bodies get 413 (``--max-body-size``, daprd's default 4Mi)."""
+    graceful_shutdown: float = 5.0
+    """Seconds to let in-flight requests finish after SIGTERM (``--dapr-graceful-shutdown-seconds``)."""
+
+
+@dataclasses.dataclass(slots=True)
+class Logging:
+    level: str = "info"
+    as_json: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class OperatorLink:
+    """Where the operator's component stream is (Kubernetes mode); unset in standalone mode."""
+
+    address: str = ""
+    """``host:port`` of the operator's HTTPS stream (``--control-plane-address``)."""
+    token_path: Path = Path("/var/run/secrets/parley.io/token/token")
+    ca_path: Path = Path("/var/run/secrets/parley.io/ca/ca.crt")
+    namespace: str = ""
+
+
+@dataclasses.dataclass(slots=True)
+class SidecarSettings:
+    app_id: str = ""
+    resources_paths: list[Path] = dataclasses.field(default_factory=list)
+    ports: Ports = dataclasses.field(default_factory=Ports)
+    listen_addresses: list[str] = dataclasses.field(default_factory=lambda: ["0.0.0.0"])
+    """API listen addresses (``--dapr-listen-addresses``); daprd binds every interface by default."""
+    public_listen_address: str = "0.0.0.0"
+    metrics_listen_address: str = "0.0.0.0"
+    enable_metrics: bool = True
+    api_token: str = dataclasses.field(default="", repr=False)
+    """From ``DAPR_API_TOKEN``: when set, API calls need the ``dapr-api-token`` header."""
+    namespace: str = ""
+    """From ``NAMESPACE`` (set by the injector); empty in standalone mode, as in daprd."""
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    logging: Logging = dataclasses.field(default_factory=Logging)
+    operator: OperatorLink = dataclasses.field(default_factory=OperatorLink)
+    reload_interval: float = 0.25
+    """Seconds between checks of ``--resources-path`` for changed files."""

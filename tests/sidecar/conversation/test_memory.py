@@ -1,0 +1,74 @@
+"""Conversation memory through the real sidecar (opt-in): turns remembered per context id, bounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import StartSidecar, component_yaml
+
+A1 = "/v1.0-alpha1/conversation/chat/converse"
+A2 = "/v1.0-alpha2/conversation/chat/converse"
+
+
+def turn(text: str, context: str) -> dict[str, Any]:
+    return {"contextId": context, "inputs": [{"messages": [{"ofUser": {"content": [{"text": text}]}}]}]}
+
+
+def content(reply: Any) -> str:
+    return str(reply["outputs"][0]["choices"][0]["message"]["content"])
+
+
+async def test_three_turns_send_the_history(start_sidecar: StartSidecar) -> None:
+    running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true"})})
+    # echo answers with every message it was sent, so its reply shows what history reached it
+    _, first = await running.post(A2, turn("hello", "room-1"))
+    assert content(first) == "hello"
+    assert first["contextId"] == "room-1"
+    _, second = await running.post(A2, turn("how are you", "room-1"))
+    assert content(second) == "hello\nhello\nhow are you"
+    _, third = await running.post(A2, turn("bye", "room-1"))
+    assert content(third) == "hello\nhello\nhow are you\nhello\nhello\nhow are you\nbye"
+
+
+async def test_contexts_never_mix_and_no_context_means_stateless(start_sidecar: StartSidecar) -> None:
+    running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true"})})
+    await running.post(A2, turn("secret of A", "a"))
+    _, other = await running.post(A2, turn("question of B", "b"))
+    assert content(other) == "question of B"
+    _, plain = await running.post(A2, {"inputs": [{"messages": [{"ofUser": {"content": [{"text": "alone"}]}}]}]})
+    assert content(plain) == "alone"
+
+
+async def test_memory_is_off_by_default_as_in_daprd(start_sidecar: StartSidecar) -> None:
+    running = await start_sidecar({"c.yaml": component_yaml("chat")})
+    await running.post(A2, turn("first", "r"))
+    _, second = await running.post(A2, turn("second", "r"))
+    assert content(second) == "second"
+
+
+async def test_bounded_by_turns(start_sidecar: StartSidecar) -> None:
+    running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true",
+                                                                              "memoryMaxTurns": "2"})})
+    for text in ("one", "two", "three"):
+        _, reply = await running.post(A2, turn(text, "r"))
+    # only the last two remembered messages come back: the previous user turn and echo's reply to it
+    assert content(reply) == "two\none\none\ntwo\nthree"
+
+
+async def test_history_is_stored_after_scrubbing(start_sidecar: StartSidecar) -> None:
+    running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true"})})
+    first = {"contextId": "p", "inputs": [{"scrubPii": True, "messages": [
+        {"ofUser": {"content": [{"text": "mail me at test@test.com"}]}}]}]}
+    await running.post(A2, first)
+    _, second = await running.post(A2, turn("thanks", "p"))
+    assert "test@test.com" not in content(second)
+    assert "<EMAIL_ADDRESS>" in content(second)
+
+
+async def test_alpha1_seed_conversation_context(start_sidecar: StartSidecar) -> None:
+    running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true"})})
+    await running.post(A1, {"conversationContext": "seed-room", "inputs": ["what is Dapr"]})
+    status, reply = await running.post(A1, {"conversationContext": "seed-room", "inputs": ["Why use Dapr"]})
+    assert status == 200
+    assert reply == {"contextID": "seed-room",
+                     "outputs": [{"result": "what is Dapr\nwhat is Dapr\nWhy use Dapr"}]}
