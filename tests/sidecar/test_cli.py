@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from parley_sidecar import cli
 from parley_sidecar.settings import RUNTIME_VERSION
@@ -67,10 +68,51 @@ def test_version() -> None:
     assert out.stdout.strip() == RUNTIME_VERSION
 
 
-async def test_process_serves_then_finishes_in_flight_request_on_sigterm(tmp_path: Path) -> None:
+SLOW_OPENAI = """\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: slow
+spec:
+  type: conversation.openai
+  version: v1
+  metadata:
+  - name: key
+    value: sk-test
+  - name: endpoint
+    value: http://127.0.0.1:{port}/v1
+  - name: model
+    value: gpt-test
+"""
+
+
+async def slow_openai() -> tuple[web.AppRunner, int]:
+    """An upstream in OpenAI's chat-completions format that takes a second to answer."""
+
+    async def completions(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.0)
+        return web.json_response({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-test",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "slow answer"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        })
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+async def test_process_finishes_in_flight_request_on_sigterm(tmp_path: Path) -> None:
+    upstream, upstream_port = await slow_openai()
+    (tmp_path / "slow.yaml").write_text(SLOW_OPENAI.format(port=upstream_port))
     http, grpc_port, metrics, public = free_ports(4)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "parley_sidecar", "--app-id", "cli-test", "--resources-path", str(EXAMPLES),
+        sys.executable, "-m", "parley_sidecar", "--app-id", "cli-test", "--resources-path", str(tmp_path),
         "--dapr-http-port", str(http), "--dapr-grpc-port", str(grpc_port), "--metrics-port", str(metrics),
         "--dapr-public-port", str(public), "--dapr-listen-addresses", "127.0.0.1",
         "--metrics-listen-address", "127.0.0.1", "--dapr-public-listen-address", "127.0.0.1", "--log-as-json",
@@ -88,28 +130,25 @@ async def test_process_serves_then_finishes_in_flight_request_on_sigterm(tmp_pat
                     pass
                 assert time.monotonic() < deadline, "sidecar did not become healthy"
                 await asyncio.sleep(0.05)
-        # Start a request whose body is still on its way, then ask the process to stop.
-        body = json.dumps({"inputs": [{"content": "finish me"}]}).encode()
-        reader, writer = await asyncio.open_connection("127.0.0.1", http)
-        writer.write(b"POST /v1.0-alpha1/conversation/echo/converse HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
-        await writer.drain()
-        await asyncio.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
-        writer.write(body[10:])
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), 10)
-        writer.close()
-        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
-        assert answer.endswith(b'{"outputs":[{"result":"finish me"}]}')
+            # A request waits on the slow upstream while the process is asked to stop.
+            pending = asyncio.create_task(session.post(
+                f"http://127.0.0.1:{http}/v1.0-alpha1/conversation/slow/converse", json={"inputs": ["hi"]}))
+            await asyncio.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            resp = await asyncio.wait_for(pending, 10)
+            assert resp.status == 200
+            assert await resp.json() == {"outputs": [{"result": "slow answer"}]}
+            resp.release()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    logs = [json.loads(line) for line in (await proc.stdout.read()).decode().splitlines() if line.startswith("{")]  # type: ignore[union-attr]
+        await upstream.cleanup()
+    assert proc.stdout is not None
+    logs = [json.loads(line) for line in (await proc.stdout.read()).decode().splitlines() if line.startswith("{")]
     messages = [entry["msg"] for entry in logs]
     assert any("ready" in m for m in messages)
     assert any("shutting down" in m for m in messages)
     assert all(entry["app_id"] == "cli-test" for entry in logs)
+    assert all("sk-test" not in entry["msg"] for entry in logs)

@@ -115,7 +115,9 @@ TYPES: dict[str, ComponentType] = {
             "parley_sidecar.components.openai:create",
             (
                 dataclasses.replace(_KEY, required=True),
-                _model("gpt-5-nano", "OPENAI_MODEL"),
+                # Precedence depends on apiType, so the component resolves it (components/openai.py).
+                Field("model", description="Model, or Azure deployment. Default gpt-5-nano (OPENAI_MODEL "
+                      "wins); with apiType azure gpt-4.1-nano (AZURE_OPENAI_MODEL wins)."),
                 Field("endpoint", "url", description="Base URL, e.g. http://vllm:8000/v1 (OpenAI-compatible)."),
                 Field("apiType", default="open_ai", allowed=("open_ai", "azure")),
                 Field("apiVersion", description="Azure OpenAI API version (required with apiType azure)."),
@@ -129,27 +131,31 @@ TYPES: dict[str, ComponentType] = {
                 _model("claude-sonnet-4-20250514", "ANTHROPIC_MODEL"),
                 Field("endpoint", "url"),
                 Field("apiType", default="anthropic", allowed=("anthropic", "foundry")),
-                Field("maxTokens", "int", default="4096", description="Anthropic requires max_tokens."),
+                Field("maxTokens", "int", default="2048",
+                      description="max_tokens, which Anthropic requires (2048, as daprd's client sends)."),
             ),
         ),
         ComponentType(
             "conversation.googleai",
             "parley_sidecar.components.googleai:create",
             (dataclasses.replace(_KEY, required=True), _model("gemini-2.5-flash-lite", "GOOGLEAI_MODEL"),
-             Field("endpoint", "url")),
+             Field("endpoint", "url", default="https://generativelanguage.googleapis.com/v1beta/openai/",
+                   description="Google's OpenAI-compatible endpoint (fixed in daprd).")),
         ),
         ComponentType(
             "conversation.huggingface",
             "parley_sidecar.components.huggingface:create",
             (dataclasses.replace(_KEY, required=True),
              _model("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "HUGGINGFACE_MODEL"),
-             Field("endpoint", "url")),
+             Field("endpoint", "url", default="https://router.huggingface.co/hf-inference/models/{{model}}/v1",
+                   description="{{model}} is replaced by the model of each call.")),
         ),
         ComponentType(
             "conversation.mistral",
             "parley_sidecar.components.mistral:create",
             (dataclasses.replace(_KEY, required=True), _model("open-mistral-7b", "MISTRAL_MODEL"),
-             Field("endpoint", "url")),
+             Field("endpoint", "url", default="https://api.mistral.ai/v1",
+                   description="Ignored by daprd; parley honours it (proxies, gateways).")),
         ),
         ComponentType(
             "conversation.ollama",
@@ -161,7 +167,8 @@ TYPES: dict[str, ComponentType] = {
             "conversation.deepseek",
             "parley_sidecar.components.deepseek:create",
             (dataclasses.replace(_KEY, required=True), _model("deepseek-chat", None),
-             Field("endpoint", "url", default="https://api.deepseek.com"), Field("maxTokens", "int")),
+             Field("endpoint", "url", default="https://api.deepseek.com"),
+             Field("maxTokens", "int", description="max_tokens sent upstream (daprd parses it, never sends it).")),
             supports_cache=False,
         ),
         ComponentType(
@@ -176,8 +183,8 @@ TYPES: dict[str, ComponentType] = {
                 Field("assumeRoleArn"),
                 Field("trustAnchorArn"),
                 Field("trustProfileArn"),
-                Field("model", default="amazon.titan-text-lite-v1", description=_MODEL_DOC),
-                Field("maxTokens", "int"),
+                Field("model", default="amazon.titan-text-lite-v1", description="Bedrock model id or ARN."),
+                Field("maxTokens", "int", description="inferenceConfig.maxTokens (the model's default when unset)."),
             ),
         ),
     )

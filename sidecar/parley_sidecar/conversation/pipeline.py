@@ -194,19 +194,15 @@ class Pipeline:
 
     async def _invoke(self, name: str, entry: Entry, request: base.ConverseRequest) -> base.ConverseResponse:
         """One resilient component call; any failure becomes ``InvokeError`` with the bare reason."""
-        timeout = entry.settings.get("timeout")
         started = time.perf_counter()
         error_type = ""
         response: base.ConverseResponse | None = None
         try:
-            response = await resiliency.invoke(self.store, entry, request)
+            response = await resiliency.invoke(self.store, entry, request, metrics=self.metrics)
             return response
         except errors.ProviderError as exc:
             error_type = type(exc).__name__
             raise errors.InvokeError(name, exc.reason) from None
-        except TimeoutError:
-            error_type = "timeout"
-            raise errors.InvokeError(name, f"request timed out after {timeout:g}s") from None
         except ValueError as exc:
             error_type = "ValueError"
             raise errors.InvokeError(name, str(exc)) from None

@@ -1,0 +1,224 @@
+"""``conversation.anthropic``: Anthropic's Messages API (``POST {endpoint}/messages``).
+
+Metadata as daprd: ``key``, ``model`` (``ANTHROPIC_MODEL`` wins), ``endpoint``, ``apiType``
+(``anthropic`` | ``foundry``, which requires ``endpoint``), plus ``maxTokens`` (the API requires
+``max_tokens``; 2048 as langchaingo sends). Headers ``x-api-key`` and ``anthropic-version``.
+
+Mapping: system (and developer) text becomes the top-level ``system`` field; user text and tool
+results become ``user`` turns (``text`` and ``tool_result`` blocks); assistant text and tool
+calls become ``assistant`` turns (``text`` and ``tool_use`` blocks, the arguments parsed as the
+JSON object Anthropic wants). Consecutive turns of one role are merged, so the results of
+parallel tool calls travel in one user turn as the API requires. ``toolChoice`` is Anthropic's
+object form (``auto`` omitted, ``required`` → ``{"type": "any"}``, a name → ``{"type": "tool"}``),
+never sent without tools (components-contrib ``translateToolChoice``). A ``responseFormat``
+becomes a forced tool whose input is the answer, as langchaingo does.
+
+Where daprd's langchaingo client loses data (only the first part of an assistant message, usage
+always absent, ``temperature: 0`` sent when unset, an error on unknown content blocks), parley
+keeps it; see ``docs/providers.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from parley_sidecar import errors
+from parley_sidecar.components import base, catalog, http_kit, openai_kit, structured
+
+__all__ = ["API_VERSION", "DEFAULT_ENDPOINT", "Anthropic", "build_body", "create", "parse_response"]
+
+DEFAULT_ENDPOINT = "https://api.anthropic.com/v1"
+API_VERSION = "2023-06-01"
+PROVIDER = "anthropic"
+
+
+def _arguments(call: base.ToolCall) -> dict[str, Any]:
+    if not call.arguments.strip():
+        return {}
+    try:
+        value = json.loads(call.arguments)
+    except ValueError:
+        raise ValueError(
+            f"tool call {call.id!r} ({call.name}): arguments must be a JSON object for anthropic"
+        ) from None
+    if not isinstance(value, dict):
+        raise ValueError(f"tool call {call.id!r} ({call.name}): arguments must be a JSON object for anthropic")
+    return value
+
+
+def _turns(messages: tuple[base.Message, ...]) -> tuple[str, list[dict[str, Any]]]:
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role in (base.Role.SYSTEM, base.Role.DEVELOPER):
+            system.extend(p.text for p in message.parts if isinstance(p, base.TextPart) and p.text)
+            continue
+        role = "assistant" if message.role is base.Role.ASSISTANT else "user"
+        blocks: list[dict[str, Any]] = []
+        for part in message.parts:
+            if isinstance(part, base.TextPart):
+                if part.text:  # the API rejects empty text blocks
+                    blocks.append({"type": "text", "text": part.text})
+            elif isinstance(part, base.ToolCall):
+                blocks.append({"type": "tool_use", "id": part.id, "name": part.name, "input": _arguments(part)})
+            else:
+                blocks.append({"type": "tool_result", "tool_use_id": part.tool_id, "content": part.content})
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return "\n".join(system), turns
+
+
+def _tool_choice(choice: str | None) -> dict[str, Any] | None:
+    if not choice or choice == "auto":
+        return None
+    if choice in ("required", "any"):
+        return {"type": "any"}
+    if choice == "none":
+        return {"type": "none"}
+    return {"type": "tool", "name": choice}
+
+
+def build_body(
+    request: base.ConverseRequest, model: str, max_tokens: int
+) -> tuple[dict[str, Any], structured.Definition | None]:
+    """The Messages request body, and the structured-output definition when one was asked for."""
+    system, turns = _turns(request.messages)
+    body: dict[str, Any] = {"model": model, "messages": turns, "max_tokens": request.max_tokens or max_tokens}
+    if system:
+        body["system"] = system
+    if request.temperature > 0:
+        body["temperature"] = request.temperature
+    tools = [
+        {
+            "name": t.name,
+            **({"description": t.description} if t.description else {}),
+            "input_schema": dict(t.parameters) or {"type": "object", "properties": {}},
+        }
+        for t in request.tools
+    ]
+    choice = _tool_choice(request.tool_choice) if tools else None
+    defn = structured.definition(request.response_format) if request.response_format is not None else None
+    if defn is not None:
+        tools.append({
+            "name": defn.name,
+            **({"description": defn.description} if defn.description else {}),
+            "input_schema": defn.schema,
+        })
+        choice = {"type": "tool", "name": defn.name}
+    if tools:
+        body["tools"] = tools
+    if choice is not None:
+        body["tool_choice"] = choice
+    return body, defn
+
+
+def _usage(raw: Any) -> base.Usage | None:
+    """Anthropic counts cache reads and writes apart from ``input_tokens``; OpenAI's
+    ``prompt_tokens`` includes them, so they are added back and reads reported as cached."""
+    if not isinstance(raw, Mapping):
+        return None
+
+    def n(key: str) -> int:
+        value = raw.get(key)
+        return int(value) if isinstance(value, (int, float)) and value > 0 else 0
+
+    cache_read = n("cache_read_input_tokens")
+    prompt = n("input_tokens") + cache_read + n("cache_creation_input_tokens")
+    completion = n("output_tokens")
+    if not (prompt or completion):
+        return None
+    return base.Usage(
+        completion_tokens=completion,
+        prompt_tokens=prompt,
+        total_tokens=prompt + completion,
+        prompt_details=base.PromptDetails(cached_tokens=cache_read) if cache_read else None,
+    )
+
+
+def parse_response(
+    data: Any, model: str, request: base.ConverseRequest, defn: structured.Definition | None
+) -> base.ConverseResponse:
+    if not isinstance(data, Mapping) or not isinstance(data.get("content"), list):
+        raise errors.ProviderError(f"{PROVIDER} returned a malformed response (no content list)", status=200)
+    texts: list[str] = []
+    calls: list[base.ToolCall] = []
+    answer: str | None = None
+    for block in data["content"]:
+        if not isinstance(block, Mapping):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "tool_use":
+            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False, separators=(",", ":"))
+            if defn is not None and block.get("name") == defn.name:
+                answer = arguments
+                continue
+            calls.append(base.ToolCall(id=str(block.get("id") or ""), name=str(block.get("name") or ""),
+                                       arguments=arguments))
+        # thinking, redacted_thinking, server tool blocks: not part of the conversation API
+    if defn is not None:
+        if answer is None:
+            raise errors.ProviderError(f"{PROVIDER} did not return the structured output", status=200)
+        content = answer
+    else:
+        content = "\n".join(texts)  # as langchaingo joins text blocks
+    outputs = [base.Output((base.Choice(
+        finish_reason=str(data.get("stop_reason") or "unknown"), index=0, content=content,
+        tool_calls=tuple(calls),
+    ),))]
+    openai_kit.check_useful(outputs, request)
+    return base.ConverseResponse(outputs=tuple(outputs), usage=_usage(data.get("usage")), model=model)
+
+
+class Anthropic(http_kit.SharedSession):
+    def __init__(self, context: base.ComponentContext) -> None:
+        self.context = context
+        self.model = ""
+        self._key = ""
+        self._url = ""
+        self._max_tokens = 2048
+
+    async def init(self, metadata: Mapping[str, Any]) -> None:
+        http_kit.check_policy(metadata)
+        api_type = str(metadata.get("apiType") or "anthropic").lower()
+        endpoint = metadata.get("endpoint")
+        if api_type == "foundry" and not endpoint:
+            raise catalog.MetadataError("endpoint", "is required when apiType is foundry")
+        if api_type not in ("anthropic", "foundry"):
+            raise catalog.MetadataError("apiType", "must be one of anthropic, foundry")
+        base_url = openai_kit.check_endpoint("endpoint", endpoint) if endpoint else DEFAULT_ENDPOINT
+        max_tokens = metadata.get("maxTokens", 2048)
+        if not isinstance(max_tokens, int) or max_tokens <= 0:
+            raise catalog.MetadataError("maxTokens", "must be a positive integer")
+        self.model = metadata.get("model") or "claude-sonnet-4-20250514"  # env precedence: catalog
+        self._key = metadata["key"]
+        self._url = f"{base_url}/messages"
+        self._max_tokens = max_tokens
+
+    async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
+        model = request.model or self.model
+        key = request.api_key if request.api_key is not None else self._key
+        body, defn = build_body(request, model, self._max_tokens)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "x-api-key": key,
+            "anthropic-version": API_VERSION,
+        }
+        data = await http_kit.post_json(self.session, self._url, http_kit.encode(body), headers=headers,
+                                        timeout=timeout, provider=PROVIDER, secrets=(key, self._key))
+        return parse_response(data, model, request, defn)
+
+    async def aclose(self) -> None:
+        await self.close_session()
+
+
+def create(context: base.ComponentContext) -> base.Conversation:
+    return Anthropic(context)

@@ -1,0 +1,224 @@
+"""``conversation.aws.bedrock``: Amazon Bedrock's Converse API, signed with SigV4.
+
+``POST {endpoint}/model/{modelId}/converse`` on ``https://bedrock-runtime.{region}.amazonaws.com``
+unless metadata ``endpoint`` says otherwise. daprd goes through langchaingo's Bedrock client,
+which uses ``InvokeModel`` with a different body per model vendor and supports only some
+vendors; Converse is one format for every model Bedrock serves, with tool use, so parley uses it.
+
+Mapping: system and developer text → ``system`` blocks; user text and tool results → ``user``
+turns (``text`` and ``toolResult`` blocks); assistant text and tool calls → ``assistant`` turns
+(``text`` and ``toolUse``); consecutive turns of one role are merged, as Converse requires
+alternation. ``temperature`` (only when set) and ``maxTokens`` go in ``inferenceConfig``; tools
+in ``toolConfig`` with ``toolChoice`` ``auto`` / ``any`` / ``tool``. Converse has no ``none``
+choice: tools are then left out, unless the conversation already holds tool blocks (Bedrock
+requires ``toolConfig`` then). A ``responseFormat`` becomes a forced tool, as for Anthropic.
+
+Credentials: ``aws_auth`` (metadata keys, environment, IRSA, EKS Pod Identity, shared file;
+``assumeRoleArn``). Signing: ``sigv4``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import yarl
+
+from parley_sidecar import errors
+from parley_sidecar.components import aws_auth, base, catalog, http_kit, openai_kit, sigv4, structured
+
+__all__ = ["Bedrock", "build_body", "create", "parse_response"]
+
+PROVIDER = "aws bedrock"
+SERVICE = "bedrock"
+
+
+def _input(call: base.ToolCall) -> dict[str, Any]:
+    if not call.arguments.strip():
+        return {}
+    try:
+        value = json.loads(call.arguments)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"tool call {call.id!r} ({call.name}): arguments must be a JSON object for bedrock")
+    return value
+
+
+def _turns(messages: tuple[base.Message, ...]) -> tuple[list[dict[str, str]], list[dict[str, Any]], bool]:
+    system: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
+    has_tool_blocks = False
+    for message in messages:
+        if message.role in (base.Role.SYSTEM, base.Role.DEVELOPER):
+            system.extend({"text": p.text} for p in message.parts if isinstance(p, base.TextPart) and p.text)
+            continue
+        role = "assistant" if message.role is base.Role.ASSISTANT else "user"
+        blocks: list[dict[str, Any]] = []
+        for part in message.parts:
+            if isinstance(part, base.TextPart):
+                if part.text:  # Converse rejects blank text blocks
+                    blocks.append({"text": part.text})
+            elif isinstance(part, base.ToolCall):
+                has_tool_blocks = True
+                blocks.append({"toolUse": {"toolUseId": part.id, "name": part.name, "input": _input(part)}})
+            else:
+                has_tool_blocks = True
+                blocks.append({"toolResult": {"toolUseId": part.tool_id, "content": [{"text": part.content}]}})
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return system, turns, has_tool_blocks
+
+
+def _spec(name: str, description: str, schema: Mapping[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": name}
+    if description:
+        spec["description"] = description
+    spec["inputSchema"] = {"json": dict(schema) or {"type": "object", "properties": {}}}
+    return {"toolSpec": spec}
+
+
+def build_body(
+    request: base.ConverseRequest, max_tokens: int | None
+) -> tuple[dict[str, Any], structured.Definition | None]:
+    system, turns, has_tool_blocks = _turns(request.messages)
+    body: dict[str, Any] = {"messages": turns}
+    if system:
+        body["system"] = system
+    inference: dict[str, Any] = {}
+    if request.max_tokens or max_tokens:
+        inference["maxTokens"] = request.max_tokens or max_tokens
+    if request.temperature > 0:
+        inference["temperature"] = request.temperature
+    if inference:
+        body["inferenceConfig"] = inference
+    choice = request.tool_choice or "auto"
+    tools = [_spec(t.name, t.description, t.parameters) for t in request.tools]
+    tool_choice: dict[str, Any] | None = None
+    if tools:
+        if choice == "none":
+            tools = tools if has_tool_blocks else []
+        elif choice in ("required", "any"):
+            tool_choice = {"any": {}}
+        elif choice != "auto":
+            tool_choice = {"tool": {"name": choice}}
+    defn = structured.definition(request.response_format) if request.response_format is not None else None
+    if defn is not None:
+        tools.append(_spec(defn.name, defn.description, defn.schema))
+        tool_choice = {"tool": {"name": defn.name}}
+    if tools:
+        body["toolConfig"] = {"tools": tools, **({"toolChoice": tool_choice} if tool_choice else {})}
+    return body, defn
+
+
+def _usage(raw: Any) -> base.Usage | None:
+    if not isinstance(raw, Mapping):
+        return None
+
+    def n(key: str) -> int:
+        value = raw.get(key)
+        return int(value) if isinstance(value, (int, float)) and value > 0 else 0
+
+    cache_read = n("cacheReadInputTokens")
+    prompt = n("inputTokens") + cache_read + n("cacheWriteInputTokens")
+    completion = n("outputTokens")
+    total = n("totalTokens") or prompt + completion
+    if not (prompt or completion or total):
+        return None
+    return base.Usage(completion_tokens=completion, prompt_tokens=prompt, total_tokens=total,
+                      prompt_details=base.PromptDetails(cached_tokens=cache_read) if cache_read else None)
+
+
+def parse_response(
+    data: Any, model: str, request: base.ConverseRequest, defn: structured.Definition | None
+) -> base.ConverseResponse:
+    output = data.get("output") if isinstance(data, Mapping) else None
+    message = output.get("message") if isinstance(output, Mapping) else None
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if not isinstance(content, list):
+        raise errors.ProviderError(f"{PROVIDER} returned a malformed response (no output message)", status=200)
+    texts: list[str] = []
+    calls: list[base.ToolCall] = []
+    answer: str | None = None
+    for block in content:
+        if not isinstance(block, Mapping):
+            continue
+        if isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif isinstance(block.get("toolUse"), Mapping):
+            use = block["toolUse"]
+            arguments = json.dumps(use.get("input") or {}, ensure_ascii=False, separators=(",", ":"))
+            if defn is not None and use.get("name") == defn.name:
+                answer = arguments
+                continue
+            calls.append(base.ToolCall(id=str(use.get("toolUseId") or ""), name=str(use.get("name") or ""),
+                                       arguments=arguments))
+    if defn is not None and answer is None:
+        raise errors.ProviderError(f"{PROVIDER} did not return the structured output", status=200)
+    outputs = [base.Output((base.Choice(
+        finish_reason=str(data.get("stopReason") or "unknown"), index=0,
+        content=answer if answer is not None else "\n".join(texts), tool_calls=tuple(calls),
+    ),))]
+    openai_kit.check_useful(outputs, request)
+    return base.ConverseResponse(outputs=tuple(outputs), usage=_usage(data.get("usage")), model=model)
+
+
+class Bedrock(http_kit.SharedSession):
+    def __init__(self, context: base.ComponentContext) -> None:
+        self.context = context
+        self.model = ""
+        self.region = ""
+        self._endpoint = yarl.URL()
+        self._credentials: aws_auth.CredentialProvider | None = None
+        self._max_tokens: int | None = None
+
+    async def init(self, metadata: Mapping[str, Any]) -> None:
+        http_kit.check_policy(metadata)
+        self.region = str(metadata.get("region") or "us-east-1")
+        endpoint = metadata.get("endpoint") or f"https://bedrock-runtime.{self.region}.amazonaws.com"
+        self._endpoint = yarl.URL(openai_kit.check_endpoint("endpoint", endpoint))
+        self.model = str(metadata.get("model") or "amazon.titan-text-lite-v1")
+        max_tokens = metadata.get("maxTokens")
+        if max_tokens is not None and max_tokens <= 0:
+            raise catalog.MetadataError("maxTokens", "must be a positive integer")
+        self._max_tokens = max_tokens
+        self._credentials = aws_auth.provider_for(metadata, self.region)
+
+    def url(self, model: str) -> yarl.URL:
+        # The model id may be an ARN ("arn:aws:bedrock:…/…"): every reserved character is encoded.
+        path = self._endpoint.raw_path.rstrip("/") + f"/model/{quote(model, safe='')}/converse"
+        return self._endpoint.with_path(path, encoded=True)
+
+    async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
+        assert self._credentials is not None, "init() first"
+        model = request.model or self.model
+        body, defn = build_body(request, self._max_tokens)
+        data = http_kit.encode(body)
+        credentials = await self._credentials.get(self.session)
+        url = self.url(model)
+        signed = sigv4.sign(
+            method="POST", host=url.host_port_subcomponent or "", path=url.raw_path,
+            headers={"content-type": "application/json"}, payload_hash=hashlib.sha256(data).hexdigest(),
+            credentials=credentials, region=self.region, service=SERVICE,
+        )
+        headers = {"Content-Type": "application/json", "Accept": "application/json", **signed.headers}
+        answer = await http_kit.post_json(
+            self.session, url, data, headers=headers, timeout=timeout, provider=PROVIDER,
+            secrets=(credentials.secret_key, credentials.session_token or ""), auth_detail=True,
+            credential="AWS credentials",
+        )
+        return parse_response(answer, model, request, defn)
+
+    async def aclose(self) -> None:
+        await self.close_session()
+
+
+def create(context: base.ComponentContext) -> base.Conversation:
+    return Bedrock(context)

@@ -1,0 +1,248 @@
+"""One HTTP call to a provider, and the one place where upstream failures become ``ProviderError``.
+
+Every provider module posts JSON through :func:`post_json` on the sidecar's shared
+``aiohttp.ClientSession`` (one connection pool per process). This module maps what can go wrong
+on the wire to the error hierarchy of ``parley_sidecar.errors`` (as httpx's
+``map_httpcore_exceptions`` does, at one boundary, most specific first):
+
+- no answer (refused, reset, DNS) → ``ProviderUnavailable`` (retryable)
+- no answer in time → ``ProviderTimeout`` (retryable)
+- 401/403 → "the provider rejected the API key (401)"; the upstream text is dropped because
+  providers echo parts of the key in it
+- 408, 429, 5xx (not 501) → retryable ``ProviderError`` carrying ``Retry-After`` when sent
+- any other status → ``ProviderError`` with the upstream's own error message, truncated
+- a 2xx body that is not JSON → ``ProviderError`` ("malformed response")
+
+Secrets handed in ``secrets`` are replaced by ``***`` in every message built here, so an
+upstream that echoes a key cannot leak it to a client or a log. Nothing here logs a body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from parley_sidecar import errors
+from parley_sidecar.components import base, catalog
+
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "SharedSession",
+    "check_policy",
+    "encode",
+    "error_for_status",
+    "parse_retry_after",
+    "post_json",
+    "redact",
+    "upstream_message",
+]
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 529})
+"""Worth another attempt: rate limits, overload (Anthropic's 529) and transient server errors.
+501 and 505 are not: the server will never support the request."""
+
+_MAX_MESSAGE = 300
+
+
+def check_policy(metadata: Mapping[str, Any]) -> None:
+    """Refuse negative resiliency settings (``catalog.COMMON_FIELDS``) when a provider loads."""
+    for name in ("timeout", "maxRetries", "retryBackoff", "circuitBreakerFailures", "circuitBreakerTimeout"):
+        value = metadata.get(name)
+        if isinstance(value, (int, float)) and value < 0:
+            raise catalog.MetadataError(name, "must be 0 or more")
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as the Go clients daprd uses send it."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret of a useful length by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("Retry-After")
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def upstream_message(raw: bytes) -> str:
+    """The upstream's own error text, from the error shapes providers use.
+
+    OpenAI and compatibles ``{"error": {"message": …}}``, Anthropic ``{"type": "error", "error":
+    {…}}``, Bedrock ``{"message": …}``, Hugging Face ``{"error": "…"}``, Gemini's OpenAI layer a
+    list of those, FastAPI-style servers ``{"detail": …}``. Anything else: the body's first line.
+    """
+    try:
+        data: Any = json.loads(raw)
+    except ValueError:
+        text = raw.decode("utf-8", "replace").strip()
+        return text.splitlines()[0] if text else ""
+    if isinstance(data, list) and data:
+        data = data[0]
+    if isinstance(data, dict):
+        for key in ("error", "message", "Message", "detail"):
+            value = data.get(key)
+            if isinstance(value, dict):
+                inner = value.get("message") or value.get("Message")
+                if isinstance(inner, str):
+                    return inner
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, list) and value:
+                return json.dumps(value, ensure_ascii=False)[:_MAX_MESSAGE]
+    return ""
+
+
+def error_for_status(
+    provider: str,
+    status: int,
+    raw: bytes,
+    headers: Mapping[str, str],
+    *,
+    secrets: Iterable[str] = (),
+    auth_detail: bool = False,
+    credential: str = "API key",
+) -> errors.ProviderError:
+    """The error a non-2xx answer becomes. ``auth_detail`` keeps the upstream text on 401/403
+    (for AWS, whose messages never carry the secret); ``credential`` names what was rejected."""
+    secrets = tuple(secrets)
+    detail = redact(" ".join(upstream_message(raw).split()), secrets)
+    if len(detail) > _MAX_MESSAGE:
+        detail = detail[:_MAX_MESSAGE] + "…"
+    if status in (401, 403):
+        reason = f"the provider rejected the {credential} ({status})"
+        if auth_detail and detail:
+            reason += f": {detail}"
+        return errors.ProviderError(reason, status=status)
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Too Many Requests" if status == 429 else ("Overloaded" if status == 529 else "")
+    head = f"{provider} returned {status} {phrase}".rstrip()
+    retryable = status in RETRYABLE_STATUSES or (status >= 500 and status not in (501, 505))
+    return errors.ProviderError(
+        f"{head}: {detail}" if detail else head,
+        status=status,
+        retryable=retryable,
+        retry_after=parse_retry_after(headers) if retryable else None,
+    )
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: Any,
+    data: bytes,
+    *,
+    headers: Mapping[str, str],
+    timeout: float | None,
+    provider: str,
+    secrets: Iterable[str] = (),
+    auth_detail: bool = False,
+    credential: str = "API key",
+) -> Any:
+    """POST ``data`` (JSON bytes) and return the decoded JSON answer, or raise ProviderError.
+
+    ``url`` is a string or a ``yarl.URL`` (Bedrock passes an already-encoded one, because its
+    signature covers the exact path bytes).
+    """
+    client_timeout = aiohttp.ClientTimeout(total=timeout if timeout else None)
+    try:
+        async with session.post(url, data=data, headers=dict(headers), timeout=client_timeout) as resp:
+            raw = await resp.read()
+            status = resp.status
+            resp_headers = resp.headers
+    except TimeoutError:
+        raise errors.ProviderTimeout(timeout or 0.0) from None
+    except aiohttp.ClientResponseError as exc:
+        # A response that could not be read (bad framing): nothing of it is trustworthy.
+        raise errors.ProviderUnavailable(
+            f"{provider} sent an unreadable response ({type(exc).__name__})"
+        ) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise errors.ProviderUnavailable(
+            f"cannot reach {provider} at {_where(str(url))}: {_describe(exc)}"
+        ) from None
+    except asyncio.CancelledError:
+        raise
+    if status >= 400 or status < 200:
+        raise error_for_status(provider, status, raw, resp_headers, secrets=secrets, auth_detail=auth_detail,
+                               credential=credential)
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise errors.ProviderError(
+            f"{provider} returned a malformed response ({status}, body is not JSON)", status=status
+        ) from None
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, secret-free description of a connection failure."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"connection failed ({exc.os_error.strerror or type(exc.os_error).__name__})"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "response cut short"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return type(exc).__name__
+
+
+class SharedSession:
+    """Mixin for components: the sidecar's shared session (``ComponentContext.session``), or a
+    private one, closed by :meth:`close_session`, when the runtime handed none in."""
+
+    context: base.ComponentContext
+    _own_session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self.context.session is not None:
+            return self.context.session
+        if self._own_session is None or self._own_session.closed:
+            self._own_session = aiohttp.ClientSession()
+        return self._own_session
+
+    async def close_session(self) -> None:
+        if self._own_session is not None:
+            await self._own_session.close()
+            self._own_session = None

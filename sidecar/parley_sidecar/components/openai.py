@@ -1,0 +1,66 @@
+"""``conversation.openai``: OpenAI, Azure OpenAI, and any OpenAI-compatible server.
+
+Metadata as daprd (components-contrib ``conversation/openai``): ``key``, ``model``, ``endpoint``,
+``apiType`` (``open_ai`` | ``azure``), ``apiVersion``. With ``apiType: azure`` the call goes to
+``{endpoint}/openai/deployments/{model}/chat/completions?api-version={apiVersion}`` with an
+``api-key`` header, and both ``endpoint`` and ``apiVersion`` are required.
+
+Model precedence is daprd's and depends on ``apiType``, so it is resolved here rather than in
+the catalog: ``OPENAI_MODEL`` (``AZURE_OPENAI_MODEL`` for Azure), then metadata ``model``, then
+``gpt-5-nano`` (``gpt-4.1-nano`` for Azure).
+
+An ``endpoint`` other than OpenAI's own (vLLM, llama.cpp, LM Studio) gets the conservative
+dialect: ``system`` for developer messages, no message names, ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from parley_sidecar.components import base, catalog, http_kit, openai_kit
+
+__all__ = ["DEFAULT_ENDPOINT", "OpenAI", "create"]
+
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"
+
+OPENAI = openai_kit.Dialect(
+    provider="openai", developer_role="developer", send_names=True, max_tokens_field="max_completion_tokens"
+)
+AZURE = openai_kit.Dialect(
+    provider="azure openai", developer_role="developer", send_names=True,
+    max_tokens_field="max_completion_tokens", auth="api-key",
+)
+COMPATIBLE = openai_kit.Dialect(provider="openai-compatible server")
+
+
+class OpenAI(openai_kit.ChatCompletions):
+    async def init(self, metadata: Mapping[str, Any]) -> None:
+        http_kit.check_policy(metadata)
+        api_type = str(metadata.get("apiType") or "open_ai").lower()
+        endpoint = metadata.get("endpoint")
+        if api_type == "azure":
+            if not endpoint:
+                raise catalog.MetadataError("endpoint", "is required when apiType is azure")
+            if not metadata.get("apiVersion"):
+                raise catalog.MetadataError("apiVersion", "is required when apiType is azure")
+            model = os.environ.get("AZURE_OPENAI_MODEL") or metadata.get("model") or "gpt-4.1-nano"
+            self.dialect = AZURE
+            self.configure(model=model, key=metadata["key"],
+                           base_url=openai_kit.check_endpoint("endpoint", endpoint),
+                           azure_api_version=str(metadata["apiVersion"]))
+            return
+        if api_type != "open_ai":  # the catalog checks too; kept for direct use
+            raise catalog.MetadataError("apiType", "must be one of open_ai, azure")
+        model = os.environ.get("OPENAI_MODEL") or metadata.get("model") or "gpt-5-nano"
+        base_url = openai_kit.check_endpoint("endpoint", endpoint) if endpoint else DEFAULT_ENDPOINT
+        host = urlsplit(base_url).hostname or ""
+        own = host == "api.openai.com" or host.endswith(".api.openai.com")  # eu.api.openai.com …
+        self.dialect = OPENAI if own else COMPATIBLE
+        self.configure(model=model, key=metadata["key"], base_url=base_url)
+
+
+def create(context: base.ComponentContext) -> base.Conversation:
+    return OpenAI(context, OPENAI)

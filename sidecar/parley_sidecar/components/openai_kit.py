@@ -1,0 +1,321 @@
+"""OpenAI chat completions, shared by every OpenAI-compatible provider (langchaingokit's role).
+
+``conversation.openai`` (also Azure OpenAI and any compatible server: vLLM, llama.cpp, LM Studio),
+``googleai``, ``huggingface``, ``mistral``, ``ollama`` and ``deepseek`` all speak this wire format;
+each of their modules only reads its metadata and calls :meth:`ChatCompletions.configure`. What
+differs between those servers is data, a :class:`Dialect`, never a branch on a provider name.
+
+The request matches what daprd's langchaingo client sends (daprd-oracle §1), where daprd is right:
+``temperature`` always (0 when unset) except for reasoning models, one text part as a string and
+several as a content array, assistant ``tool_calls`` with ``content: ""`` when there is no text,
+tool results as ``{"role": "tool", "content", "tool_call_id"}``, alpha2 ``metadata`` as
+``metadata`` with ``prompt_cache_retention`` folded in as a Go duration string. Where daprd is
+lossy or wrong we do it right; each difference is listed in ``docs/providers.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from parley_sidecar import durations, errors
+from parley_sidecar.components import base, catalog, http_kit, structured
+
+__all__ = ["ChatCompletions", "Dialect", "build_body", "check_endpoint", "parse_response", "parse_usage"]
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one OpenAI-compatible server differs from OpenAI's own API."""
+
+    provider: str
+    """Names the upstream in error messages ("openai returned 429 …")."""
+    developer_role: str = "system"
+    """Role sent for alpha2 ``ofDeveloper``: OpenAI's own API has ``developer``; servers that do
+    not know it get ``system`` (daprd sends ``user`` everywhere)."""
+    send_names: bool = False
+    """Forward message ``name``s (OpenAI's API accepts them; strict servers reject the field)."""
+    max_tokens_field: str = "max_tokens"
+    """OpenAI wants ``max_completion_tokens``; most compatible servers still read ``max_tokens``."""
+    structured_output: Literal["json_schema", "json_object"] = "json_schema"
+    """DeepSeek only has JSON mode: the schema then travels in a system message."""
+    auth: Literal["bearer", "api-key"] = "bearer"
+    """Azure OpenAI reads the key from an ``api-key`` header."""
+    forward_metadata: bool = True
+    """Send alpha2 ``metadata`` (and ``prompt_cache_retention`` in it) as OpenAI's ``metadata``;
+    off where the server rejects unknown fields and daprd never sent it (Mistral)."""
+
+
+_REASONING = re.compile(r"^(o1-|o3$|o3-|gpt-5)")
+
+
+def omits_temperature(model: str) -> bool:
+    """langchaingo leaves ``temperature`` out for reasoning models, which accept only the default."""
+    return _REASONING.match(model) is not None
+
+
+def _content(texts: list[str]) -> str | list[dict[str, str]]:
+    if len(texts) == 1:
+        return texts[0]
+    if not texts:
+        return ""
+    return [{"type": "text", "text": t} for t in texts]
+
+
+def _name(name: str) -> str:
+    return _NAME_OK.sub("_", name)[:64]
+
+
+_ROLES = {
+    base.Role.SYSTEM: "system",
+    base.Role.USER: "user",
+    base.Role.GENERIC: "user",
+    base.Role.ASSISTANT: "assistant",
+}
+
+
+def _messages(message: base.Message, dialect: Dialect) -> list[dict[str, Any]]:
+    texts = [p.text for p in message.parts if isinstance(p, base.TextPart)]
+    calls = [p for p in message.parts if isinstance(p, base.ToolCall)]
+    results = [p for p in message.parts if isinstance(p, base.ToolResult)]
+    if results:
+        # One tool message per tool call answered; several contents of one result travel as a
+        # content array (daprd refuses a two-part tool result with a 500).
+        out: list[dict[str, Any]] = []
+        for result in results:
+            if out and out[-1]["tool_call_id"] == result.tool_id:
+                previous = out[-1]["content"]
+                parts = previous if isinstance(previous, list) else [{"type": "text", "text": previous}]
+                out[-1]["content"] = [*parts, {"type": "text", "text": result.content}]
+            else:
+                out.append({"role": "tool", "content": result.content, "tool_call_id": result.tool_id})
+        return out
+    role = dialect.developer_role if message.role is base.Role.DEVELOPER else _ROLES.get(message.role, "user")
+    msg: dict[str, Any] = {"role": role, "content": _content(texts)}
+    if dialect.send_names and message.name and role != "tool":
+        msg["name"] = _name(message.name)
+    if calls:
+        msg["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in calls
+        ]
+    return [msg]
+
+
+def _tool_choice(choice: str | None, has_tools: bool) -> Any:
+    if not choice or not has_tools:
+        # OpenAI rejects tool_choice without tools; daprd sends it anyway.
+        return None
+    if choice in ("auto", "none", "required"):
+        return choice
+    if choice == "any":
+        return "required"
+    return {"type": "function", "function": {"name": choice}}
+
+
+def build_body(
+    request: base.ConverseRequest, model: str, dialect: Dialect, *, max_tokens: int | None = None
+) -> dict[str, Any]:
+    """The chat-completions request body for one call (no I/O); ``max_tokens`` is the component's
+    default, used when the request names none."""
+    messages: list[dict[str, Any]] = []
+    for message in request.messages:
+        messages.extend(_messages(message, dialect))
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    if not omits_temperature(model):
+        body["temperature"] = request.temperature
+    if request.max_tokens or max_tokens:
+        body[dialect.max_tokens_field] = request.max_tokens or max_tokens
+    if request.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    **({"description": t.description} if t.description else {}),
+                    "parameters": dict(t.parameters),
+                },
+            }
+            for t in request.tools
+        ]
+    choice = _tool_choice(request.tool_choice, bool(request.tools))
+    if choice is not None:
+        body["tool_choice"] = choice
+    if request.response_format is not None:
+        defn = structured.definition(request.response_format)
+        if dialect.structured_output == "json_schema":
+            body["response_format"] = structured.openai_response_format(defn)
+        else:
+            body["response_format"] = {"type": "json_object"}
+            instruction = (
+                "Answer with a JSON object only, matching this JSON schema"
+                f" (name {defn.name!r}): {json.dumps(defn.schema, ensure_ascii=False)}"
+            )
+            body["messages"] = [{"role": "system", "content": instruction}, *messages]
+    metadata = dict(request.metadata) if dialect.forward_metadata else {}
+    if request.prompt_cache_retention is not None and dialect.forward_metadata:
+        metadata["prompt_cache_retention"] = durations.format_go_duration(request.prompt_cache_retention)
+    if metadata:
+        body["metadata"] = metadata
+    return body
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and value > 0 else 0
+
+
+def parse_usage(usage: Any) -> base.Usage | None:
+    """OpenAI's ``usage``; details only when one of them is > 0, None when every total is 0."""
+    if not isinstance(usage, Mapping):
+        return None
+    completion, prompt, total = (_int(usage.get(k)) for k in ("completion_tokens", "prompt_tokens", "total_tokens"))
+    if not (completion or prompt or total):
+        return None
+    cd = usage.get("completion_tokens_details")
+    cd = cd if isinstance(cd, Mapping) else {}
+    accepted, audio, reasoning, rejected = (
+        _int(cd.get(k)) for k in ("accepted_prediction_tokens", "audio_tokens", "reasoning_tokens",
+                                  "rejected_prediction_tokens"))
+    pd = usage.get("prompt_tokens_details")
+    pd = pd if isinstance(pd, Mapping) else {}
+    prompt_audio, cached = _int(pd.get("audio_tokens")), _int(pd.get("cached_tokens"))
+    return base.Usage(
+        completion_tokens=completion,
+        prompt_tokens=prompt,
+        total_tokens=total,
+        completion_details=base.CompletionDetails(accepted, audio, reasoning, rejected)
+        if accepted or audio or reasoning or rejected else None,
+        prompt_details=base.PromptDetails(prompt_audio, cached) if prompt_audio or cached else None,
+    )
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # some servers answer with content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, Mapping))
+    return ""
+
+
+def _tool_calls(raw: Any) -> tuple[base.ToolCall, ...]:
+    calls: list[base.ToolCall] = []
+    for item in raw if isinstance(raw, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        function = item.get("function")
+        function = function if isinstance(function, Mapping) else {}
+        arguments = function.get("arguments", "")
+        if not isinstance(arguments, str):  # Ollama has sent objects here
+            arguments = json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+        calls.append(base.ToolCall(id=str(item.get("id") or ""), name=str(function.get("name") or ""),
+                                   arguments=arguments))
+    return tuple(calls)
+
+
+def parse_response(data: Any, model: str, request: base.ConverseRequest, provider: str) -> base.ConverseResponse:
+    """Each upstream choice becomes its own output with one choice, indexed by position (daprd)."""
+    if not isinstance(data, Mapping):
+        raise errors.ProviderError(f"{provider} returned a malformed response (not a JSON object)", status=200)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise errors.ProviderError(f"{provider} returned no choices", status=200)
+    outputs: list[base.Output] = []
+    for index, item in enumerate(choices):
+        choice: Mapping[str, Any] = item if isinstance(item, Mapping) else {}
+        message = choice.get("message")
+        message = message if isinstance(message, Mapping) else {}
+        outputs.append(base.Output((base.Choice(
+            finish_reason=str(choice.get("finish_reason") or "unknown"),
+            index=index,
+            content=_text(message.get("content")) or _text(message.get("refusal")),
+            tool_calls=_tool_calls(message.get("tool_calls")),
+        ),)))
+    check_useful(outputs, request)
+    return base.ConverseResponse(outputs=tuple(outputs), usage=parse_usage(data.get("usage")), model=model)
+
+
+def check_useful(outputs: list[base.Output], request: base.ConverseRequest) -> None:
+    """daprd's rule: a forced tool choice answered with nothing at all is a (retryable) failure."""
+    if request.tool_choice in ("required", "any") and request.tools and not any(
+        c.content or c.tool_calls for o in outputs for c in o.choices
+    ):
+        raise errors.ProviderError(
+            f"LLM returned empty response with no tool calls despite {len(request.tools)} tools being available",
+            retryable=True,
+        )
+
+
+def check_endpoint(field: str, url: str) -> str:
+    """An http(s) base URL without a trailing slash, or MetadataError naming the field."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise catalog.MetadataError(field, "must be an http:// or https:// URL")
+    return url.rstrip("/")
+
+
+class ChatCompletions(http_kit.SharedSession):
+    """A ``base.Conversation`` over ``POST {base}/chat/completions``.
+
+    Provider modules subclass it, read their metadata in ``init`` and call :meth:`configure`.
+    ``{{model}}`` in the base URL is replaced by the model of each call (Hugging Face's router).
+    """
+
+    dialect: Dialect
+
+    def __init__(self, context: base.ComponentContext, dialect: Dialect) -> None:
+        self.context = context
+        self.dialect = dialect
+        self.model = ""
+        self._key = ""
+        self._base = ""
+        self._azure_version: str | None = None
+        self._max_tokens: int | None = None
+
+    def configure(
+        self, *, model: str, key: str, base_url: str, azure_api_version: str | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        if max_tokens is not None and max_tokens <= 0:
+            raise catalog.MetadataError("maxTokens", "must be a positive integer")
+        self.model = model
+        self._max_tokens = max_tokens
+        self._key = key
+        self._base = base_url.rstrip("/")
+        self._azure_version = azure_api_version
+
+    def url(self, model: str) -> str:
+        base_url = self._base.replace("{{model}}", model)
+        if self._azure_version is not None:
+            return (f"{base_url}/openai/deployments/{model}/chat/completions"
+                    f"?api-version={self._azure_version}")
+        return f"{base_url}/chat/completions"
+
+    def headers(self, key: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.dialect.auth == "api-key":
+            headers["api-key"] = key
+        elif key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    async def init(self, metadata: Mapping[str, Any]) -> None:  # pragma: no cover - subclasses
+        raise NotImplementedError
+
+    async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
+        model = request.model or self.model
+        key = request.api_key if request.api_key is not None else self._key
+        body = build_body(request, model, self.dialect, max_tokens=self._max_tokens)
+        data = await http_kit.post_json(
+            self.session, self.url(model), http_kit.encode(body), headers=self.headers(key),
+            timeout=timeout, provider=self.dialect.provider, secrets=(key, self._key),
+        )
+        return parse_response(data, model, request, self.dialect.provider)
+
+    async def aclose(self) -> None:
+        await self.close_session()

@@ -1,0 +1,172 @@
+"""What every fake provider shares: a loopback aiohttp server, a request log and a script.
+
+A test queues behaviours (``reply``, ``fail``, ``slow``, ``reset``, ``malformed``); each request
+takes the next one, and answers normally (from :meth:`FakeServer.answer`) once the queue is empty.
+The server binds 127.0.0.1 on a port the OS picks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import json
+from typing import Any, Self
+
+from aiohttp import web
+
+__all__ = ["FakeServer", "Recorded", "Reply"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    """The path as sent on the wire (percent-encoding kept)."""
+    query: dict[str, str]
+    headers: dict[str, str]
+    """Lower-case names."""
+    body: Any
+    raw: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """A provider-neutral answer; each fake renders it in its own wire format."""
+
+    text: str | None = "Hello from the fake"
+    tool_calls: tuple[tuple[str, str, dict[str, Any]], ...] = ()
+    """(id, name, arguments)"""
+    finish: str = "stop"
+    """Neutral: stop, tool_calls, length; each fake uses its own provider's word."""
+    prompt_tokens: int = 10
+    completion_tokens: int = 5
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    structured: Any = None
+    """For a structured-output request: the JSON value the model answers with."""
+    choices: int = 1
+    """OpenAI only: how many choices to return (text gets a ``#n`` suffix after the first)."""
+    raw: Any = None
+    """Answer exactly this JSON body instead."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    kind: str
+    status: int = 200
+    message: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    delay: float = 0.0
+    reply: Reply | None = None
+
+
+class FakeServer:
+    """Subclasses implement :meth:`answer` (the normal reply) and :meth:`error_body`."""
+
+    def __init__(self, *, keep: int | None = None) -> None:
+        self.keep = keep
+        """Keep only about this many recorded requests (benchmarks); None keeps all (tests)."""
+        self.requests: list[Recorded] = []
+        self._script: collections.deque[_Step] = collections.deque()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- scripting ---------------------------------------------------------------------------------
+    def reply(self, reply: Reply | None = None, **fields: Any) -> None:
+        self._script.append(_Step("reply", reply=reply or Reply(**fields)))
+
+    def fail(self, status: int, message: str = "fake failure", *, retry_after: str | None = None,
+             times: int = 1, headers: dict[str, str] | None = None) -> None:
+        extra = dict(headers or {})
+        if retry_after is not None:
+            extra["Retry-After"] = retry_after
+        for _ in range(times):
+            self._script.append(_Step("fail", status=status, message=message, headers=tuple(extra.items())))
+
+    def slow(self, delay: float, times: int = 1) -> None:
+        for _ in range(times):
+            self._script.append(_Step("slow", delay=delay))
+
+    def reset(self, times: int = 1) -> None:
+        for _ in range(times):
+            self._script.append(_Step("reset"))
+
+    def malformed(self, times: int = 1) -> None:
+        for _ in range(times):
+            self._script.append(_Step("malformed"))
+
+    @property
+    def last(self) -> Recorded:
+        return self.requests[-1]
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> Self:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server: Any = site._server
+        self.port = server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- serving -----------------------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        self.requests.append(Recorded(
+            method=request.method, path=request.raw_path.split("?", 1)[0], query=dict(request.query),
+            headers={k.lower(): v for k, v in request.headers.items()}, body=body, raw=raw,
+        ))
+        if self.keep is not None and len(self.requests) > 2 * self.keep:
+            del self.requests[:-self.keep]
+        problem = self.check(self.requests[-1])
+        if problem is not None:
+            return problem
+        step = self._script.popleft() if self._script else _Step("reply")
+        if step.kind == "fail":
+            return web.json_response(self.error_body(step.status, step.message), status=step.status,
+                                     headers=dict(step.headers) | self.error_headers(step.status))
+        if step.kind == "slow":
+            await asyncio.sleep(step.delay)
+        if step.kind == "reset":
+            assert request.transport is not None
+            request.transport.abort()
+            await asyncio.sleep(0.05)
+            return web.Response()
+        if step.kind == "malformed":
+            return web.Response(text='{"choices": [', content_type="application/json")
+        reply = step.reply or Reply(text=self.default_text(self.requests[-1]))
+        if reply.raw is not None:
+            return web.json_response(reply.raw)
+        return web.json_response(self.answer(self.requests[-1], reply))
+
+    # -- per wire format ---------------------------------------------------------------------------
+    def check(self, recorded: Recorded) -> web.Response | None:
+        """Refuse a request the real service would refuse before looking at it (e.g. a bad signature)."""
+        return None
+
+    def default_text(self, recorded: Recorded) -> str:
+        return "Hello from the fake"
+
+    def answer(self, recorded: Recorded, reply: Reply) -> Any:
+        raise NotImplementedError
+
+    def error_body(self, status: int, message: str) -> Any:
+        raise NotImplementedError
+
+    def error_headers(self, status: int) -> dict[str, str]:
+        return {}

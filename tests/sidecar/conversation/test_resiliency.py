@@ -1,0 +1,292 @@
+"""Timeouts, retries, Retry-After, the circuit breaker and fallbacks, against fakes on loopback.
+
+Components are real (built by the store from metadata, calling the fake over HTTP); the policy
+comes from each component's own metadata, as in a Component file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from parley_sidecar import errors
+from parley_sidecar.components import base
+from parley_sidecar.components.spec import ComponentSpec
+from parley_sidecar.components.store import ComponentStore, Entry
+from parley_sidecar.conversation import resiliency
+from parley_sidecar.metrics import Metrics
+from tests.fakes import OpenAIFake
+from tests.sidecar.components.conftest import Build, text_request
+
+KEY = "sk-resiliency-secret-key-42"
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[ComponentStore]:
+    async with aiohttp.ClientSession() as session:
+        components = ComponentStore(session_factory=lambda: session)
+        yield components
+        await components.aclose()
+
+
+@pytest.fixture
+def build(store: ComponentStore) -> Build:
+    async def make(type_: str, metadata: dict[str, str], name: str = "c") -> Entry:
+        await store.apply(ComponentSpec(name=name, type=type_, version="v1", metadata=metadata, source="test"))
+        entry = store.get(name)
+        assert entry is not None
+        return entry
+
+    return make
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[list[OpenAIFake]]:
+    started: list[OpenAIFake] = []
+    yield started
+    for fake in started:
+        await fake.close()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics("test-app")
+
+
+async def component(build: Build, fakes: list[OpenAIFake], name: str, **policy: str) -> tuple[Entry, OpenAIFake]:
+    fake = await OpenAIFake().start()
+    fakes.append(fake)
+    meta = {"key": KEY, "model": f"model-{name}", "endpoint": f"{fake.url}/v1", "retryBackoff": "1ms", **policy}
+    return await build("conversation.openai", meta, name=name), fake
+
+
+async def call(store: ComponentStore, entry: Entry, metrics: Metrics | None = None,
+               request: base.ConverseRequest | None = None) -> base.ConverseResponse:
+    return await resiliency.invoke(store, entry, request or text_request("Hi"), metrics=metrics)
+
+
+# -- retries ---------------------------------------------------------------------------------------
+
+
+async def test_retries_server_errors_then_succeeds(build: Build, store: ComponentStore, fakes: list[OpenAIFake],
+                                                   metrics: Metrics) -> None:
+    entry, fake = await component(build, fakes, "a")
+    fake.fail(500, "boom", times=2)
+    response = await call(store, entry, metrics)
+    assert response.outputs[0].choices[0].content == "echo: Hi"
+    assert len(fake.requests) == 3
+    assert metrics.provider_retries.values == {("a", "500"): 2.0}
+
+
+async def test_gives_up_after_max_retries(build: Build, store: ComponentStore, fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a", maxRetries="2")
+    fake.fail(502, "bad gateway", times=5)
+    with pytest.raises(errors.ProviderError, match="returned 502 Bad Gateway: bad gateway"):
+        await call(store, entry)
+    assert len(fake.requests) == 3
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+async def test_client_errors_are_not_retried(build: Build, store: ComponentStore, fakes: list[OpenAIFake],
+                                             status: int) -> None:
+    entry, fake = await component(build, fakes, "a")
+    fake.fail(status, "nope")
+    with pytest.raises(errors.ProviderError):
+        await call(store, entry)
+    assert len(fake.requests) == 1
+
+
+async def test_connection_reset_and_malformed_answers(build: Build, store: ComponentStore,
+                                                      fakes: list[OpenAIFake], metrics: Metrics) -> None:
+    entry, fake = await component(build, fakes, "a")
+    fake.reset()
+    response = await call(store, entry, metrics)
+    assert response.outputs[0].choices[0].content == "echo: Hi"
+    assert metrics.provider_retries.values == {("a", "connection"): 1.0}
+    fake.malformed()  # a 200 that is not JSON is not retried: the next one would likely be the same
+    with pytest.raises(errors.ProviderError, match="malformed"):
+        await call(store, entry)
+
+
+async def test_retry_after_seconds_is_honoured(build: Build, store: ComponentStore, fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a")
+    fake.fail(429, "Rate limit reached", retry_after="1")
+    started = time.monotonic()
+    await call(store, entry)
+    assert 0.95 <= time.monotonic() - started < 2.0
+    assert len(fake.requests) == 2
+
+
+async def test_retry_after_ms_is_honoured(build: Build, store: ComponentStore, fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a")
+    fake.fail(503, "busy", headers={"retry-after-ms": "150"}, times=2)
+    started = time.monotonic()
+    await call(store, entry)
+    assert 0.29 <= time.monotonic() - started < 1.5
+
+
+async def test_retry_after_beyond_the_cap_is_not_waited_for(build: Build, store: ComponentStore,
+                                                            fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a")
+    fake.fail(429, "Rate limit reached", retry_after=str(int(resiliency.MAX_RETRY_AFTER) + 60))
+    started = time.monotonic()
+    with pytest.raises(errors.ProviderError, match="429 Too Many Requests: Rate limit reached"):
+        await call(store, entry)
+    assert time.monotonic() - started < 1.0
+    assert len(fake.requests) == 1
+
+
+async def test_timeout_is_per_attempt(build: Build, store: ComponentStore, fakes: list[OpenAIFake],
+                                      metrics: Metrics) -> None:
+    entry, fake = await component(build, fakes, "a", timeout="200ms")
+    fake.slow(2.0)
+    started = time.monotonic()
+    await call(store, entry, metrics)
+    assert time.monotonic() - started < 1.5  # the retry answered long before the slow attempt would
+    assert metrics.provider_retries.values == {("a", "timeout"): 1.0}
+    fake.slow(1.0, times=3)
+    entry2, _ = await component(build, fakes, "b", timeout="100ms", maxRetries="0")
+    fakes[-1].slow(1.0)
+    with pytest.raises(errors.ProviderTimeout, match=r"request timed out after 0.1s"):
+        await call(store, entry2)
+
+
+# -- circuit breaker -------------------------------------------------------------------------------
+
+
+async def test_circuit_opens_then_half_opens(build: Build, store: ComponentStore, fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a", maxRetries="0", circuitBreakerFailures="2",
+                                  circuitBreakerTimeout="600ms")
+    fake.fail(500, "down", times=2)
+    for _ in range(2):
+        with pytest.raises(errors.ProviderError, match="500"):
+            await call(store, entry)
+    with pytest.raises(resiliency.CircuitOpen, match=r"circuit open for component a after 2 consecutive failures "
+                                                     r"\(last: .*500 Internal Server Error: down\)"):
+        await call(store, entry)
+    assert len(fake.requests) == 2  # the open circuit did not call upstream
+    await asyncio.sleep(0.65)
+    fake.fail(500, "still down")  # the half-open trial fails: open again
+    with pytest.raises(errors.ProviderError, match="still down"):
+        await call(store, entry)
+    with pytest.raises(resiliency.CircuitOpen):
+        await call(store, entry)
+    await asyncio.sleep(0.65)
+    await call(store, entry)  # the trial succeeds: closed
+    await call(store, entry)
+    assert len(fake.requests) == 5
+
+
+async def test_circuit_lets_one_trial_through_when_half_open(build: Build, store: ComponentStore,
+                                                             fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a", maxRetries="0", circuitBreakerFailures="1",
+                                  circuitBreakerTimeout="100ms")
+    fake.fail(500, "down")
+    with pytest.raises(errors.ProviderError):
+        await call(store, entry)
+    await asyncio.sleep(0.15)
+    fake.slow(0.3)
+    results = await asyncio.gather(call(store, entry), call(store, entry), return_exceptions=True)
+    assert sum(isinstance(r, resiliency.CircuitOpen) for r in results) == 1
+    assert sum(isinstance(r, base.ConverseResponse) for r in results) == 1
+
+
+async def test_client_errors_do_not_open_the_circuit(build: Build, store: ComponentStore,
+                                                     fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a", maxRetries="0", circuitBreakerFailures="1")
+    fake.fail(400, "bad request", times=3)
+    for _ in range(3):
+        with pytest.raises(errors.ProviderError, match="bad request"):
+            await call(store, entry)
+    assert len(fake.requests) == 3
+
+
+async def test_retries_stop_when_the_circuit_opens(build: Build, store: ComponentStore,
+                                                   fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a", maxRetries="5", circuitBreakerFailures="2")
+    fake.fail(500, "down", times=10)
+    with pytest.raises(errors.ProviderError):
+        await call(store, entry)
+    assert len(fake.requests) == 2
+
+
+# -- fallback --------------------------------------------------------------------------------------
+
+
+async def test_fallbacks_are_tried_in_order(build: Build, store: ComponentStore, fakes: list[OpenAIFake],
+                                            metrics: Metrics) -> None:
+    entry, a = await component(build, fakes, "a", maxRetries="0", fallback="b, c")
+    _, b = await component(build, fakes, "b", maxRetries="0")
+    _, c = await component(build, fakes, "c", maxRetries="0")
+    a.fail(500, "a down", times=2)
+    b.fail(429, "b limited")
+    response = await call(store, entry, metrics, text_request("Hi", model="only-for-a", api_key="only-for-a"))
+    assert response.model == "model-c"
+    assert [len(f.requests) for f in (a, b, c)] == [1, 1, 1]
+    assert a.last.body["model"] == "only-for-a"
+    # a fallback gets the request without the first component's per-request overrides
+    assert c.last.body["model"] == "model-c"
+    assert c.last.headers["authorization"] == f"Bearer {KEY}"
+    assert metrics.fallbacks.values == {("a", "c"): 1.0}
+    response = await call(store, entry, metrics)  # b answers now: c is not asked
+    assert response.model == "model-b"
+    assert len(c.requests) == 1
+
+
+async def test_all_failing_reports_each_and_cycles_end(build: Build, store: ComponentStore,
+                                                       fakes: list[OpenAIFake]) -> None:
+    entry, a = await component(build, fakes, "a", maxRetries="0", fallback="b,ghost")
+    _, b = await component(build, fakes, "b", maxRetries="0", fallback="a,b")
+    a.fail(500, "a down")
+    b.fail(503, "b down")
+    with pytest.raises(errors.ProviderError) as info:
+        await call(store, entry)
+    assert info.value.reason == (
+        "openai-compatible server returned 500 Internal Server Error: a down; "
+        "fallback b: openai-compatible server returned 503 Service Unavailable: b down; "
+        "fallback ghost: not loaded")
+    assert info.value.status == 500
+    assert (len(a.requests), len(b.requests)) == (1, 1)
+
+
+async def test_open_circuit_falls_back(build: Build, store: ComponentStore, fakes: list[OpenAIFake]) -> None:
+    entry, a = await component(build, fakes, "a", maxRetries="0", circuitBreakerFailures="1", fallback="b")
+    await component(build, fakes, "b")
+    a.fail(500, "down")
+    assert (await call(store, entry)).model == "model-b"
+    assert (await call(store, entry)).model == "model-b"
+    assert len(a.requests) == 1
+
+
+async def test_request_errors_do_not_fall_back(build: Build, store: ComponentStore, fakes: list[OpenAIFake]) -> None:
+    entry, a = await component(build, fakes, "a", fallback="b")
+    _, b = await component(build, fakes, "b")
+    with pytest.raises(ValueError, match="response format"):
+        await call(store, entry, request=text_request("Hi", response_format={"no": "type"}))
+    assert (a.requests, b.requests) == ([], [])
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+
+async def test_no_key_in_any_error_or_log_record(build: Build, store: ComponentStore, fakes: list[OpenAIFake],
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    entry, a = await component(build, fakes, "a", maxRetries="2", fallback="b")
+    _, b = await component(build, fakes, "b", maxRetries="0")
+    a.expected_key = "sk-another-key"  # a rejects KEY with a message that quotes it, as OpenAI does
+    b.fail(429, f"Rate limit for key {KEY} reached", retry_after="0", times=5)
+    b.fail(500, f"internal error for {KEY}")
+    with pytest.raises(errors.ProviderError) as info:
+        await call(store, entry)
+    assert info.value.reason.startswith("the provider rejected the API key (401); fallback b:")
+    assert "***" in info.value.reason
+    assert KEY not in str(info.value)
+    assert caplog.records
+    for record in caplog.records:
+        assert KEY not in record.getMessage()
