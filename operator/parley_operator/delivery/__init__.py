@@ -1,0 +1,1 @@
+"""The component stream: wire format, resolution of Secrets, authentication, the hub, the server."""

@@ -1,0 +1,1 @@
+"""Sidecar injection as pure functions: annotations (keys) → config (SidecarConfig) → patch (JSON Patch)."""

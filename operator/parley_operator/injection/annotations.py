@@ -1,0 +1,111 @@
+"""Dapr's pod annotation keys (``dapr/dapr: pkg/injector/annotations/annotations.go``), as data.
+
+``SUPPORTED`` are the keys parley's injector reads; ``IGNORED`` are Dapr keys that do not apply to
+a conversation-only sidecar (actors, pluggable components, app channel …): a pod carrying one is
+still injected, and the admission response warns that the key has no effect. Keys are
+case-sensitive, as in Kubernetes. No I/O here.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "API_TOKEN_SECRET",
+    "APP_ID",
+    "APP_PORT",
+    "CONFIG",
+    "CPU_LIMIT",
+    "CPU_REQUEST",
+    "ENABLED",
+    "ENABLE_METRICS",
+    "ENABLE_NATIVE_SIDECAR",
+    "ENV",
+    "IGNORED",
+    "LABEL_APP_ID",
+    "LABEL_METRICS_ENABLED",
+    "LABEL_SIDECAR_INJECTED",
+    "LIVENESS_DELAY",
+    "LIVENESS_PERIOD",
+    "LIVENESS_THRESHOLD",
+    "LIVENESS_TIMEOUT",
+    "LOG_AS_JSON",
+    "LOG_LEVEL",
+    "MEMORY_LIMIT",
+    "MEMORY_REQUEST",
+    "METRICS_PORT",
+    "OPERATOR_CA",
+    "PROMETHEUS_PATH",
+    "PROMETHEUS_PORT",
+    "PROMETHEUS_SCRAPE",
+    "READINESS_DELAY",
+    "READINESS_PERIOD",
+    "READINESS_THRESHOLD",
+    "READINESS_TIMEOUT",
+    "SIDECAR_IMAGE",
+    "SUPPORTED",
+]
+
+ENABLED = "dapr.io/enabled"
+APP_ID = "dapr.io/app-id"
+APP_PORT = "dapr.io/app-port"
+CONFIG = "dapr.io/config"
+LOG_LEVEL = "dapr.io/log-level"
+LOG_AS_JSON = "dapr.io/log-as-json"
+SIDECAR_IMAGE = "dapr.io/sidecar-image"
+CPU_REQUEST = "dapr.io/sidecar-cpu-request"
+CPU_LIMIT = "dapr.io/sidecar-cpu-limit"
+MEMORY_REQUEST = "dapr.io/sidecar-memory-request"
+MEMORY_LIMIT = "dapr.io/sidecar-memory-limit"
+ENABLE_METRICS = "dapr.io/enable-metrics"
+METRICS_PORT = "dapr.io/metrics-port"
+API_TOKEN_SECRET = "dapr.io/api-token-secret"
+ENV = "dapr.io/env"
+LIVENESS_DELAY = "dapr.io/sidecar-liveness-probe-delay-seconds"
+LIVENESS_TIMEOUT = "dapr.io/sidecar-liveness-probe-timeout-seconds"
+LIVENESS_PERIOD = "dapr.io/sidecar-liveness-probe-period-seconds"
+LIVENESS_THRESHOLD = "dapr.io/sidecar-liveness-probe-threshold"
+READINESS_DELAY = "dapr.io/sidecar-readiness-probe-delay-seconds"
+READINESS_TIMEOUT = "dapr.io/sidecar-readiness-probe-timeout-seconds"
+READINESS_PERIOD = "dapr.io/sidecar-readiness-probe-period-seconds"
+READINESS_THRESHOLD = "dapr.io/sidecar-readiness-probe-threshold"
+ENABLE_NATIVE_SIDECAR = "dapr.io/enable-native-sidecar"
+
+SUPPORTED = (
+    ENABLED, APP_ID, APP_PORT, CONFIG, LOG_LEVEL, LOG_AS_JSON, SIDECAR_IMAGE,
+    CPU_REQUEST, CPU_LIMIT, MEMORY_REQUEST, MEMORY_LIMIT, ENABLE_METRICS, METRICS_PORT,
+    API_TOKEN_SECRET, ENV,
+    LIVENESS_DELAY, LIVENESS_TIMEOUT, LIVENESS_PERIOD, LIVENESS_THRESHOLD,
+    READINESS_DELAY, READINESS_TIMEOUT, READINESS_PERIOD, READINESS_THRESHOLD,
+    ENABLE_NATIVE_SIDECAR,
+)
+
+IGNORED = (
+    "dapr.io/app-protocol", "dapr.io/app-ssl", "dapr.io/enable-profiling", "dapr.io/app-token-secret",
+    "dapr.io/app-max-concurrency", "dapr.io/enable-debug", "dapr.io/debug-port", "dapr.io/env-from-secret",
+    "dapr.io/grpc-port", "dapr.io/internal-grpc-port", "dapr.io/sidecar-listen-addresses",
+    "dapr.io/sidecar-seccomp-profile-type", "dapr.io/http-max-request-size", "dapr.io/max-body-size",
+    "dapr.io/http-read-buffer-size", "dapr.io/read-buffer-size", "dapr.io/graceful-shutdown-seconds",
+    "dapr.io/block-shutdown-duration", "dapr.io/enable-api-logging", "dapr.io/unix-domain-socket-path",
+    "dapr.io/volume-mounts", "dapr.io/volume-mounts-rw", "dapr.io/disable-builtin-k8s-secret-store",
+    "dapr.io/enable-app-health-check", "dapr.io/app-health-check-path", "dapr.io/app-health-probe-interval",
+    "dapr.io/app-health-probe-timeout", "dapr.io/app-health-threshold", "dapr.io/app-binding-options-timeout",
+    "dapr.io/placement-host-address", "dapr.io/actors-disseminate-timeout", "dapr.io/scheduler-host-address",
+    "dapr.io/pluggable-components", "dapr.io/pluggable-components-sockets-folder",
+    "dapr.io/component-container", "dapr.io/inject-pluggable-components", "dapr.io/app-channel-address",
+    "dapr.io/sentry-request-jwt-audiences", "dapr.io/sidecar-svc-annotations", "dapr.io/disable-init-endpoints",
+)
+"""Dapr keys with no effect on parley's sidecar; ``sidecar-seccomp-profile-type`` is here because
+parley always sets ``RuntimeDefault``."""
+
+# Labels Dapr's injector sets; the operator's watchdog logic and dashboards select on them.
+LABEL_SIDECAR_INJECTED = "dapr.io/sidecar-injected"
+LABEL_APP_ID = "dapr.io/app-id"
+LABEL_METRICS_ENABLED = "dapr.io/metrics-enabled"
+
+# Prometheus' conventional scrape annotations, added when metrics are on.
+PROMETHEUS_SCRAPE = "prometheus.io/scrape"
+PROMETHEUS_PORT = "prometheus.io/port"
+PROMETHEUS_PATH = "prometheus.io/path"
+
+OPERATOR_CA = "parley.io/operator-ca"
+"""Parley's own: the operator's CA (public PEM), projected into the sidecar as a file through the
+downward API, so no Secret or ConfigMap has to be copied into application namespaces."""
