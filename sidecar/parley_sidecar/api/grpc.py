@@ -1,7 +1,7 @@
 """The Dapr gRPC API on ``--dapr-grpc-port``, through the ``dapr`` package's generated servicer.
 
-Only ``ConverseAlpha1`` and ``ConverseAlpha2`` are implemented; every other method of
-``dapr.proto.runtime.v1.Dapr`` answers UNIMPLEMENTED (the generated base class does that). The API
+Only ``ConverseAlpha1`` and ``ConverseAlpha2`` are registered; every other method of
+``dapr.proto.runtime.v1.Dapr`` answers grpc's UNIMPLEMENTED ``Method not found!``. The API
 token is checked for every method, as daprd does, with daprd's messages.
 """
 
@@ -26,7 +26,8 @@ _SERVICE = "/dapr.proto.runtime.v1.Dapr/"
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Rejects calls without the right ``dapr-api-token`` metadata (daprd ``pkg/api/grpc/auth.go``)."""
+    """Rejects calls without the right ``dapr-api-token`` metadata with UNAUTHENTICATED ``Unauthorized``,
+    for every method, as daprd does (checked against the real daprd in tests/conformance)."""
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
@@ -37,11 +38,9 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         given = next((v for k, v in details.invocation_metadata or () if k == "dapr-api-token"), None)
-        if given is None:
-            return _deny("missing api token in request metadata")
-        value = given.encode() if isinstance(given, str) else given
+        value = b"" if given is None else given.encode() if isinstance(given, str) else given
         if not hmac.compare_digest(value, self._token):
-            return _deny("authentication error: api token mismatch")
+            return _deny("Unauthorized")  # daprd 1.18.3's answer, missing or wrong alike
         return await continuation(details)
 
 
@@ -87,4 +86,15 @@ def _code(exc: errors.ParleyError) -> grpc.StatusCode:
 
 
 def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics) -> None:
-    dapr_pb2_grpc.add_DaprServicer_to_server(ConversationServicer(pipeline, metrics), server)  # type: ignore[no-untyped-call]
+    """Registers the two conversation methods only: any other method of the Dapr service gets
+    grpc's own UNIMPLEMENTED ``Method not found!`` (not a Python exception text)."""
+    servicer = ConversationServicer(pipeline, metrics)
+    handlers = {
+        "ConverseAlpha1": grpc.unary_unary_rpc_method_handler(
+            servicer.ConverseAlpha1, request_deserializer=ai_pb2.ConversationRequest.FromString,
+            response_serializer=ai_pb2.ConversationResponse.SerializeToString),
+        "ConverseAlpha2": grpc.unary_unary_rpc_method_handler(
+            servicer.ConverseAlpha2, request_deserializer=ai_pb2.ConversationRequestAlpha2.FromString,
+            response_serializer=ai_pb2.ConversationResponseAlpha2.SerializeToString),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE.strip("/"), handlers),))

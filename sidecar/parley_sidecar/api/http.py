@@ -46,7 +46,7 @@ def _error(exc: errors.ParleyError) -> web.Response:
 
 def _metric_path(request: web.Request) -> str:
     """The route, with the component name only when it names a loaded component (no user text)."""
-    info = request.match_info
+    info = request.get(public.MATCH, request.match_info)
     route = info.route.resource.canonical if info.route.resource is not None else ""
     name = info.get("name")
     if name is not None and request.app[PIPELINE].store.get(name) is not None:
@@ -58,10 +58,11 @@ def _metric_path(request: web.Request) -> str:
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     token = request.app[TOKEN]
-    if token and request.path not in _EXEMPT:
+    if token and public.clean_path(request.path) not in _EXEMPT:
         given = request.headers.get("dapr-api-token", "")
         if not hmac.compare_digest(given.encode(), token.encode()):
-            response: web.StreamResponse = web.Response(status=401, text="invalid api token")
+            # Go's http.Error, as daprd: the text and a newline.
+            response: web.StreamResponse = web.Response(status=401, text="invalid api token\n")
             request.app[METRICS].http(request.method, _metric_path(request), 401,
                                       (time.perf_counter() - started) * 1000)
             return response
@@ -69,10 +70,10 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except web.HTTPRequestEntityTooLarge:
         response = _error(errors.BodyTooLarge(request.app[MAX_BODY]))
-    except web.HTTPNotFound:
-        response = web.Response(status=404, body=_FALLBACK, content_type=_JSON)
-    except web.HTTPMethodNotAllowed:
-        response = web.Response(status=404, body=_FALLBACK, content_type=_JSON)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        rerouted = await public.reroute(request)
+        response = rerouted if rerouted is not None else web.Response(status=404, body=_FALLBACK,
+                                                                      content_type=_JSON)
     request.app[METRICS].http(request.method, _metric_path(request), response.status,
                               (time.perf_counter() - started) * 1000)
     return response
@@ -87,7 +88,7 @@ async def _converse_alpha1(request: web.Request) -> web.Response:
         body = await request.read()
         req = wire.decode(body, ai_pb2.ConversationRequest(), query_metadata=_query_metadata(request),
                           plain_inputs=True)
-        req.name = request.match_info["name"]
+        req.name = public.param(request, "name")
         out = await alpha1.converse(request.app[PIPELINE], req)
     except errors.ParleyError as exc:
         return _error(exc)
@@ -99,7 +100,7 @@ async def _converse_alpha2(request: web.Request) -> web.Response:
         body = await request.read()
         req = wire.decode(body, ai_pb2.ConversationRequestAlpha2(), query_metadata=_query_metadata(request),
                           plain_inputs=False)
-        req.name = request.match_info["name"]
+        req.name = public.param(request, "name")
         out = await alpha2.converse(request.app[PIPELINE], req)
     except errors.ParleyError as exc:
         return _error(exc)

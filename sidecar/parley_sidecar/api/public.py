@@ -3,6 +3,10 @@
 ``/v1.0/metadata`` lists components by name, type and version only: a metadata value (a key, an
 endpoint with credentials) never appears. ``PUT /v1.0/metadata/{key}`` stores extended metadata
 as daprd does; the Dapr CLI writes ``cliPID``/``appPID``/``appCommand`` there and retries on 5xx.
+
+Paths are routed as daprd's router does: a path that matches only once cleaned (``//`` merged, a
+trailing ``/`` dropped, dot segments resolved) is served as the clean one. On the public port,
+unknown paths and methods get Go's plain ``404 page not found`` / empty 405, as daprd's.
 """
 
 from __future__ import annotations
@@ -13,13 +17,63 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["Describe", "add_routes"]
+__all__ = ["Describe", "add_routes", "clean_path", "param", "reroute"]
 
 Describe = Callable[[], dict[str, Any]]
 Ready = Callable[[], bool]
 DESCRIBE: web.AppKey[Describe] = web.AppKey("describe")
 EXTENDED: web.AppKey[dict[str, str]] = web.AppKey("extended")
 READY: web.AppKey[Ready] = web.AppKey("ready")
+MATCH = "parley.match"
+"""Request key: the route match of a request served under its cleaned path (see :func:`reroute`)."""
+
+
+def clean_path(raw_path: str) -> str:
+    """chi's CleanPath and StripSlashes, as daprd routes: ``/a//b/./c/`` → ``/a/b/c``."""
+    parts: list[str] = []
+    for segment in raw_path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(segment)
+    return "/" + "/".join(parts)
+
+
+def param(request: web.Request, key: str) -> str:
+    """A path parameter, also for a request served by :func:`reroute`."""
+    match = request.get(MATCH, request.match_info)
+    return str(match[key])
+
+
+async def reroute(request: web.Request) -> web.StreamResponse | None:
+    """Serve a request that matched no route under its cleaned path, if that one matches."""
+    url = request.rel_url
+    cleaned = clean_path(url.raw_path)
+    if cleaned == url.raw_path:
+        return None
+    clone = request.clone(rel_url=url.build(path=cleaned, query_string=url.raw_query_string, encoded=True))
+    match = await request.app.router.resolve(clone)
+    if match.http_exception is not None:
+        return None
+    clone[MATCH] = request[MATCH] = match
+    return await match.handler(clone)
+
+
+@web.middleware
+async def _go_mux(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        rerouted = await reroute(request)
+        if rerouted is not None:
+            return rerouted
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            return web.Response(status=405)
+        return web.Response(status=404, text="404 page not found\n")
+    return response
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -41,7 +95,7 @@ async def _metadata(request: web.Request) -> web.Response:
 
 
 async def _put_metadata(request: web.Request) -> web.Response:
-    request.app[EXTENDED][request.match_info["key"]] = (await request.read()).decode("utf-8", "replace")[:4096]
+    request.app[EXTENDED][param(request, "key")] = (await request.read()).decode("utf-8", "replace")[:4096]
     return web.Response(status=204)
 
 
@@ -52,8 +106,10 @@ def add_routes(app: web.Application, describe: Describe, *, extended: dict[str, 
     app[EXTENDED] = extended
     if ready is not None:
         app[READY] = ready
-    app.router.add_get("/v1.0/healthz", _healthz)
-    app.router.add_get("/v1.0/healthz/outbound", _outbound)
-    app.router.add_get("/v1.0/metadata", _metadata)
+    app.router.add_get("/v1.0/healthz", _healthz, allow_head=False)
+    app.router.add_get("/v1.0/healthz/outbound", _outbound, allow_head=False)
+    app.router.add_get("/v1.0/metadata", _metadata, allow_head=False)
     if extended_writable:
         app.router.add_put("/v1.0/metadata/{key}", _put_metadata)
+    else:  # the public port: no API middleware of its own, answer as Go's mux does
+        app.middlewares.append(_go_mux)

@@ -11,11 +11,13 @@ Seed extensions are applied before parsing: alpha1 ``inputs`` given as plain str
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 # Registers the well-known types so Any values such as Int64Value in `parameters` parse.
-from google.protobuf import any_pb2, duration_pb2, json_format, struct_pb2, wrappers_pb2  # noqa: F401
+from google.protobuf import any_pb2, descriptor_pool, duration_pb2, json_format, struct_pb2, wrappers_pb2  # noqa: F401
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from parley_sidecar import errors
@@ -25,20 +27,162 @@ __all__ = ["decode", "encode", "error_body"]
 M = TypeVar("M", bound=Message)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+class _Object(dict[str, Any]):
+    """A JSON object that remembers the keys it saw twice (Go's protojson decides later whether
+    a duplicate matters: it does for known fields and map keys, not for ignored unknown keys)."""
+
+    __slots__ = ("dups",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dups: set[str] = set()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    out = _Object()
     for key, value in pairs:
         if key in out:
-            raise errors.MalformedRequest(f"duplicate field {key!r}")
+            out.dups.add(key)
         out[key] = value
     return out
 
 
+MAX_DEPTH = 100
+"""Deepest JSON nesting accepted; deeper bodies are malformed (Python's stack, not Go's 10000 levels)."""
+
+_FLOAT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?\Z")
+_FLOAT_WORDS = frozenset({"NaN", "Infinity", "-Infinity"})
+_JSON_WKT = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"})
+_FIELDS: dict[str, dict[str, FieldDescriptor]] = {}
+_TOO_DEEP = f"JSON nested deeper than {MAX_DEPTH} levels"
+
+
+def _fields(desc: Any) -> dict[str, FieldDescriptor]:
+    found = _FIELDS.get(desc.full_name)
+    if found is None:
+        found = {}
+        for fd in desc.fields:
+            found[fd.name] = found[fd.json_name] = fd
+        _FIELDS[desc.full_name] = found
+    return found
+
+
+def _bad(what: str, value: Any) -> errors.MalformedRequest:
+    return errors.MalformedRequest(f"invalid value for {what}: {json.dumps(value, ensure_ascii=False)[:60]}")
+
+
+def _check_json(value: Any, depth: int, *, keys_unique: bool) -> None:
+    """Free JSON: not nested too deeply and, inside Struct/Value/ListValue (``keys_unique``), no key
+    twice in one object (a duplicate map key for Go; in an ignored unknown field it is fine)."""
+    if isinstance(value, dict):
+        if depth > MAX_DEPTH:
+            raise errors.MalformedRequest(_TOO_DEEP)
+        if keys_unique and getattr(value, "dups", None):
+            raise errors.MalformedRequest(f"duplicate map key {sorted(value.dups)[0]!r}")  # type: ignore[attr-defined]
+        for item in value.values():
+            if isinstance(item, (dict, list)):
+                _check_json(item, depth + 1, keys_unique=keys_unique)
+    elif isinstance(value, list):
+        if depth > MAX_DEPTH:
+            raise errors.MalformedRequest(_TOO_DEEP)
+        for item in value:
+            if isinstance(item, (dict, list)):
+                _check_json(item, depth + 1, keys_unique=keys_unique)
+
+
+def _check_any(data: Any, depth: int) -> Any:
+    if not isinstance(data, dict):
+        raise _bad("google.protobuf.Any", data)
+    if "@type" in getattr(data, "dups", ()):
+        raise errors.MalformedRequest('duplicate "@type" field')
+    if "@type" not in data:
+        _check_json(data, depth, keys_unique=False)
+        return {}  # protojson with DiscardUnknown: an Any without @type is an empty Any
+    type_url = data["@type"]
+    if not isinstance(type_url, str):
+        raise _bad("@type", type_url)
+    try:
+        desc = descriptor_pool.Default().FindMessageTypeByName(type_url.rsplit("/", 1)[-1])
+    except KeyError:
+        return data  # json_format reports the unknown type
+    if desc.full_name in _JSON_WKT:
+        _check_json(data.get("value"), depth + 1, keys_unique=True)
+    elif desc.full_name.startswith("google.protobuf."):
+        _check_json(data, depth, keys_unique=False)
+    else:
+        _check_message({k: v for k, v in data.items() if k != "@type"}, desc, depth)
+    return data
+
+
+def _check_value(value: Any, fd: FieldDescriptor, depth: int) -> Any:
+    if value is None:
+        return value
+    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        return _check_message(value, fd.message_type, depth)
+    if fd.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT) and (
+        isinstance(value, bool)
+        or (isinstance(value, str) and value not in _FLOAT_WORDS and not _FLOAT_TEXT.match(value))
+    ):
+        raise _bad(f"{fd.name} (a number)", value)
+    if isinstance(value, (dict, list)):
+        _check_json(value, depth, keys_unique=False)  # json_format rejects it; only the depth matters
+    return value
+
+
+def _check_message(data: Any, desc: Any, depth: int = 1) -> Any:
+    """Where Go's protojson is stricter than ``json_format``, and the nesting limit: a message must
+    be a JSON object (not a string or a list), numbers are not booleans or padded strings, a known
+    field or a map key may not appear twice, nothing nests deeper than MAX_DEPTH. Returns ``data``,
+    with ``Any`` values lacking ``@type`` made empty (protojson's DiscardUnknown)."""
+    name = desc.full_name
+    if name == "google.protobuf.Any":
+        return _check_any(data, depth)
+    if name in _JSON_WKT:
+        _check_json(data, depth, keys_unique=True)
+        return data
+    if name.startswith("google.protobuf."):
+        _check_json(data, depth, keys_unique=False)
+        return data  # Duration, Timestamp, wrappers: json_format is as strict as protojson
+    if not isinstance(data, dict):
+        raise _bad(f"message {desc.name}", data)
+    if depth > MAX_DEPTH:
+        raise errors.MalformedRequest(_TOO_DEEP)
+    fields = _fields(desc)
+    for key in getattr(data, "dups", ()):
+        if key in fields:
+            raise errors.MalformedRequest(f"duplicate field {key!r}")
+    inner = depth + 1
+    for key, value in data.items():
+        fd = fields.get(key)
+        if fd is None:
+            if isinstance(value, (dict, list)):
+                _check_json(value, inner, keys_unique=False)
+            continue
+        if value is None:
+            continue
+        if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+            if isinstance(value, dict):
+                if getattr(value, "dups", None):
+                    raise errors.MalformedRequest(f"duplicate map key {sorted(value.dups)[0]!r}")  # type: ignore[attr-defined]
+                value_fd = fd.message_type.fields_by_name["value"]
+                for k, v in value.items():
+                    value[k] = _check_value(v, value_fd, inner + 1)
+        elif fd.is_repeated:
+            if isinstance(value, list):
+                for i, v in enumerate(value):
+                    value[i] = _check_value(v, fd, inner + 1)
+        else:
+            data[key] = _check_value(value, fd, inner)
+    return data
+
+
 def decode(body: bytes, message: M, *, query_metadata: Mapping[str, str], plain_inputs: bool) -> M:
     """Fill ``message`` from a request body; raise MalformedRequest like daprd's 400."""
-    if body.strip():
+    if body:  # daprd parses any non-empty body: whitespace alone is malformed
         try:
-            data = json.loads(body, object_pairs_hook=_no_duplicates)
+            data = json.loads(body, object_pairs_hook=_object)
+        except RecursionError:
+            raise errors.MalformedRequest(f"JSON nested deeper than {MAX_DEPTH} levels") from None
         except (ValueError, UnicodeDecodeError) as exc:
             if isinstance(exc, errors.MalformedRequest):
                 raise
@@ -52,11 +196,13 @@ def decode(body: bytes, message: M, *, query_metadata: Mapping[str, str], plain_
             context = data.pop("conversationContext", None)
             if isinstance(context, str) and "contextID" not in data:
                 data["contextID"] = context
+        data = _check_message(data, message.DESCRIPTOR)
         try:
-            json_format.ParseDict(data, message, ignore_unknown_fields=True)
+            # Go's protojson allows 10000 levels of messages; MAX_DEPTH bounds the JSON already.
+            json_format.ParseDict(data, message, ignore_unknown_fields=True, max_recursion_depth=10 * MAX_DEPTH)
         except json_format.ParseError as exc:
             raise errors.MalformedRequest(str(exc)) from None
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
             raise errors.MalformedRequest(f"invalid value: {exc}") from None
     if query_metadata:
         target = message.metadata  # type: ignore[attr-defined]
@@ -68,9 +214,14 @@ def decode(body: bytes, message: M, *, query_metadata: Mapping[str, str], plain_
 
 def encode(message: Message) -> bytes:
     """protojson's default output: zero fields omitted, int64 as strings, lowerCamel names."""
-    return json.dumps(
-        json_format.MessageToDict(message), separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    data = json_format.MessageToDict(message)
+    if message.DESCRIPTOR.full_name == "dapr.proto.runtime.v1.ConversationResponse":
+        for output in data.get("outputs", ()):
+            for value in output.get("parameters", {}).values():
+                # protojson writes an Any holding google.protobuf.Empty as {"@type": …, "value": {}}.
+                if value.get("@type", "").rsplit("/", 1)[-1] == "google.protobuf.Empty":
+                    value.setdefault("value", {})
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def error_body(code: str, message: str) -> bytes:

@@ -56,7 +56,7 @@ async def test_api_token_is_required_except_for_health(start_sidecar: StartSidec
     running = await start_sidecar(api_token="s3cret")
     headers = {"dapr-api-token": header} if header else {}
     status, body = await running.post(A1, {"inputs": ["x"]}, headers=headers)
-    assert (status, body) == (401, "invalid api token")
+    assert (status, body) == (401, "invalid api token\n")  # Go's http.Error, as daprd
     async with running.session.get(running.http + "/v1.0/metadata", headers=headers) as resp:
         assert resp.status == 401
     async with running.session.get(running.http + "/v1.0/healthz/outbound") as resp:
