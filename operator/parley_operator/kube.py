@@ -17,12 +17,9 @@ bodies truncated so that nothing large (or secret) reaches a log line::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import ssl
-import tempfile
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -102,38 +99,6 @@ async def default_login() -> kopf.ConnectionInfo:
     return info
 
 
-@contextlib.contextmanager
-def _pem_file(data: str | bytes) -> Iterator[str]:
-    # ssl can only load client certificates from files; keep them only as long as the load takes.
-    with tempfile.NamedTemporaryFile("wb", suffix=".pem") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        yield f.name
-
-
-def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
-    if not info.server.startswith("https"):
-        return False
-    if info.insecure:
-        return False
-    ctx = ssl.create_default_context()
-    if info.ca_path:
-        ctx.load_verify_locations(cafile=str(Path(str(info.ca_path))))
-    elif info.ca_data:
-        data = info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data
-        ctx.load_verify_locations(cadata=data)
-    cert = info.certificate_path or info.certificate_data
-    key = info.private_key_path or info.private_key_data
-    if cert and key:
-        with contextlib.ExitStack() as stack:
-            cert_file = str(info.certificate_path) if info.certificate_path else stack.enter_context(
-                _pem_file(info.certificate_data or b""))
-            key_file = str(info.private_key_path) if info.private_key_path else stack.enter_context(
-                _pem_file(info.private_key_data or b""))
-            ctx.load_cert_chain(cert_file, key_file)
-    return ctx
-
-
 class KubeClient:
     def __init__(self, login: Login, *, timeout: float = 10.0) -> None:
         self._login = login
@@ -144,7 +109,9 @@ class KubeClient:
     async def _connect(self) -> tuple[aiohttp.ClientSession, kopf.ConnectionInfo]:
         if self._session is None or self._info is None:
             info = await self._login()
-            connector = aiohttp.TCPConnector(ssl=_ssl_context(info), limit=32)
+            # kopf's own context decodes kubeconfig *-data fields (base64) and honours `insecure`.
+            tls: ssl.SSLContext | bool = info.as_ssl_context() if info.server.startswith("https") else False
+            connector = aiohttp.TCPConnector(ssl=tls, limit=32)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
                                                   headers=info.as_http_headers())
             self._info = info
