@@ -129,3 +129,21 @@ async def test_redis_down_answers_uncached(start_sidecar: StartSidecar, tmp_path
         assert got["outputs"][0]["choices"][0]["message"]["content"] == "after"
     warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(warnings) == 1
+
+
+async def test_concurrent_identical_requests_make_one_provider_call(start_sidecar: StartSidecar) -> None:
+    from tests.fakes import OpenAIFake
+
+    fake = await OpenAIFake(expected_key="sk-single-flight").start()
+    try:
+        fake.slow(0.5)  # the first request waits upstream while the others arrive
+        running = await start_sidecar({"c.yaml": component_yaml("cached", "conversation.openai", {
+            "key": "sk-single-flight", "endpoint": f"{fake.url}/v1", "model": "gpt-test", "cacheTTL": "10m"})})
+        replies = await asyncio.gather(*(running.post(A2, body("same question")) for _ in range(8)))
+        assert {status for status, _ in replies} == {200}
+        assert all(reply == replies[0][1] for _, reply in replies)
+        assert len(fake.requests) == 1
+        got = await counters(running)
+        assert (got["miss"], got["hit"], got["calls"]) == (1, 7, 1)
+    finally:
+        await fake.close()

@@ -72,3 +72,35 @@ async def test_alpha1_seed_conversation_context(start_sidecar: StartSidecar) -> 
     assert status == 200
     assert reply == {"contextID": "seed-room",
                      "outputs": [{"result": "what is Dapr\nwhat is Dapr\nWhy use Dapr"}]}
+
+
+async def test_three_turns_over_the_dapr_sdk(start_sidecar: StartSidecar) -> None:
+    """A user's app with the real Dapr Python SDK, context_id set, three calls in one process."""
+    import asyncio
+    import json
+    import os
+    import sys
+
+    running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true"})})
+    app = (
+        "import json\n"
+        "from dapr.clients import DaprClient\n"
+        "from dapr.clients.grpc import conversation as c\n"
+        "out = []\n"
+        "with DaprClient() as d:\n"
+        "    for text in ('hello', 'how are you', 'bye'):\n"
+        "        r = d.converse_alpha1(name='chat', inputs=[c.ConversationInput(content=text)], context_id='sdk-room')\n"
+        "        out.append([r.context_id, r.outputs[0].result])\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {**os.environ, "DAPR_HTTP_PORT": str(running.sidecar.bound["http"]),
+           "DAPR_GRPC_PORT": str(running.sidecar.bound["grpc"]), "DAPR_HEALTH_TIMEOUT": "10"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", app, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out.decode().strip().splitlines()[-1]) == [
+        ["sdk-room", "hello"],
+        ["sdk-room", "hello\nhello\nhow are you"],
+        ["sdk-room", "hello\nhello\nhow are you\nhello\nhello\nhow are you\nbye"],
+    ]
