@@ -26,6 +26,8 @@ __all__ = ["ComponentStore", "Entry", "LoadError"]
 log = logging.getLogger("parley.components")
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
+Validator = Callable[[Mapping[str, Any]], None]
+"""Checks resolved settings that belong to upper layers (e.g. PII entity names); raises MetadataError."""
 
 
 class LoadError(Exception):
@@ -53,7 +55,8 @@ def _load_factory(path: str) -> Callable[[base.ComponentContext], base.Conversat
 
 
 class ComponentStore:
-    def __init__(self, *, session_factory: SessionFactory | None = None) -> None:
+    def __init__(self, *, session_factory: SessionFactory | None = None, validate: Validator | None = None) -> None:
+        self._validate = validate
         self._entries: dict[str, Entry] = {}
         self._sources: dict[str, str] = {}
         self._session_factory = session_factory
@@ -89,6 +92,8 @@ class ComponentStore:
             raise LoadError(f"{spec.describe()}: unsupported type/version {spec.type}/{spec.version}{known}")
         try:
             settings = catalog.resolve(ctype, spec.metadata)
+            if self._validate is not None:
+                self._validate(settings)
         except catalog.MetadataError as exc:
             raise LoadError(f"{spec.describe()}: {exc}") from None
         session = self._session_factory() if self._session_factory else None

@@ -99,3 +99,12 @@ async def test_non_conversation_components_are_skipped(start_sidecar: StartSidec
     ])})
     assert await converse_status(running, "echo") == 200
     assert any("statestore" in r.getMessage() and "state.redis" in r.getMessage() for r in caplog.records)
+
+
+async def test_unknown_pii_entity_fails_the_component_at_load(start_sidecar: StartSidecar,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, "parley.loading")
+    running = await start_sidecar({"p.yaml": component_yaml("p", metadata={"piiEntities": "EMAIL,SHOE_SIZE"})})
+    assert await converse_status(running, "p") == 400
+    assert any("'p'" in r.getMessage() and "piiEntities" in r.getMessage() and "SHOE_SIZE" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
