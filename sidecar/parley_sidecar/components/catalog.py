@@ -96,6 +96,7 @@ COMMON_FIELDS: tuple[Field, ...] = (
     Field("memoryMaxChars", "int", default="32000", description="Most characters of history per conversation."),
     Field("memoryTTL", "duration", default="1h", description="Forget a conversation idle this long."),
     Field("memoryMaxConversations", "int", default="10000", description="Most conversations kept (LRU)."),
+    Field("memoryStore", "url", description="redis://host:port/db to keep history across restarts and replicas."),
 )
 
 _KEY = Field("key", sensitive=True, description="API key of the provider.")

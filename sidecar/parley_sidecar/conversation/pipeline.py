@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from parley_sidecar import errors
-from parley_sidecar.components import base
+from parley_sidecar.components import base, catalog
 from parley_sidecar.components.store import ComponentStore, Entry
 from parley_sidecar.conversation import cache, memory, pii, resiliency
 from parley_sidecar.metrics import Metrics
 
-__all__ = ["OVERRIDE_KEYS", "Overrides", "Pipeline"]
+__all__ = ["OVERRIDE_KEYS", "Overrides", "Pipeline", "check_settings"]
 
 log = logging.getLogger("parley.conversation")
 
@@ -40,6 +40,19 @@ class Overrides:
     pii_entities: frozenset[pii.Entity] | None = None
 
 
+_NO_OVERRIDES = Overrides()
+
+
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """Load-time checks of the pipeline's own Component metadata (the store calls this)."""
+    configured = settings.get("piiEntities")
+    if configured:
+        try:
+            pii.parse_entities(",".join(configured))
+        except ValueError as exc:
+            raise catalog.MetadataError("piiEntities", str(exc)) from None
+
+
 class Pipeline:
     def __init__(self, store: ComponentStore, metrics: Metrics) -> None:
         self.store = store
@@ -48,6 +61,7 @@ class Pipeline:
         self._caches: dict[str, tuple[Entry, cache.ResponseCache]] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self.memory = memory.Memory()
+        self._memories: dict[str, tuple[str, memory.RedisMemory]] = {}
 
     # -- lookups -----------------------------------------------------------------------------------
     def entry(self, name: str) -> Entry:
@@ -58,6 +72,8 @@ class Pipeline:
 
     def overrides(self, name: str, metadata: Mapping[str, str]) -> Overrides:
         """Read the seed's per-request overrides; a bad value is the client's error (400)."""
+        if not metadata:
+            return _NO_OVERRIDES  # the common request: skip the lowering and a dataclass per call
         lowered = {k.lower(): v for k, v in metadata.items()}
         ttl: float | None = None
         if lowered.get("cachettl"):
@@ -83,14 +99,14 @@ class Pipeline:
     # -- PII -----------------------------------------------------------------------------------------
     def scrub(self, name: str, entry: Entry, text: str, direction: str, overrides: Overrides) -> str:
         """Scrub one text; fail closed: if the scrubber breaks, the request fails, nothing leaks."""
-        entities = overrides.pii_entities
-        if entities is None:
-            configured = entry.settings.get("piiEntities")
-            entities = pii.parse_entities(",".join(configured)) if configured else pii.DEFAULT_ENTITIES
-        scrubber = self._scrubbers.get(entities)
-        if scrubber is None:
-            scrubber = self._scrubbers[entities] = pii.Scrubber(entities)
         try:
+            entities = overrides.pii_entities
+            if entities is None:
+                configured = entry.settings.get("piiEntities")
+                entities = pii.parse_entities(",".join(configured)) if configured else pii.DEFAULT_ENTITIES
+            scrubber = self._scrubbers.get(entities)
+            if scrubber is None:
+                scrubber = self._scrubbers[entities] = pii.Scrubber(entities)
             scrubbed: str
             scrubbed, found = scrubber.scrub(text)
         except Exception as exc:
@@ -132,6 +148,22 @@ class Pipeline:
         self._caches[name] = (entry, made)
         return made
 
+    def _memory_for(self, name: str, entry: Entry) -> memory.MemoryStore:
+        """The local store, or this component's Redis (``memoryStore``) when it names one."""
+        url = entry.settings.get("memoryStore")
+        if not url:
+            return self.memory
+        current = self._memories.get(name)
+        if current is not None and current[0] == url:
+            return current[1]
+        if current is not None:
+            closing = asyncio.ensure_future(current[1].aclose())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        made = memory.RedisMemory(url)
+        self._memories[name] = (url, made)
+        return made
+
     @staticmethod
     def _memory_limits(settings: Mapping[str, Any]) -> memory.MemoryLimits:
         return memory.MemoryLimits(
@@ -163,13 +195,14 @@ class Pipeline:
         context_id: str = "",
     ) -> base.ConverseResponse:
         """Memory, cache, the component call, output scrubbing; failures become ``InvokeError``."""
-        overrides = overrides or Overrides()
+        overrides = overrides or _NO_OVERRIDES
         settings = entry.settings
         remembering = bool(settings.get("memory")) and bool(context_id)
         limits = self._memory_limits(settings) if remembering else None
         sent = request
         if limits is not None:
-            history = self.memory.history(name, context_id, limits)
+            store = self._memory_for(name, entry)
+            history = await store.history(name, context_id, limits)
             if history:
                 sent = dataclasses.replace(request, messages=history + request.messages)
         ttl = overrides.cache_ttl if overrides.cache_ttl is not None else settings.get("responseCacheTTL")
@@ -189,7 +222,7 @@ class Pipeline:
             response = self._scrub_response(name, entry, response, overrides)
         if limits is not None:
             reply = memory.reply_message(response)
-            self.memory.remember(name, context_id, request.messages + ((reply,) if reply else ()), limits)
+            await store.remember(name, context_id, request.messages + ((reply,) if reply else ()), limits)
         return response
 
     async def _invoke(self, name: str, entry: Entry, request: base.ConverseRequest) -> base.ConverseResponse:
@@ -225,5 +258,8 @@ class Pipeline:
         for _, made in self._caches.values():
             await made.store.aclose()
         self._caches.clear()
+        for _, remembered in self._memories.values():
+            await remembered.aclose()
+        self._memories.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)

@@ -104,3 +104,34 @@ async def test_three_turns_over_the_dapr_sdk(start_sidecar: StartSidecar) -> Non
         ["sdk-room", "hello\nhello\nhow are you"],
         ["sdk-room", "hello\nhello\nhow are you\nhello\nhello\nhow are you\nbye"],
     ]
+
+
+async def test_history_in_redis_survives_a_restart_and_is_shared(start_sidecar: StartSidecar, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from tests.redis_server import redis_available, redis_server
+
+    if not redis_available():
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    with redis_server(tmp_path) as url:
+        component = {"c.yaml": component_yaml("chat", metadata={"memory": "true", "memoryStore": url})}
+        first = await start_sidecar(component)
+        await first.post(A2, turn("remember me", "r"))
+        await first.sidecar.stop()  # the pod restarts …
+        second = await start_sidecar(component)  # … or another replica answers
+        _, reply = await second.post(A2, turn("still there?", "r"))
+        assert content(reply) == "remember me\nremember me\nstill there?"
+
+
+async def test_memory_redis_down_answers_without_history(start_sidecar: StartSidecar, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from tests.redis_server import redis_available, redis_server
+
+    if not redis_available():
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    with redis_server(tmp_path) as url:
+        running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true",
+                                                                                  "memoryStore": url})})
+    status, reply = await running.post(A2, turn("anyone?", "r"))
+    assert (status, content(reply)) == (200, "anyone?")
