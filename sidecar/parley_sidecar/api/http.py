@@ -12,9 +12,11 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from dapr.proto.runtime.v1 import ai_pb2
+from google.protobuf.message import Message
 
 from parley_sidecar import errors
 from parley_sidecar.api import public, wire
@@ -83,28 +85,22 @@ def _query_metadata(request: web.Request) -> dict[str, str]:
     return {k[len("metadata."):]: v for k, v in request.query.items() if k.startswith("metadata.")}
 
 
-async def _converse_alpha1(request: web.Request) -> web.Response:
-    try:
-        body = await request.read()
-        req = wire.decode(body, ai_pb2.ConversationRequest(), query_metadata=_query_metadata(request),
-                          plain_inputs=True)
-        req.name = public.param(request, "name")
-        out = await alpha1.converse(request.app[PIPELINE], req)
-    except errors.ParleyError as exc:
-        return _error(exc)
-    return web.Response(body=wire.encode(out), content_type=_JSON)
+def _converse(
+    message: Callable[[], Message], run: Callable[[Pipeline, Any], Awaitable[Message]], *, seed_alpha1: bool
+) -> Handler:
+    """One handler shape for both API versions: decode, name from the URL, pipeline, encode."""
 
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            req: Any = wire.decode(await request.read(), message(), query_metadata=_query_metadata(request),
+                                   plain_inputs=seed_alpha1)
+            req.name = public.param(request, "name")
+            out = await run(request.app[PIPELINE], req)
+        except errors.ParleyError as exc:
+            return _error(exc)
+        return web.Response(body=wire.encode(out), content_type=_JSON)
 
-async def _converse_alpha2(request: web.Request) -> web.Response:
-    try:
-        body = await request.read()
-        req = wire.decode(body, ai_pb2.ConversationRequestAlpha2(), query_metadata=_query_metadata(request),
-                          plain_inputs=False)
-        req.name = public.param(request, "name")
-        out = await alpha2.converse(request.app[PIPELINE], req)
-    except errors.ParleyError as exc:
-        return _error(exc)
-    return web.Response(body=wire.encode(out), content_type=_JSON)
+    return handle
 
 
 def build_app(pipeline: Pipeline, metrics: Metrics, *, api_token: str, max_body_size: int,
@@ -114,7 +110,9 @@ def build_app(pipeline: Pipeline, metrics: Metrics, *, api_token: str, max_body_
     app[METRICS] = metrics
     app[TOKEN] = api_token
     app[MAX_BODY] = max_body_size
-    app.router.add_post("/v1.0-alpha1/conversation/{name}/converse", _converse_alpha1)
-    app.router.add_post("/v1.0-alpha2/conversation/{name}/converse", _converse_alpha2)
+    app.router.add_post("/v1.0-alpha1/conversation/{name}/converse",
+                        _converse(ai_pb2.ConversationRequest, alpha1.converse, seed_alpha1=True))
+    app.router.add_post("/v1.0-alpha2/conversation/{name}/converse",
+                        _converse(ai_pb2.ConversationRequestAlpha2, alpha2.converse, seed_alpha1=False))
     public.add_routes(app, describe, extended=extended, extended_writable=True)
     return app

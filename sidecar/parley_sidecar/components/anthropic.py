@@ -34,20 +34,6 @@ API_VERSION = "2023-06-01"
 PROVIDER = "anthropic"
 
 
-def _arguments(call: base.ToolCall) -> dict[str, Any]:
-    if not call.arguments.strip():
-        return {}
-    try:
-        value = json.loads(call.arguments)
-    except ValueError:
-        raise ValueError(
-            f"tool call {call.id!r} ({call.name}): arguments must be a JSON object for anthropic"
-        ) from None
-    if not isinstance(value, dict):
-        raise ValueError(f"tool call {call.id!r} ({call.name}): arguments must be a JSON object for anthropic")
-    return value
-
-
 def _turns(messages: tuple[base.Message, ...]) -> tuple[str, list[dict[str, Any]]]:
     system: list[str] = []
     turns: list[dict[str, Any]] = []
@@ -62,7 +48,8 @@ def _turns(messages: tuple[base.Message, ...]) -> tuple[str, list[dict[str, Any]
                 if part.text:  # the API rejects empty text blocks
                     blocks.append({"type": "text", "text": part.text})
             elif isinstance(part, base.ToolCall):
-                blocks.append({"type": "tool_use", "id": part.id, "name": part.name, "input": _arguments(part)})
+                arguments = http_kit.arguments_object(part, PROVIDER)
+                blocks.append({"type": "tool_use", "id": part.id, "name": part.name, "input": arguments})
             else:
                 blocks.append({"type": "tool_result", "tool_use_id": part.tool_id, "content": part.content})
         if not blocks:

@@ -36,18 +36,6 @@ PROVIDER = "aws bedrock"
 SERVICE = "bedrock"
 
 
-def _input(call: base.ToolCall) -> dict[str, Any]:
-    if not call.arguments.strip():
-        return {}
-    try:
-        value = json.loads(call.arguments)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise ValueError(f"tool call {call.id!r} ({call.name}): arguments must be a JSON object for bedrock")
-    return value
-
-
 def _turns(messages: tuple[base.Message, ...]) -> tuple[list[dict[str, str]], list[dict[str, Any]], bool]:
     system: list[dict[str, str]] = []
     turns: list[dict[str, Any]] = []
@@ -64,7 +52,8 @@ def _turns(messages: tuple[base.Message, ...]) -> tuple[list[dict[str, str]], li
                     blocks.append({"text": part.text})
             elif isinstance(part, base.ToolCall):
                 has_tool_blocks = True
-                blocks.append({"toolUse": {"toolUseId": part.id, "name": part.name, "input": _input(part)}})
+                arguments = http_kit.arguments_object(part, PROVIDER)
+                blocks.append({"toolUse": {"toolUseId": part.id, "name": part.name, "input": arguments}})
             else:
                 has_tool_blocks = True
                 blocks.append({"toolResult": {"toolUseId": part.tool_id, "content": [{"text": part.content}]}})

@@ -36,6 +36,7 @@ from parley_sidecar.components import base, catalog
 __all__ = [
     "RETRYABLE_STATUSES",
     "SharedSession",
+    "arguments_object",
     "check_policy",
     "encode",
     "error_for_status",
@@ -50,6 +51,19 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 529})
 501 and 505 are not: the server will never support the request."""
 
 _MAX_MESSAGE = 300
+
+
+def arguments_object(call: base.ToolCall, provider: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as the object Anthropic and Bedrock want ('' means none)."""
+    if not call.arguments.strip():
+        return {}
+    try:
+        value = json.loads(call.arguments)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"tool call {call.id!r} ({call.name}): arguments must be a JSON object for {provider}")
+    return value
 
 
 def check_policy(metadata: Mapping[str, Any]) -> None:
