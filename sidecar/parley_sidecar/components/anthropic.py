@@ -173,7 +173,6 @@ class Anthropic(http_kit.SharedSession):
         self._max_tokens = 2048
 
     async def init(self, metadata: Mapping[str, Any]) -> None:
-        http_kit.check_policy(metadata)
         api_type = str(metadata.get("apiType") or "anthropic").lower()
         endpoint = metadata.get("endpoint")
         if api_type == "foundry" and not endpoint:

@@ -169,7 +169,6 @@ class Bedrock(http_kit.SharedSession):
         self._max_tokens: int | None = None
 
     async def init(self, metadata: Mapping[str, Any]) -> None:
-        http_kit.check_policy(metadata)
         self.region = str(metadata.get("region") or "us-east-1")
         endpoint = metadata.get("endpoint") or f"https://bedrock-runtime.{self.region}.amazonaws.com"
         self._endpoint = yarl.URL(openai_kit.check_endpoint("endpoint", endpoint))

@@ -49,6 +49,8 @@ class Field:
     """Accepted values, compared case-insensitively; empty means any."""
     env: str | None = None
     """An environment variable that wins over the metadata value (daprd's model precedence)."""
+    minimum: float | None = None
+    """Smallest accepted value of an ``int`` or ``duration`` field."""
     description: str = ""
 
 
@@ -82,12 +84,13 @@ COMMON_FIELDS: tuple[Field, ...] = (
     Field("cacheMaxEntries", "int", default="1000", description="Most responses kept in the cache (LRU)."),
     Field("cacheMaxBytes", "size", default="16Mi", description="Most bytes of responses kept (LRU)."),
     Field("cacheStore", "url", description="redis://host:port/db to share the cache between replicas."),
-    Field("timeout", "duration", default="60s", description="Per attempt, upstream request timeout."),
-    Field("maxRetries", "int", default="3", description="Retries on 429, 5xx and connection errors."),
-    Field("retryBackoff", "duration", default="500ms", description="First retry delay; doubles, with jitter."),
-    Field("circuitBreakerFailures", "int", default="5",
+    Field("timeout", "duration", minimum=0, default="60s", description="Per attempt, upstream request timeout."),
+    Field("maxRetries", "int", minimum=0, default="3", description="Retries on 429, 5xx and connection errors."),
+    Field("retryBackoff", "duration", minimum=0, default="500ms",
+          description="First retry delay; doubles, with jitter."),
+    Field("circuitBreakerFailures", "int", minimum=0, default="5",
           description="Consecutive failures that open the circuit."),
-    Field("circuitBreakerTimeout", "duration", default="30s",
+    Field("circuitBreakerTimeout", "duration", minimum=0, default="30s",
           description="How long an open circuit rejects calls before one trial."),
     Field("fallback", "list", description="Other component names tried, in order, when this one fails."),
     Field("piiEntities", "list", description="Entity types scrubbed when scrubPII is asked (default: daprd's)."),
@@ -201,7 +204,13 @@ def lookup(type_name: str, version: str = "") -> ComponentType | None:
 
 
 def _convert(field: Field, raw: str) -> Any:
-    value = raw.strip()
+    converted = _parse(field, raw.strip())
+    if field.minimum is not None and isinstance(converted, (int, float)) and converted < field.minimum:
+        raise MetadataError(field.name, f"must be {field.minimum:g} or more")
+    return converted
+
+
+def _parse(field: Field, value: str) -> Any:
     if field.allowed and value.lower() not in field.allowed:
         raise MetadataError(field.name, f"must be one of {', '.join(field.allowed)}")
     match field.kind:

@@ -9,23 +9,13 @@ to ask for JSON). No response cache, as daprd (``supports_cache=False`` in the c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from parley_sidecar.components import base, openai_kit
 
-from parley_sidecar.components import base, http_kit, openai_kit
-
-__all__ = ["create"]
+__all__ = ["DIALECT", "create"]
 
 DIALECT = openai_kit.Dialect(provider="deepseek", structured_output="json_object")
 
 
-class DeepSeek(openai_kit.ChatCompletions):
-    async def init(self, metadata: Mapping[str, Any]) -> None:
-        http_kit.check_policy(metadata)
-        self.configure(model=metadata["model"], key=metadata["key"],
-                       base_url=openai_kit.check_endpoint("endpoint", metadata["endpoint"]),
-                       max_tokens=metadata.get("maxTokens"))
-
-
 def create(context: base.ComponentContext) -> base.Conversation:
-    return DeepSeek(context, DIALECT)
+    """Model, key and endpoint come from the catalog's resolved metadata (defaults included)."""
+    return openai_kit.ChatCompletions(context, DIALECT)

@@ -31,13 +31,12 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from parley_sidecar import errors
-from parley_sidecar.components import base, catalog
+from parley_sidecar.components import base
 
 __all__ = [
     "RETRYABLE_STATUSES",
     "SharedSession",
     "arguments_object",
-    "check_policy",
     "encode",
     "error_for_status",
     "parse_retry_after",
@@ -64,14 +63,6 @@ def arguments_object(call: base.ToolCall, provider: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"tool call {call.id!r} ({call.name}): arguments must be a JSON object for {provider}")
     return value
-
-
-def check_policy(metadata: Mapping[str, Any]) -> None:
-    """Refuse negative resiliency settings (``catalog.COMMON_FIELDS``) when a provider loads."""
-    for name in ("timeout", "maxRetries", "retryBackoff", "circuitBreakerFailures", "circuitBreakerTimeout"):
-        value = metadata.get(name)
-        if isinstance(value, (int, float)) and value < 0:
-            raise catalog.MetadataError(name, "must be 0 or more")
 
 
 def encode(body: Mapping[str, Any]) -> bytes:

@@ -9,24 +9,13 @@ refuses fields it does not know.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from parley_sidecar.components import base, openai_kit
 
-from parley_sidecar.components import base, http_kit, openai_kit
+__all__ = ["DIALECT", "create"]
 
-__all__ = ["DEFAULT_ENDPOINT", "create"]
-
-DEFAULT_ENDPOINT = "https://api.mistral.ai/v1"
 DIALECT = openai_kit.Dialect(provider="mistral", forward_metadata=False)
 
 
-class Mistral(openai_kit.ChatCompletions):
-    async def init(self, metadata: Mapping[str, Any]) -> None:
-        http_kit.check_policy(metadata)
-        endpoint = metadata.get("endpoint") or DEFAULT_ENDPOINT
-        self.configure(model=metadata["model"], key=metadata["key"],
-                       base_url=openai_kit.check_endpoint("endpoint", endpoint))
-
-
 def create(context: base.ComponentContext) -> base.Conversation:
-    return Mistral(context, DIALECT)
+    """Model, key and endpoint come from the catalog's resolved metadata (defaults included)."""
+    return openai_kit.ChatCompletions(context, DIALECT)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from parley_sidecar.components import base, catalog, http_kit, openai_kit
+from parley_sidecar.components import base, catalog, openai_kit
 
 __all__ = ["DEFAULT_ENDPOINT", "OpenAI", "create"]
 
@@ -38,7 +38,6 @@ COMPATIBLE = openai_kit.Dialect(provider="openai-compatible server")
 
 class OpenAI(openai_kit.ChatCompletions):
     async def init(self, metadata: Mapping[str, Any]) -> None:
-        http_kit.check_policy(metadata)
         api_type = str(metadata.get("apiType") or "open_ai").lower()
         endpoint = metadata.get("endpoint")
         if api_type == "azure":

@@ -262,8 +262,10 @@ def check_endpoint(field: str, url: str) -> str:
 class ChatCompletions(http_kit.SharedSession):
     """A ``base.Conversation`` over ``POST {base}/chat/completions``.
 
-    Provider modules subclass it, read their metadata in ``init`` and call :meth:`configure`.
-    ``{{model}}`` in the base URL is replaced by the model of each call (Hugging Face's router).
+    The default :meth:`init` serves every provider whose metadata is just ``model``, ``key``,
+    ``endpoint`` (defaults filled by the catalog) and optionally ``maxTokens``; providers with more
+    (OpenAI's Azure mode) override it and call :meth:`configure`. ``{{model}}`` in the base URL is
+    replaced by the model of each call (Hugging Face's router).
     """
 
     dialect: Dialect
@@ -276,6 +278,12 @@ class ChatCompletions(http_kit.SharedSession):
         self._base = ""
         self._azure_version: str | None = None
         self._max_tokens: int | None = None
+
+    async def init(self, metadata: Mapping[str, Any]) -> None:
+        endpoint = str(metadata["endpoint"])
+        check_endpoint("endpoint", endpoint.replace("{{model}}", "model"))
+        self.configure(model=metadata["model"], key=metadata["key"], base_url=endpoint,
+                       max_tokens=metadata.get("maxTokens"))
 
     def configure(
         self, *, model: str, key: str, base_url: str, azure_api_version: str | None = None,
@@ -304,8 +312,6 @@ class ChatCompletions(http_kit.SharedSession):
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    async def init(self, metadata: Mapping[str, Any]) -> None:  # pragma: no cover - subclasses
-        raise NotImplementedError
 
     async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
         model = request.model or self.model
