@@ -11,43 +11,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import time
 
 import aiohttp
 
-from bench.grpc_load import summary
+from bench.grpc_load import open_loop
+
+
+class _NotOK(Exception):
+    """A non-2xx answer: counted as an error, like a connection failure."""
 
 
 async def run(url: str, body: bytes, rate: float, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
     connector = aiohttp.TCPConnector(limit=256)
     headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession(connector=connector) as session:
-        for _ in range(20):  # connect and warm up
+
+        async def post() -> None:
             async with session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
-        begin = time.perf_counter() + 0.05
+                if resp.status >= 300:
+                    raise _NotOK
 
-        async def one(scheduled: float) -> None:
-            nonlocal errors
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            try:
-                async with session.post(url, data=body, headers=headers) as resp:
-                    await resp.read()
-                    ok = resp.status < 300
-            except aiohttp.ClientError:
-                ok = False
-            if not ok:
-                errors += 1
-                return
-            latencies.append(time.perf_counter() - scheduled)
-
-        await asyncio.gather(*(one(begin + i / rate) for i in range(int(rate * seconds))))
-        return summary(latencies, time.perf_counter() - begin, errors)
+        for _ in range(20):  # connect and warm up; answers do not count yet
+            with contextlib.suppress(_NotOK):
+                await post()
+        return await open_loop(post, rate, seconds, failures=(aiohttp.ClientError, _NotOK))
 
 
 def main() -> None:

@@ -67,7 +67,9 @@ async def closed_loop(call: Callable[[], Awaitable[Any]], concurrency: int, seco
     return summary(latencies, time.perf_counter() - began, errors)
 
 
-async def open_loop(call: Callable[[], Awaitable[Any]], rate: float, seconds: float) -> dict[str, float]:
+async def open_loop(call: Callable[[], Awaitable[Any]], rate: float, seconds: float,
+                    failures: tuple[type[BaseException], ...] = (grpc.RpcError,)) -> dict[str, float]:
+    """Calls started on schedule whatever the answers; latency from the scheduled start."""
     latencies: list[float] = []
     errors = 0
     begin = time.perf_counter() + 0.05
@@ -79,7 +81,7 @@ async def open_loop(call: Callable[[], Awaitable[Any]], rate: float, seconds: fl
             await asyncio.sleep(delay)
         try:
             await call()
-        except grpc.RpcError:
+        except failures:
             errors += 1
             return
         latencies.append(time.perf_counter() - scheduled)

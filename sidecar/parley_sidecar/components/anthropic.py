@@ -112,8 +112,7 @@ def _usage(raw: Any) -> base.Usage | None:
         return None
 
     def n(key: str) -> int:
-        value = raw.get(key)
-        return int(value) if isinstance(value, (int, float)) and value > 0 else 0
+        return http_kit.count(raw, key)
 
     cache_read = n("cache_read_input_tokens")
     prompt = n("input_tokens") + cache_read + n("cache_creation_input_tokens")

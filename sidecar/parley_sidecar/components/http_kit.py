@@ -37,6 +37,7 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "SharedSession",
     "arguments_object",
+    "count",
     "encode",
     "error_for_status",
     "parse_retry_after",
@@ -50,6 +51,12 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 529})
 501 and 505 are not: the server will never support the request."""
 
 _MAX_MESSAGE = 300
+
+
+def count(raw: Mapping[str, Any], key: str) -> int:
+    """A token count from an upstream usage object: a positive number, else 0."""
+    value = raw.get(key)
+    return int(value) if isinstance(value, (int, float)) and value > 0 else 0
 
 
 def arguments_object(call: base.ToolCall, provider: str) -> dict[str, Any]:
