@@ -54,7 +54,10 @@ def _message(
         for call in body.tool_calls:
             if call.WhichOneof("tool_types") is None:
                 raise errors.InvalidParams(name, "tool types cannot be nil")
-            texts.append(base.ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments))
+            arguments = call.function.arguments
+            if scrub:
+                arguments = pipeline.scrub_arguments(name, entry, arguments, "input", overrides)
+            texts.append(base.ToolCall(id=call.id, name=call.function.name, arguments=arguments))
     return base.Message(_ROLE_OF[kind], tuple(texts), body.name)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 from collections import Counter
@@ -173,14 +174,47 @@ class Pipeline:
             max_conversations=settings.get("memoryMaxConversations", 10000),
         )
 
+    def scrub_arguments(self, name: str, entry: Entry, arguments: str, direction: str,
+                        overrides: Overrides) -> str:
+        """Scrub the string values of a tool call's JSON arguments (beyond daprd, which sends them
+        as they are). Arguments that are not a JSON object or array are left as they are: they are
+        not text a model wrote about a person (echo's are parameter names), and daprd keeps them."""
+        if not arguments.lstrip().startswith(("{", "[")):
+            return arguments
+        try:
+            value = json.loads(arguments)
+        except ValueError:
+            return arguments
+        changed = False
+
+        def walk(item: Any) -> Any:
+            nonlocal changed
+            if isinstance(item, str):
+                scrubbed = self.scrub(name, entry, item, direction, overrides)
+                changed = changed or scrubbed != item
+                return scrubbed
+            if isinstance(item, list):
+                return [walk(v) for v in item]
+            if isinstance(item, dict):
+                return {k: walk(v) for k, v in item.items()}
+            return item
+
+        result = walk(value)
+        return json.dumps(result, ensure_ascii=False) if changed else arguments
+
+    def _scrub_choice(self, name: str, entry: Entry, choice: base.Choice, overrides: Overrides) -> base.Choice:
+        content = self.scrub(name, entry, choice.content, "output", overrides) if choice.content else ""
+        calls = tuple(
+            dataclasses.replace(c, arguments=self.scrub_arguments(name, entry, c.arguments, "output", overrides))
+            for c in choice.tool_calls
+        )
+        return dataclasses.replace(choice, content=content, tool_calls=calls)
+
     def _scrub_response(self, name: str, entry: Entry, response: base.ConverseResponse,
                         overrides: Overrides) -> base.ConverseResponse:
-        """Output scrubbing covers ``content``, as daprd; tool-call arguments are left to the tool."""
+        """Output scrubbing covers ``content`` (as daprd) and the tool calls' JSON arguments."""
         return dataclasses.replace(response, outputs=tuple(
-            base.Output(tuple(
-                dataclasses.replace(c, content=self.scrub(name, entry, c.content, "output", overrides))
-                if c.content else c
-                for c in output.choices))
+            base.Output(tuple(self._scrub_choice(name, entry, c, overrides) for c in output.choices))
             for output in response.outputs))
 
     # -- the call ----------------------------------------------------------------------------------
