@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Coroutine
 from typing import Any
@@ -136,6 +137,12 @@ class Operator:
         await self.events.flush()
         await self.client.aclose()
 
+    def _identity(self) -> Any:
+        # kopf's default identity calls getpass.getuser(), which raises KeyError for a UID without a
+        # passwd entry: 65532 in our images, and whatever runAsUser a cluster picks. The pod name is
+        # what kopf itself prefers (its POD_ID); the host name stands in outside a pod.
+        return self.settings.pod_name or f"parley-operator@{socket.gethostname()}"
+
     async def run(self, *, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
         """Run until ``stop_flag`` is set (or the task is cancelled)."""
         stop_flag = stop_flag or asyncio.Event()
@@ -156,6 +163,7 @@ class Operator:
                                    if self.settings.health_port else None),
                 stop_flag=stop_flag,
                 ready_flag=ready_flag,
+                identity=self._identity(),
             )
         finally:
             await self.stop()
