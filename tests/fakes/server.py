@@ -105,12 +105,13 @@ class FakeServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> Self:
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
+        """Bind ``host`` (loopback unless a pod of the real-node tier serves it) on ``port`` (0: any)."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         server: Any = site._server
         self.port = server.sockets[0].getsockname()[1]

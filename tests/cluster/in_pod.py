@@ -1,0 +1,55 @@
+"""Run inside an app container (``kubectl exec -i … python3 - ARGS < in_pod.py``): what a user's app does.
+
+    python3 - converse API COMPONENT TEXT   # API: http-alpha1 | http-alpha2 | grpc-alpha1 | grpc-alpha2
+    python3 - metadata                      # the sidecar's /v1.0/metadata
+
+Prints one JSON line. Only the standard library and the Dapr SDK, both in the app's image.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+SIDECAR = "http://127.0.0.1:3500"
+
+
+def http(path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(SIDECAR + path, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            return {"status": resp.status, "body": json.loads(resp.read() or b"null")}
+    except urllib.error.HTTPError as exc:
+        return {"status": exc.code, "body": json.loads(exc.read() or b"null")}
+
+
+def converse(api: str, component: str, text: str) -> Any:
+    if api == "http-alpha1":
+        return http(f"/v1.0-alpha1/conversation/{component}/converse", {"inputs": [{"content": text}]})
+    if api == "http-alpha2":
+        answer = http(f"/v1.0-alpha2/conversation/{component}/converse",
+                      {"inputs": [{"messages": [{"ofUser": {"content": [{"text": text}]}}]}]})
+        if answer["status"] == 200:
+            answer["body"] = answer["body"]["outputs"][0]["choices"][0]["message"]["content"]
+        return answer
+    from dapr.clients import DaprClient
+    from dapr.clients.grpc import conversation
+
+    with DaprClient("127.0.0.1:50001") as client:
+        if api == "grpc-alpha1":
+            r1 = client.converse_alpha1(name=component, inputs=[conversation.ConversationInput(content=text)])
+            return {"status": 200, "body": [o.result for o in r1.outputs]}
+        r2 = client.converse_alpha2(name=component, inputs=[conversation.ConversationInputAlpha2(
+            messages=[conversation.create_user_message(text)])])
+        return {"status": 200, "body": r2.outputs[0].choices[0].message.content}
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "metadata":
+        print(json.dumps(http("/v1.0/metadata")["body"]))
+    else:
+        print(json.dumps(converse(*sys.argv[2:5])))

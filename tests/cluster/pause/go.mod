@@ -1,0 +1,3 @@
+module parley.local/pause
+
+go 1.22
