@@ -597,7 +597,8 @@ def down(layout: Layout) -> None:
     for name in ("containerd", "kube-apiserver", "etcd"):
         if pids.get(name):
             stop_pid(pids[name], name)
-    for pid in our_shims(layout):
+    shims = our_shims(layout)
+    for pid in shims:
         stop_pid(pid, f"containerd-shim {pid}", timeout=5)
     unmount_under(layout.dir)
     before = set(state.get("netns_before", []))
@@ -610,9 +611,27 @@ def down(layout: Layout) -> None:
     if (NETNS_DIR / NETNS).exists():
         sh("ip", "netns", "delete", NETNS)
     shutil.rmtree(layout.dir, ignore_errors=True)
+    left = leftovers(layout, pids, shims, before)
+    if left:
+        raise RuntimeError("teardown left a trace: " + "; ".join(left))
+    log("node torn down: processes, pod network namespaces, mounts, cgroups and files removed (checked)")
+
+
+def leftovers(layout: Layout, pids: dict[str, int], shims: list[int], netns_before: set[str]) -> list[str]:
+    """Whatever ``up`` made that still exists: nothing, after a good teardown."""
+    left = [f"{name} (pid {pid}) still runs" for name, pid in pids.items() if pid and alive(pid)]
+    left += [f"shim pid {pid} still runs" for pid in shims if alive(pid)]
+    prefix = str(layout.dir) + "/"
+    left += [f"mount {m}" for m in (line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+             if m.startswith(prefix) or m == str(layout.dir)]
+    if (NETNS_DIR / NETNS).exists():
+        left.append(f"network namespace {NETNS}")
+    if NETNS_DIR.exists():
+        left += [f"pod network namespace {p.name}" for p in NETNS_DIR.glob("cni-*") if p.name not in netns_before]
+    left += [f"cgroup {c / CGROUP_ROOT.lstrip('/')}" for c in cgroup_controllers() if (c / CGROUP_ROOT.lstrip("/")).exists()]
     if layout.dir.exists():
-        raise RuntimeError(f"could not remove {layout.dir}: {sorted(p.name for p in layout.dir.iterdir())}")
-    log("node torn down: processes, pod network namespaces, mounts, cgroups and files removed")
+        left.append(f"directory {layout.dir}")
+    return left
 
 
 def unmount_under(directory: Path) -> None:

@@ -15,21 +15,20 @@ import re
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster import measured
+from tests.envtest.cluster import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 MANIFESTS = HERE / "manifests"
 KUBECTL = os.environ.get("PARLEY_KUBECTL", "kubectl")
 APP_NS, OTHER_NS, FANOUT_NS = "parley-app", "parley-other", "parley-fanout"
-T = TypeVar("T")
 
 
 def kubectl(*argv: str, input: str | None = None, check: bool = True, timeout: float = 120) -> str:
@@ -42,20 +41,6 @@ def kubectl(*argv: str, input: str | None = None, check: bool = True, timeout: f
 
 def get(*argv: str) -> Any:
     return json.loads(kubectl("get", *argv, "-o", "json"))
-
-
-def wait_for(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.25) -> T:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (AssertionError, ValueError, KeyError, OSError) as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last})")
 
 
 def live_pods(namespace: str, app: str) -> list[dict[str, Any]]:
@@ -242,8 +227,11 @@ def test_a_pod_in_another_namespace_never_receives_it(installed: None) -> None:
 def test_the_sidecar_keeps_serving_without_the_operator_and_the_next_change_arrives(installed: None) -> None:
     app_pod = the_pod(APP_NS, "chat-app")["metadata"]["name"]
     old = get("pods", "-n", "parley-system", "-l", "app.kubernetes.io/name=parley-operator")["items"][0]
+    deleted = time.time()
     kubectl("-n", "parley-system", "delete", "pod", old["metadata"]["name"], "--wait=true", timeout=120)
-    # The operator pod is gone (its replacement may still be starting): the sidecar still answers.
+    # The sidecar saw its stream end, and answers from the Components it has while it reconnects.
+    wait_for(lambda: sidecar_log_times(APP_NS, "app=chat-app", "component stream from", deleted), timeout=60,
+             what="the sidecar notices the operator is gone")
     assert in_pod(APP_NS, app_pod, "converse", "http-alpha1", "echo", "still here") == {
         "status": 200, "body": {"outputs": [{"result": "still here"}]}}
     kubectl("-n", "parley-system", "rollout", "status", "deploy/parley-operator", "--timeout=180s", timeout=200)

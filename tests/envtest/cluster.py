@@ -407,7 +407,7 @@ def wait_for(check: Any, *, timeout: float, interval: float = 0.2, what: str = "
             result = check()
             if result:
                 return result
-        except (ApiError, OSError, AssertionError, KeyError) as exc:
+        except (ApiError, OSError, AssertionError, KeyError, ValueError) as exc:
             last = exc
         time.sleep(interval)
     raise AssertionError(f"{what} not reached within {timeout:.0f}s (last: {last!r})")
