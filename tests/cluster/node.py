@@ -385,12 +385,23 @@ def binaries() -> dict[str, Path]:
 
 def install_packages() -> None:
     missing = [pkg for pkg, probe in DEBIAN_PACKAGES.items() if not Path(probe).exists()]
-    if missing:
-        log(f"installing from Debian: {' '.join(missing)}")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if not missing:
+        return
+    log(f"installing from Debian: {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # No service may start on install: a host containerd is not the node's, and nothing should outlive us.
+    policy = Path("/usr/sbin/policy-rc.d")
+    ours = not policy.exists()
+    if ours:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
         subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
         subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], check=True,
                        capture_output=True, env=env)
+    finally:
+        if ours:
+            policy.unlink(missing_ok=True)
 
 
 def images() -> list[Path]:
