@@ -56,7 +56,7 @@ K8S_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-sched
                 "kubectl")
 DEBIAN_PACKAGES = {"containerd": "/usr/bin/containerd", "runc": "/usr/sbin/runc",
                    "containernetworking-plugins": "/usr/lib/cni/bridge", "iptables": "/usr/sbin/iptables",
-                   "conntrack": "/usr/sbin/conntrack", "iproute2": "/usr/sbin/ip", "util-linux": "/usr/bin/nsenter",
+                   "conntrack": "/usr/sbin/conntrack", "nftables": "/usr/sbin/nft", "iproute2": "/usr/sbin/ip", "util-linux": "/usr/bin/nsenter",
                    "curl": "/usr/bin/curl"}
 NETNS_DIR = Path("/var/run/netns")
 
