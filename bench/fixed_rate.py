@@ -16,7 +16,7 @@ import json
 
 import aiohttp
 
-from bench.grpc_load import open_loop
+from bench.grpc_load import install_uvloop, open_loop
 
 
 class _NotOK(Exception):
@@ -47,12 +47,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    install_uvloop()
     print(json.dumps(asyncio.run(run(args.url, args.body.encode(), args.rate, args.seconds))))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -90,6 +91,14 @@ async def open_loop(call: Callable[[], Awaitable[Any]], rate: float, seconds: fl
     return summary(latencies, time.perf_counter() - begin, errors)
 
 
+def install_uvloop() -> None:
+    """The load clients run on uvloop when the ``fast`` extra is installed, as the sidecar does."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+
+
 async def run(target: str, kind: str, concurrency: int, rate: float | None, seconds: float) -> dict[str, float]:
     method, request = request_for(kind)
     async with grpc.aio.insecure_channel(target) as channel:
@@ -113,12 +122,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    install_uvloop()
     print(json.dumps(asyncio.run(run(args.target, args.kind, args.concurrency, args.rate, args.seconds))))
 
 

@@ -61,7 +61,6 @@ class EventRecorder:
         self._repeat_after = repeat_after
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=max_queue)
         self._recent: dict[tuple[ObjectRef, str, str], float] = {}
-        self.dropped = 0
 
     def record(self, ref: ObjectRef, type: EventType, reason: str, message: str) -> None:
         """Queue an Event; never blocks, never raises."""
@@ -75,10 +74,9 @@ class EventRecorder:
         if len(self._recent) > 4 * self._queue.maxsize:
             cutoff = now - self._repeat_after
             self._recent = {k: t for k, t in self._recent.items() if t >= cutoff}
-        try:
+        # Events are best effort: with the API server this far behind, dropping one is right.
+        with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(_Pending(ref, type, reason, message[:1024]))
-        except asyncio.QueueFull:
-            self.dropped += 1
 
     async def run(self) -> None:
         """Post queued Events until cancelled; failures are logged and dropped (Events are best effort)."""

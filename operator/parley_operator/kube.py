@@ -156,9 +156,6 @@ class KubeClient:
     async def create(self, path: str, body: Mapping[str, Any]) -> Any:
         return await self.request("POST", path, body=body)
 
-    async def merge_patch(self, path: str, body: Mapping[str, Any]) -> Any:
-        return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
-
     async def json_patch(self, path: str, ops: list[dict[str, Any]]) -> Any:
         return await self.request("PATCH", path, body=ops, content_type="application/json-patch+json")
 

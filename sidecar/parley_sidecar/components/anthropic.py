@@ -20,12 +20,11 @@ keeps it; see ``docs/providers.md``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from parley_sidecar import errors
-from parley_sidecar.components import base, catalog, http_kit, openai_kit, structured
+from parley_sidecar.components import base, catalog, http_kit, openai_kit, structured, tool_blocks
 
 __all__ = ["API_VERSION", "DEFAULT_ENDPOINT", "Anthropic", "build_body", "create", "parse_response"]
 
@@ -48,7 +47,7 @@ def _turns(messages: tuple[base.Message, ...]) -> tuple[str, list[dict[str, Any]
                 if part.text:  # the API rejects empty text blocks
                     blocks.append({"type": "text", "text": part.text})
             elif isinstance(part, base.ToolCall):
-                arguments = http_kit.arguments_object(part, PROVIDER)
+                arguments = tool_blocks.arguments_object(part, PROVIDER)
                 blocks.append({"type": "tool_use", "id": part.id, "name": part.name, "input": arguments})
             else:
                 blocks.append({"type": "tool_result", "tool_use_id": part.tool_id, "content": part.content})
@@ -105,62 +104,22 @@ def build_body(
     return body, defn
 
 
-def _usage(raw: Any) -> base.Usage | None:
-    """Anthropic counts cache reads and writes apart from ``input_tokens``; OpenAI's
-    ``prompt_tokens`` includes them, so they are added back and reads reported as cached."""
-    if not isinstance(raw, Mapping):
-        return None
-
-    def n(key: str) -> int:
-        return http_kit.count(raw, key)
-
-    cache_read = n("cache_read_input_tokens")
-    prompt = n("input_tokens") + cache_read + n("cache_creation_input_tokens")
-    completion = n("output_tokens")
-    if not (prompt or completion):
-        return None
-    return base.Usage(
-        completion_tokens=completion,
-        prompt_tokens=prompt,
-        total_tokens=prompt + completion,
-        prompt_details=base.PromptDetails(cached_tokens=cache_read) if cache_read else None,
-    )
-
-
 def parse_response(
     data: Any, model: str, request: base.ConverseRequest, defn: structured.Definition | None
 ) -> base.ConverseResponse:
     if not isinstance(data, Mapping) or not isinstance(data.get("content"), list):
         raise errors.ProviderError(f"{PROVIDER} returned a malformed response (no content list)", status=200)
-    texts: list[str] = []
-    calls: list[base.ToolCall] = []
-    answer: str | None = None
-    for block in data["content"]:
-        if not isinstance(block, Mapping):
-            continue
-        kind = block.get("type")
-        if kind == "text" and isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        elif kind == "tool_use":
-            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False, separators=(",", ":"))
-            if defn is not None and block.get("name") == defn.name:
-                answer = arguments
-                continue
-            calls.append(base.ToolCall(id=str(block.get("id") or ""), name=str(block.get("name") or ""),
-                                       arguments=arguments))
-        # thinking, redacted_thinking, server tool blocks: not part of the conversation API
-    if defn is not None:
-        if answer is None:
-            raise errors.ProviderError(f"{PROVIDER} did not return the structured output", status=200)
-        content = answer
-    else:
-        content = "\n".join(texts)  # as langchaingo joins text blocks
-    outputs = [base.Output((base.Choice(
-        finish_reason=str(data.get("stop_reason") or "unknown"), index=0, content=content,
-        tool_calls=tuple(calls),
-    ),))]
-    openai_kit.check_useful(outputs, request)
-    return base.ConverseResponse(outputs=tuple(outputs), usage=_usage(data.get("usage")), model=model)
+    blocks = [b for b in data["content"] if isinstance(b, Mapping)]
+    # thinking, redacted_thinking, server tool blocks: not part of the conversation API
+    return tool_blocks.response(
+        texts=[b["text"] for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str)],
+        uses=[(str(b.get("id") or ""), str(b.get("name") or ""), b.get("input"))
+              for b in blocks if b.get("type") == "tool_use"],
+        defn=defn, finish=str(data.get("stop_reason") or "unknown"), request=request, model=model,
+        provider=PROVIDER, usage=tool_blocks.usage(data.get("usage"), input="input_tokens", output="output_tokens",
+                                                    cache_read="cache_read_input_tokens",
+                                                    cache_write="cache_creation_input_tokens"),
+    )
 
 
 class Anthropic(http_kit.SharedSession):

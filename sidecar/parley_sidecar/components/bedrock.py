@@ -20,7 +20,6 @@ Credentials: ``aws_auth`` (metadata keys, environment, IRSA, EKS Pod Identity, s
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -28,7 +27,7 @@ from urllib.parse import quote
 import yarl
 
 from parley_sidecar import errors
-from parley_sidecar.components import aws_auth, base, catalog, http_kit, openai_kit, sigv4, structured
+from parley_sidecar.components import aws_auth, base, catalog, http_kit, openai_kit, sigv4, structured, tool_blocks
 
 __all__ = ["Bedrock", "build_body", "create", "parse_response"]
 
@@ -52,7 +51,7 @@ def _turns(messages: tuple[base.Message, ...]) -> tuple[list[dict[str, str]], li
                     blocks.append({"text": part.text})
             elif isinstance(part, base.ToolCall):
                 has_tool_blocks = True
-                arguments = http_kit.arguments_object(part, PROVIDER)
+                arguments = tool_blocks.arguments_object(part, PROVIDER)
                 blocks.append({"toolUse": {"toolUseId": part.id, "name": part.name, "input": arguments}})
             else:
                 has_tool_blocks = True
@@ -107,23 +106,6 @@ def build_body(
     return body, defn
 
 
-def _usage(raw: Any) -> base.Usage | None:
-    if not isinstance(raw, Mapping):
-        return None
-
-    def n(key: str) -> int:
-        return http_kit.count(raw, key)
-
-    cache_read = n("cacheReadInputTokens")
-    prompt = n("inputTokens") + cache_read + n("cacheWriteInputTokens")
-    completion = n("outputTokens")
-    total = n("totalTokens") or prompt + completion
-    if not (prompt or completion or total):
-        return None
-    return base.Usage(completion_tokens=completion, prompt_tokens=prompt, total_tokens=total,
-                      prompt_details=base.PromptDetails(cached_tokens=cache_read) if cache_read else None)
-
-
 def parse_response(
     data: Any, model: str, request: base.ConverseRequest, defn: structured.Definition | None
 ) -> base.ConverseResponse:
@@ -132,30 +114,18 @@ def parse_response(
     content = message.get("content") if isinstance(message, Mapping) else None
     if not isinstance(content, list):
         raise errors.ProviderError(f"{PROVIDER} returned a malformed response (no output message)", status=200)
-    texts: list[str] = []
-    calls: list[base.ToolCall] = []
-    answer: str | None = None
-    for block in content:
-        if not isinstance(block, Mapping):
-            continue
-        if isinstance(block.get("text"), str):
-            texts.append(block["text"])
-        elif isinstance(block.get("toolUse"), Mapping):
-            use = block["toolUse"]
-            arguments = json.dumps(use.get("input") or {}, ensure_ascii=False, separators=(",", ":"))
-            if defn is not None and use.get("name") == defn.name:
-                answer = arguments
-                continue
-            calls.append(base.ToolCall(id=str(use.get("toolUseId") or ""), name=str(use.get("name") or ""),
-                                       arguments=arguments))
-    if defn is not None and answer is None:
-        raise errors.ProviderError(f"{PROVIDER} did not return the structured output", status=200)
-    outputs = [base.Output((base.Choice(
-        finish_reason=str(data.get("stopReason") or "unknown"), index=0,
-        content=answer if answer is not None else "\n".join(texts), tool_calls=tuple(calls),
-    ),))]
-    openai_kit.check_useful(outputs, request)
-    return base.ConverseResponse(outputs=tuple(outputs), usage=_usage(data.get("usage")), model=model)
+    blocks = [b for b in content if isinstance(b, Mapping)]
+    texts = [b["text"] for b in blocks if isinstance(b.get("text"), str)]
+    uses = [b["toolUse"] for b in blocks
+            if not isinstance(b.get("text"), str) and isinstance(b.get("toolUse"), Mapping)]
+    return tool_blocks.response(
+        texts=texts,
+        uses=[(str(u.get("toolUseId") or ""), str(u.get("name") or ""), u.get("input")) for u in uses],
+        defn=defn, finish=str(data.get("stopReason") or "unknown"), request=request, model=model,
+        provider=PROVIDER, usage=tool_blocks.usage(data.get("usage"), input="inputTokens", output="outputTokens",
+                                                    cache_read="cacheReadInputTokens",
+                                                    cache_write="cacheWriteInputTokens", total="totalTokens"),
+    )
 
 
 class Bedrock(http_kit.SharedSession):

@@ -42,8 +42,6 @@ class Field:
     kind: Kind = "string"
     default: str | None = None
     required: bool = False
-    sensitive: bool = False
-    """Never logged, never echoed (``/v1.0/metadata``, events, errors)."""
     aliases: tuple[str, ...] = ()
     allowed: tuple[str, ...] = ()
     """Accepted values, compared case-insensitively; empty means any."""
@@ -71,7 +69,6 @@ class ComponentType:
     """``module:function`` returning a ``base.Conversation``; imported lazily."""
     fields: tuple[Field, ...] = ()
     versions: tuple[str, ...] = ("v1", "v0", "")
-    supports_cache: bool = True
 
     def all_fields(self) -> tuple[Field, ...]:
         return self.fields + COMMON_FIELDS
@@ -102,7 +99,7 @@ COMMON_FIELDS: tuple[Field, ...] = (
     Field("memoryStore", "url", description="redis://host:port/db to keep history across restarts and replicas."),
 )
 
-_KEY = Field("key", sensitive=True, description="API key of the provider.")
+_KEY = Field("key", description="API key of the provider.")
 _MODEL_DOC = "Model name; the environment variable named here wins over it, as in daprd."
 
 
@@ -113,7 +110,7 @@ def _model(default: str, env: str | None) -> Field:
 TYPES: dict[str, ComponentType] = {
     t.name: t
     for t in (
-        ComponentType("conversation.echo", "parley_sidecar.components.echo:create", supports_cache=False),
+        ComponentType("conversation.echo", "parley_sidecar.components.echo:create"),
         ComponentType(
             "conversation.openai",
             "parley_sidecar.components.openai:create",
@@ -173,7 +170,6 @@ TYPES: dict[str, ComponentType] = {
             (dataclasses.replace(_KEY, required=True), _model("deepseek-chat", None),
              Field("endpoint", "url", default="https://api.deepseek.com"),
              Field("maxTokens", "int", description="max_tokens sent upstream (daprd parses it, never sends it).")),
-            supports_cache=False,
         ),
         ComponentType(
             "conversation.aws.bedrock",
@@ -181,9 +177,9 @@ TYPES: dict[str, ComponentType] = {
             (
                 Field("region", default="us-east-1"),
                 Field("endpoint", "url"),
-                Field("accessKey", sensitive=True),
-                Field("secretKey", sensitive=True),
-                Field("sessionToken", sensitive=True),
+                Field("accessKey"),
+                Field("secretKey"),
+                Field("sessionToken"),
                 Field("assumeRoleArn"),
                 Field("trustAnchorArn"),
                 Field("trustProfileArn"),

@@ -4,7 +4,7 @@ Defaults as daprd: endpoint ``https://api.deepseek.com``, model ``deepseek-chat`
 daprd parses ``maxTokens`` and never sends it; parley sends it as ``max_tokens`` when set.
 DeepSeek has JSON mode but no ``json_schema``: a ``responseFormat`` becomes
 ``{"type": "json_object"}`` plus a system message carrying the schema (JSON mode needs the prompt
-to ask for JSON). No response cache, as daprd (``supports_cache=False`` in the catalog).
+to ask for JSON). daprd has no response cache for it; parley's pipeline caches it like every type.
 """
 
 from __future__ import annotations

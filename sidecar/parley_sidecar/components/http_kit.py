@@ -36,8 +36,6 @@ from parley_sidecar.components import base
 __all__ = [
     "RETRYABLE_STATUSES",
     "SharedSession",
-    "arguments_object",
-    "count",
     "encode",
     "error_for_status",
     "parse_retry_after",
@@ -51,25 +49,6 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 529})
 501 and 505 are not: the server will never support the request."""
 
 _MAX_MESSAGE = 300
-
-
-def count(raw: Mapping[str, Any], key: str) -> int:
-    """A token count from an upstream usage object: a positive number, else 0."""
-    value = raw.get(key)
-    return int(value) if isinstance(value, (int, float)) and value > 0 else 0
-
-
-def arguments_object(call: base.ToolCall, provider: str) -> dict[str, Any]:
-    """A tool call's JSON arguments as the object Anthropic and Bedrock want ('' means none)."""
-    if not call.arguments.strip():
-        return {}
-    try:
-        value = json.loads(call.arguments)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise ValueError(f"tool call {call.id!r} ({call.name}): arguments must be a JSON object for {provider}")
-    return value
 
 
 def encode(body: Mapping[str, Any]) -> bytes:

@@ -91,10 +91,6 @@ class LocalStore:
     def __len__(self) -> int:
         return len(self._items)
 
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
-
     async def get(self, key: str) -> bytes | None:
         item = self._items.get(key)
         if item is None:

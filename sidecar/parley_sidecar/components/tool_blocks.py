@@ -1,0 +1,78 @@
+"""What Anthropic's Messages API and Bedrock's Converse API share, once.
+
+Both answer with a list of content blocks (text, and tool use whose ``input`` is a JSON object),
+count usage with cache reads and writes apart from the input, and want a tool call's arguments as
+a JSON object. Each provider module reads its own wire names and hands the values here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from parley_sidecar import errors
+from parley_sidecar.components import base, openai_kit, structured
+
+__all__ = ["ToolUse", "arguments_object", "response", "usage"]
+
+ToolUse = tuple[str, str, Any]
+"""(id, name, input) of one tool-use block."""
+
+
+def arguments_object(call: base.ToolCall, provider: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as the object Anthropic and Bedrock want ('' means none)."""
+    if not call.arguments.strip():
+        return {}
+    try:
+        value = json.loads(call.arguments)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"tool call {call.id!r} ({call.name}): arguments must be a JSON object for {provider}")
+    return value
+
+
+def _count(raw: Mapping[str, Any], key: str) -> int:
+    """A token count from an upstream usage object: a positive number, else 0."""
+    value = raw.get(key)
+    return int(value) if isinstance(value, (int, float)) and value > 0 else 0
+
+
+def usage(raw: Any, *, input: str, output: str, cache_read: str, cache_write: str,
+          total: str | None = None) -> base.Usage | None:
+    """Usage in OpenAI's terms: ``prompt_tokens`` includes the cache reads and writes these APIs
+    count apart, and the reads are reported as cached. None when the upstream counted nothing."""
+    if not isinstance(raw, Mapping):
+        return None
+    read = _count(raw, cache_read)
+    prompt = _count(raw, input) + read + _count(raw, cache_write)
+    completion = _count(raw, output)
+    all_tokens = (_count(raw, total) if total else 0) or prompt + completion
+    if not all_tokens:
+        return None
+    return base.Usage(completion_tokens=completion, prompt_tokens=prompt, total_tokens=all_tokens,
+                      prompt_details=base.PromptDetails(cached_tokens=read) if read else None)
+
+
+def response(*, texts: Iterable[str], uses: Iterable[ToolUse], defn: structured.Definition | None, finish: str,
+             request: base.ConverseRequest, usage: base.Usage | None, model: str,
+             provider: str) -> base.ConverseResponse:
+    """One choice: the text blocks joined (as langchaingo joins them), the tool calls, or with a
+    ``responseFormat`` the forced tool's input as the answer."""
+    calls: list[base.ToolCall] = []
+    answer: str | None = None
+    for id_, name, input_ in uses:
+        arguments = json.dumps(input_ or {}, ensure_ascii=False, separators=(",", ":"))
+        if defn is not None and name == defn.name:
+            answer = arguments
+            continue
+        calls.append(base.ToolCall(id=id_, name=name, arguments=arguments))
+    if defn is not None and answer is None:
+        raise errors.ProviderError(f"{provider} did not return the structured output", status=200)
+    outputs = [base.Output((base.Choice(
+        finish_reason=finish, index=0, content=answer if answer is not None else "\n".join(texts),
+        tool_calls=tuple(calls),
+    ),))]
+    openai_kit.check_useful(outputs, request)
+    return base.ConverseResponse(outputs=tuple(outputs), usage=usage, model=model)
