@@ -133,8 +133,9 @@ class Metrics:
                                         ("component", "reason"))
         self.fallbacks = Counter("parley_fallbacks_total", "Calls answered by a fallback component.",
                                  ("component", "fallback"))
-        self.component_errors = Counter("parley_component_load_errors_total",
-                                        "Component specs that failed to load.", ("component",))
+        self.component_errors = Counter(
+            "parley_component_load_errors_total",
+            "Failed loads of a component spec (at start, on a file change, on an operator update).", ("component",))
         self._all: tuple[Counter | Histogram, ...] = tuple(
             v for v in vars(self).values() if isinstance(v, (Counter, Histogram))
         )

@@ -42,7 +42,8 @@ class Sidecar:
         self.settings = settings
         self.metrics = Metrics(settings.app_id, settings.namespace)
         self._session: aiohttp.ClientSession | None = None
-        self.store = ComponentStore(session_factory=self._shared_session, validate=pipeline_mod.check_settings)
+        self.store = ComponentStore(session_factory=self._shared_session, validate=pipeline_mod.check_settings,
+                                    on_load_error=lambda name: self.metrics.component_errors.inc((name,)))
         self.pipeline = Pipeline(self.store, self.metrics)
         self.loader: ResourcesLoader | None = None
         self._runners: list[web.AppRunner] = []

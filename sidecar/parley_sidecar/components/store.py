@@ -55,8 +55,11 @@ def _load_factory(path: str) -> Callable[[base.ComponentContext], base.Conversat
 
 
 class ComponentStore:
-    def __init__(self, *, session_factory: SessionFactory | None = None, validate: Validator | None = None) -> None:
+    def __init__(self, *, session_factory: SessionFactory | None = None, validate: Validator | None = None,
+                 on_load_error: Callable[[str], None] | None = None) -> None:
         self._validate = validate
+        self._on_load_error = on_load_error
+        """Called with the component's name each time a spec fails to load (the metrics count it)."""
         self._entries: dict[str, Entry] = {}
         self._sources: dict[str, str] = {}
         self._session_factory = session_factory
@@ -118,6 +121,8 @@ class ComponentStore:
                 entry = await self.build(spec)
             except LoadError as exc:
                 self.errors[spec.name] = str(exc)
+                if self._on_load_error is not None:
+                    self._on_load_error(spec.name)
                 raise
             self.errors.pop(spec.name, None)
             self._entries[spec.name] = entry

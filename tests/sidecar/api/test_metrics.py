@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Running
+from tests.conftest import ECHO, Running, component_yaml
 
 
 async def scrape(running: Running) -> dict[str, list[tuple[str, dict[str, str], float]]]:
@@ -66,3 +68,13 @@ async def test_redactions_are_counted_by_entity_without_text(sidecar: Running) -
     families = await scrape(sidecar)
     redactions = {labels["entity"]: v for name, labels, v in families["parley_pii_redactions"]}
     assert redactions == {"EMAIL": 1.0, "IP": 1.0}
+
+
+async def test_a_component_that_fails_to_load_is_counted_by_name(start_sidecar: Any) -> None:
+    broken = component_yaml("broken", "conversation.openai", {"model": "gpt-4o-mini"})  # no key: refused
+    running = await start_sidecar({"echo.yaml": ECHO.format(name="echo"), "broken.yaml": broken})
+    families = await scrape(running)
+    assert [(labels, value) for _, labels, value in families["parley_component_load_errors"]] == [
+        ({"component": "broken"}, 1.0)]
+    status, _ = await running.post("/v1.0-alpha1/conversation/echo/converse", {"inputs": ["hi"]})
+    assert status == 200  # the other components serve
