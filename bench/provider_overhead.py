@@ -41,12 +41,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from tests.manifests import component_yaml
 
 from bench import harness
 
@@ -87,31 +87,18 @@ def start_fake() -> tuple[subprocess.Popen[bytes], int]:
 # -- components -----------------------------------------------------------------------------------
 
 
-def component(name: str, type_: str, metadata: dict[str, str]) -> str:
-    meta = "".join(f'  - name: {k}\n    value: "{v}"\n' for k, v in metadata.items())
-    return textwrap.dedent(f"""\
-        apiVersion: dapr.io/v1alpha1
-        kind: Component
-        metadata:
-          name: {name}
-        spec:
-          type: {type_}
-          version: v1
-        """) + "  metadata:\n" + meta
-
-
 def every_provider(fake_port: int) -> dict[str, str]:
     url = f"http://127.0.0.1:{fake_port}"
     return {
-        "openai.yaml": component("openai", "conversation.openai", {"key": KEY, "endpoint": f"{url}/v1"}),
-        "anthropic.yaml": component("anthropic", "conversation.anthropic", {"key": KEY, "endpoint": url}),
-        "googleai.yaml": component("googleai", "conversation.googleai", {"key": KEY, "endpoint": url}),
-        "huggingface.yaml": component("huggingface", "conversation.huggingface", {"key": KEY, "endpoint": url}),
-        "mistral.yaml": component("mistral", "conversation.mistral", {"key": KEY, "endpoint": url}),
-        "ollama.yaml": component("ollama", "conversation.ollama", {"endpoint": url}),
-        "deepseek.yaml": component("deepseek", "conversation.deepseek", {"key": KEY, "endpoint": url}),
-        "bedrock.yaml": component("bedrock", "conversation.aws.bedrock",
-                                  {"endpoint": url, "accessKey": "AKIDBENCH", "secretKey": "bench/secret"}),
+        "openai.yaml": component_yaml("openai", "conversation.openai", {"key": KEY, "endpoint": f"{url}/v1"}),
+        "anthropic.yaml": component_yaml("anthropic", "conversation.anthropic", {"key": KEY, "endpoint": url}),
+        "googleai.yaml": component_yaml("googleai", "conversation.googleai", {"key": KEY, "endpoint": url}),
+        "huggingface.yaml": component_yaml("huggingface", "conversation.huggingface", {"key": KEY, "endpoint": url}),
+        "mistral.yaml": component_yaml("mistral", "conversation.mistral", {"key": KEY, "endpoint": url}),
+        "ollama.yaml": component_yaml("ollama", "conversation.ollama", {"endpoint": url}),
+        "deepseek.yaml": component_yaml("deepseek", "conversation.deepseek", {"key": KEY, "endpoint": url}),
+        "bedrock.yaml": component_yaml("bedrock", "conversation.aws.bedrock",
+                                       {"endpoint": url, "accessKey": "AKIDBENCH", "secretKey": "bench/secret"}),
     }
 
 
@@ -318,7 +305,7 @@ def main() -> None:
     fake, fake_port = start_fake()
     try:
         wait_port(fake_port)
-        resources = write({"openai.yaml": component("openai", "conversation.openai", {
+        resources = write({"openai.yaml": component_yaml("openai", "conversation.openai", {
             "key": KEY, "model": "gpt-4o-mini", "endpoint": f"http://127.0.0.1:{fake_port}/v1"})})
         with contextlib.ExitStack() as stack:
             http, grpc, metrics, public = (harness.free_port() for _ in range(4))
@@ -343,7 +330,7 @@ def main() -> None:
                                   _converse_body)
             result = asyncio.run(measure(paths, args.rate, args.seconds, args.rounds))
             result["sidecar_rss_after_load_mb"] = round(sidecar.rss_mb, 1)
-        result["idle_rss_echo_only_mb"] = round(idle_rss({"echo.yaml": component("echo", "conversation.echo", {})}), 1)
+        result["idle_rss_echo_only_mb"] = round(idle_rss({"echo.yaml": component_yaml("echo")}), 1)
         result["idle_rss_every_provider_mb"] = round(idle_rss(every_provider(fake_port)), 1)
     finally:
         fake.terminate()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import textwrap
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 
 from parley_sidecar.runtime import Sidecar
 from parley_sidecar.settings import Ports, SidecarSettings
+from tests.manifests import component_yaml  # noqa: F401  (re-exported: tests import it from here)
 
 ECHO = """\
 apiVersion: dapr.io/v1alpha1
@@ -26,21 +26,6 @@ spec:
   - name: key
     value: testkey
 """
-
-
-def component_yaml(name: str, type_: str = "conversation.echo", metadata: dict[str, str] | None = None) -> str:
-    entries = "".join(f"  - name: {k}\n    value: \"{v}\"\n" for k, v in (metadata or {}).items())
-    return textwrap.dedent(
-        f"""\
-        apiVersion: dapr.io/v1alpha1
-        kind: Component
-        metadata:
-          name: {name}
-        spec:
-          type: {type_}
-          version: v1
-        """
-    ) + ("  metadata:\n" + entries if entries else "")
 
 
 @dataclasses.dataclass

@@ -10,12 +10,11 @@
 # bookworm base image (cached) -> a private dockerd (own data-root under the cache, own managed
 # containerd, no bridge, no iptables; stopped on exit) -> docker build of Dockerfile.sidecar and
 # Dockerfile.operator on that base, plus pause and coredns images FROM scratch from the static
-# binaries of tests/cluster/build-bins.sh -> docker save into $cache/cluster/images/.
+# binaries of `tests/envtest/setup-k8s.sh pause coredns` -> docker save into $cache/cluster/images/.
 #
 # Environment:
 #   PARLEY_CACHE           cache root (default ~/.cache/parley); everything goes under $PARLEY_CACHE/cluster
 #   PARLEY_DEBIAN_MIRROR   Debian mirror for debootstrap (default: the one apt uses on this machine)
-#   PARLEY_BINS_SCRIPT     script printing the pause and coredns binary paths (default: build-bins.sh here)
 set -euo pipefail
 
 log() { printf 'images: %s\n' "$*" >&2; }
@@ -24,7 +23,6 @@ die() { log "ERROR: $*"; exit 1; }
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${PARLEY_CACHE:-$HOME/.cache/parley}/cluster
-bins_script=${PARLEY_BINS_SCRIPT:-$here/build-bins.sh}
 docker=/usr/bin/docker   # /usr/local/bin/docker (first on PATH here) is a different, newer client
 dockerd=/usr/sbin/dockerd
 t_start=$SECONDS
@@ -222,30 +220,21 @@ build_app() {  # build_app TAG DOCKERFILE
 build_app parley-sidecar:node "$repo/Dockerfile.sidecar"
 build_app parley-operator:node "$repo/Dockerfile.operator"
 
-# pause and coredns, FROM scratch, from the static binaries build-bins.sh prints (pause, then coredns).
-# If it fails part-way, whichever binary it still printed (recognised by its file name) is used.
-pause_bin='' coredns_bin=''
-if [[ ! -f $bins_script ]]; then
-    log "SKIPPING the pause and coredns images: $bins_script does not exist"
-else
-    log "running $bins_script"
-    bins_rc=0
-    bins_out=$(bash "$bins_script") || bins_rc=$?
-    mapfile -t bins < <(printf '%s\n' "$bins_out" | sed '/^[[:space:]]*$/d')
-    if ((bins_rc == 0 && ${#bins[@]} == 2)); then
-        pause_bin=${bins[0]} coredns_bin=${bins[1]}
-    else
-        log "$bins_script exited $bins_rc and printed ${#bins[@]} path(s): ${bins[*]-}"
-        for b in "${bins[@]}"; do
-            case ${b##*/} in pause) pause_bin=$b ;; coredns) coredns_bin=$b ;; esac
-        done
-    fi
-    for v in pause_bin coredns_bin; do
-        if [[ -n ${!v} && ! ( -f ${!v} && -x ${!v} ) ]]; then log "${!v} is not an executable file"; printf -v "$v" ''; fi
-    done
-    [[ -n $pause_bin ]] || log "SKIPPING the pause image: no pause binary from $bins_script"
-    [[ -n $coredns_bin ]] || log "SKIPPING the coredns image: no coredns binary from $bins_script"
-fi
+# pause and coredns, FROM scratch, from the static binaries setup-k8s.sh prints. If one fails to
+# build, the image of the other (recognised by its file name) is still built.
+bins_script=$repo/tests/envtest/setup-k8s.sh
+pause_bin='' coredns_bin='' bins_rc=0
+log "running $bins_script pause coredns"
+bins_out=$(bash "$bins_script" pause coredns) || bins_rc=$?
+((bins_rc == 0)) || log "$bins_script exited $bins_rc and printed: ${bins_out:-nothing}"
+while IFS= read -r b; do
+    case ${b##*/} in pause) pause_bin=$b ;; coredns) coredns_bin=$b ;; esac
+done <<<"$bins_out"
+for v in pause_bin coredns_bin; do
+    if [[ -n ${!v} && ! ( -f ${!v} && -x ${!v} ) ]]; then log "${!v} is not an executable file"; printf -v "$v" ''; fi
+done
+[[ -n $pause_bin ]] || log "SKIPPING the pause image: no pause binary from $bins_script"
+[[ -n $coredns_bin ]] || log "SKIPPING the coredns image: no coredns binary from $bins_script"
 scratch_build() {  # scratch_build TAG BINARY NAME [extra Dockerfile lines...]
     local tag=$1 bin=$2 name=$3 ctx
     shift 3

@@ -3,7 +3,7 @@
 #   tests/cluster/run.sh                      # node up, tests/cluster inside its network namespace, node down
 #   PARLEY_NODE_KEEP=1 tests/cluster/run.sh   # leave the node up (then: python -m tests.cluster.node down)
 # Extra arguments go to pytest. Binaries, images and Debian packages come from tests/envtest/setup-k8s.sh,
-# tests/cluster/build-bins.sh and tests/cluster/images.sh (cached under $PARLEY_CACHE after the first run).
+# and tests/cluster/images.sh (cached under $PARLEY_CACHE after the first run).
 # Exit status: pytest's; 0 with a "SKIPPED" line when this machine cannot run a node at all (the reason
 # is printed verbatim).
 set -euo pipefail

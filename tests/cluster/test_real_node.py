@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster import measured
 from tests.envtest.cluster import wait_for
+from tests.manifests import component_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -88,12 +89,6 @@ def sidecar_log_times(namespace: str, selector: str, needle: str, since: float) 
         if match and needle in match.group(2) and match.group(1) not in seen and log_time(match.group(2)) >= since:
             seen[match.group(1)] = log_time(match.group(2))
     return seen
-
-
-def echo_component(name: str, namespace: str, **metadata: str) -> str:
-    items = "".join(f"  - name: {k}\n    value: \"{v}\"\n" for k, v in metadata.items())
-    return (f"apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n  namespace: {namespace}\n"
-            f"spec:\n  type: conversation.echo\n  version: v1\n  metadata:" + (f"\n{items}" if items else " []\n"))
 
 
 def restarts(pod: dict[str, Any]) -> dict[str, int]:
@@ -181,7 +176,7 @@ def test_a_component_change_reaches_the_running_sidecar_within_2s_without_a_rest
     name = pod["metadata"]["name"]
     before = restarts(pod)
     applied = time.time()
-    kubectl("apply", "-f", "-", input=echo_component("echo-two", APP_NS))
+    kubectl("apply", "-f", "-", input=component_yaml("echo-two", namespace=APP_NS))
     seen = wait_for(lambda: sidecar_log_times(APP_NS, "app=chat-app", "loaded component 'echo-two'", applied),
                     timeout=30, what="echo-two reaches the sidecar")
     delay = seen[name] - applied
@@ -190,7 +185,7 @@ def test_a_component_change_reaches_the_running_sidecar_within_2s_without_a_rest
     assert in_pod(APP_NS, name, "converse", "http-alpha1", "echo-two", "hot") == {
         "status": 200, "body": {"outputs": [{"result": "hot"}]}}
     # A change to an existing Component, then its removal, reach it too.
-    kubectl("apply", "-f", "-", input=echo_component("echo-two", APP_NS, cacheTTL="5m"))
+    kubectl("apply", "-f", "-", input=component_yaml("echo-two", metadata={"cacheTTL": "5m"}, namespace=APP_NS))
     wait_for(lambda: sidecar_log_times(APP_NS, "app=chat-app", "updated component 'echo-two'", applied), timeout=30,
              what="the update reaches the sidecar")
     kubectl("-n", APP_NS, "delete", "component", "echo-two")
@@ -212,7 +207,7 @@ def test_a_component_that_fails_validation_is_refused_by_kubectl_apply_with_its_
 
 
 def test_a_pod_in_another_namespace_never_receives_it(installed: None) -> None:
-    kubectl("apply", "-f", "-", input=echo_component("app-only", APP_NS))
+    kubectl("apply", "-f", "-", input=component_yaml("app-only", namespace=APP_NS))
     app_pod = the_pod(APP_NS, "chat-app")["metadata"]["name"]
     wait_for(lambda: "app-only" in components_of(APP_NS, app_pod), timeout=30, what="app-only reaches chat-app")
     other = the_pod(OTHER_NS, "other-app")["metadata"]["name"]
@@ -236,7 +231,7 @@ def test_the_sidecar_keeps_serving_without_the_operator_and_the_next_change_arri
         "status": 200, "body": {"outputs": [{"result": "still here"}]}}
     kubectl("-n", "parley-system", "rollout", "status", "deploy/parley-operator", "--timeout=180s", timeout=200)
     back = time.time()
-    kubectl("apply", "-f", "-", input=echo_component("after-restart", APP_NS))
+    kubectl("apply", "-f", "-", input=component_yaml("after-restart", namespace=APP_NS))
     seen = wait_for(lambda: sidecar_log_times(APP_NS, "app=chat-app", "loaded component 'after-restart'", back),
                     timeout=90, what="a change after the operator restart reaches the sidecar", interval=0.5)
     measured.FIGURES["component change after an operator restart (from its rollout done)"] = \
@@ -264,7 +259,7 @@ def test_kubectl_describe_shows_the_events(installed: None) -> None:
     # A Component applied while the sidecar is connected: the operator says it accepted it and that it
     # went out (a sidecar that connects later gets it in its snapshot, which raises no Event per pod).
     applied = time.time()
-    kubectl("apply", "-f", "-", input=echo_component("described", APP_NS))
+    kubectl("apply", "-f", "-", input=component_yaml("described", namespace=APP_NS))
     wait_for(lambda: sidecar_log_times(APP_NS, "app=chat-app", "loaded component 'described'", applied), timeout=30,
              what="described reaches the sidecar")
 
@@ -309,7 +304,7 @@ def test_a_component_change_reaches_every_pod_of_a_deployment(installed: None, r
     names = {p["metadata"]["name"] for p in ready}
     component = f"change-{replicas}"
     applied = time.time()
-    kubectl("apply", "-f", "-", input=echo_component(component, FANOUT_NS))
+    kubectl("apply", "-f", "-", input=component_yaml(component, namespace=FANOUT_NS))
 
     def everywhere() -> dict[str, float]:
         seen = sidecar_log_times(FANOUT_NS, "app=fanout", f"loaded component '{component}'", applied)

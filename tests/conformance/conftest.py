@@ -8,7 +8,6 @@ differences (differences.py) are printed with how often each applied.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from tests.conformance.differences import DIFFERENCES, LEDGER
 from tests.conformance.servers import Pair, find_daprd, start_pair
+from tests.manifests import component_yaml
 
 DAPRD, DAPRD_MISSING = find_daprd()
 HERE = Path(__file__).parent
@@ -23,29 +23,12 @@ API_TOKEN = "conformance-token"
 APP_ID = "conformance"
 
 
-def echo_yaml(name: str, scopes: list[str] | None = None) -> str:
-    text = textwrap.dedent(f"""\
-        apiVersion: dapr.io/v1alpha1
-        kind: Component
-        metadata:
-          name: {name}
-        spec:
-          type: conversation.echo
-          version: v1
-          metadata:
-          - name: key
-            value: testkey
-        """)
-    if scopes:
-        text += "scopes:\n" + "".join(f"- {s}\n" for s in scopes)
-    return text
-
-
 # daprd's two test component names, plus one scoped to another app (loaded by neither server).
+ECHO_KEY = {"key": "testkey"}
 COMPONENTS = {
-    "echo.yaml": echo_yaml("echo"),
-    "alpha2.yaml": echo_yaml("test-alpha2-echo"),
-    "scoped.yaml": echo_yaml("scoped-echo", scopes=["some-other-app"]),
+    "echo.yaml": component_yaml("echo", metadata=ECHO_KEY),
+    "alpha2.yaml": component_yaml("test-alpha2-echo", metadata=ECHO_KEY),
+    "scoped.yaml": component_yaml("scoped-echo", metadata=ECHO_KEY, scopes=["some-other-app"]),
 }
 
 

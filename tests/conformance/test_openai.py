@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from tests.conformance.conftest import APP_ID, DAPRD, write_components
 from tests.conformance.differences import Answer, Case, assert_same
 from tests.conformance.fake_openai import FakeOpenAI, Seen
 from tests.conformance.servers import Pair, free_port, start_pair
+from tests.manifests import component_yaml
 
 PARLEY_OPENAI = importlib.util.find_spec("parley_sidecar.components.openai")
 pytestmark = pytest.mark.skipif(
@@ -33,18 +33,7 @@ MODEL = "gpt-4o-mini"
 
 
 def openai_yaml(name: str, endpoint: str, **extra: str) -> str:
-    metadata = {"key": KEY, "model": MODEL, "endpoint": endpoint, **extra}
-    entries = "".join(f"  - name: {k}\n    value: \"{v}\"\n" for k, v in metadata.items())
-    return textwrap.dedent(f"""\
-        apiVersion: dapr.io/v1alpha1
-        kind: Component
-        metadata:
-          name: {name}
-        spec:
-          type: conversation.openai
-          version: v1
-          metadata:
-        """) + entries
+    return component_yaml(name, "conversation.openai", {"key": KEY, "model": MODEL, "endpoint": endpoint, **extra})
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,13 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.envtest.cluster import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = "parley-e2e"
@@ -54,20 +55,6 @@ def sh(*argv: str, timeout: float = 600, check: bool = True, input: str | None =
 
 def kubectl(*argv: str, **kw: Any) -> str:
     return sh("kubectl", "--context", CONTEXT, *argv, **kw)
-
-
-def wait_for(check: Any, *, timeout: float, what: str, interval: float = 2.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except AssertionError as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last})")
 
 
 def in_app(code: str) -> str:
@@ -111,7 +98,7 @@ def cluster() -> Iterator[None]:
                           check=False)
             return bool(out) and any(c["name"] == "daprd" for c in json.loads(out)["spec"]["containers"])
 
-        wait_for(injects, timeout=120, what="the mutating webhook injects")
+        wait_for(injects, timeout=120, interval=2.0, what="the mutating webhook injects")
         kubectl("apply", "-f", "deploy/kind/app/echo-app.yaml")
         kubectl("apply", "-f", "deploy/kind/app/echo-component.yaml")
         kubectl("-n", APP_NS, "rollout", "status", "deploy/echo-app", "--timeout=240s", timeout=300)
@@ -143,7 +130,7 @@ def test_a_converse_call_from_inside_the_pod_returns_the_echo(cluster: None) -> 
         except (AssertionError, ValueError) as exc:
             raise AssertionError(str(exc)) from None
 
-    body = wait_for(answered, timeout=60, what="the echo component answers")
+    body = wait_for(answered, timeout=60, interval=2.0, what="the echo component answers")
     assert body == {"outputs": [{"result": "hello from the pod"}]}
 
 
@@ -156,10 +143,10 @@ def test_a_component_change_reaches_the_running_sidecar(cluster: None) -> None:
         names = {c["name"] for c in json.loads(in_app(METADATA)).get("components", ())}
         return "echo-two" in names
 
-    wait_for(listed, timeout=60, what="echo-two reaches the sidecar")
+    wait_for(listed, timeout=60, interval=2.0, what="echo-two reaches the sidecar")
     assert json.loads(in_app(CONVERSE % ("echo-two", "hot"))) == {"outputs": [{"result": "hot"}]}
     kubectl("-n", APP_NS, "delete", "component", "echo-two")
-    wait_for(lambda: not listed(), timeout=60, what="echo-two leaves the sidecar")
+    wait_for(lambda: not listed(), timeout=60, interval=2.0, what="echo-two leaves the sidecar")
     restarts_after = {s["name"]: s["restartCount"] for s in app_pod()["status"]["containerStatuses"]}
     assert restarts_after == restarts_before, "a Component change must not restart the pod"
 

@@ -2,7 +2,7 @@
 // cluster: it holds the pod's namespaces open and does nothing else. It
 // exits 0 on SIGINT or SIGTERM and, as PID 1 of a pod with a shared PID
 // namespace, reaps orphaned children on SIGCHLD. Built static
-// (CGO_ENABLED=0) by tests/cluster/build-bins.sh; no dependencies.
+// (CGO_ENABLED=0) by tests/envtest/setup-k8s.sh pause; no dependencies.
 package main
 
 import (

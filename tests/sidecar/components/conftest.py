@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -19,9 +19,9 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from parley_sidecar.components import base
-from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore, Entry
 from tests.fakes import AnthropicFake, BedrockFake, FakeServer, OpenAIFake
+from tests.sidecar.conftest import Build
 
 OPENAI_KEY = "sk-test-0123456789abcdef"
 ANTHROPIC_KEY = "sk-ant-test-0123456789"
@@ -74,22 +74,6 @@ async def store(session: aiohttp.ClientSession) -> AsyncIterator[ComponentStore]
     s = ComponentStore(session_factory=lambda: session)
     yield s
     await s.aclose()
-
-
-Build = Callable[..., Awaitable[Entry]]
-
-
-@pytest.fixture
-def build(store: ComponentStore) -> Build:
-    """Load a component into the store (as a Component file would) and return its entry."""
-
-    async def make(type_: str, metadata: dict[str, str], name: str = "c") -> Entry:
-        await store.apply(ComponentSpec(name=name, type=type_, version="v1", metadata=metadata, source="test"))
-        entry = store.get(name)
-        assert entry is not None
-        return entry
-
-    return make
 
 
 @dataclasses.dataclass(frozen=True)

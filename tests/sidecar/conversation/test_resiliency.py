@@ -16,12 +16,12 @@ import pytest
 
 from parley_sidecar import errors
 from parley_sidecar.components import base
-from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore, Entry
 from parley_sidecar.conversation import resiliency
 from parley_sidecar.metrics import Metrics
 from tests.fakes import OpenAIFake
-from tests.sidecar.components.conftest import Build, text_request
+from tests.sidecar.components.conftest import text_request
+from tests.sidecar.conftest import Build
 
 KEY = "sk-resiliency-secret-key-42"
 
@@ -32,17 +32,6 @@ async def store() -> AsyncIterator[ComponentStore]:
         components = ComponentStore(session_factory=lambda: session)
         yield components
         await components.aclose()
-
-
-@pytest.fixture
-def build(store: ComponentStore) -> Build:
-    async def make(type_: str, metadata: dict[str, str], name: str = "c") -> Entry:
-        await store.apply(ComponentSpec(name=name, type=type_, version="v1", metadata=metadata, source="test"))
-        entry = store.get(name)
-        assert entry is not None
-        return entry
-
-    return make
 
 
 @pytest.fixture
