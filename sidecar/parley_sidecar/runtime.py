@@ -15,7 +15,6 @@ import signal
 import time
 from typing import Any
 
-import aiohttp
 import grpc
 from aiohttp import web
 
@@ -41,8 +40,8 @@ class Sidecar:
     def __init__(self, settings: SidecarSettings) -> None:
         self.settings = settings
         self.metrics = Metrics(settings.app_id, settings.namespace)
-        self._session: aiohttp.ClientSession | None = None
-        self.store = ComponentStore(session_factory=self._shared_session, validate=pipeline_mod.check_settings,
+        # No shared HTTP session: each component opens its own bounded pool (maxConnections).
+        self.store = ComponentStore(validate=pipeline_mod.check_settings,
                                     on_load_error=lambda name: self.metrics.component_errors.inc((name,)))
         self.pipeline = Pipeline(self.store, self.metrics)
         self.loader: ResourcesLoader | None = None
@@ -53,12 +52,6 @@ class Sidecar:
         self.ready = False
         self.bound: dict[str, int] = {}
         """Actual ports after start (useful when a port of 0 asked the OS to choose)."""
-
-    def _shared_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # No client-wide timeout: each component applies its own per attempt.
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-        return self._session
 
     def describe(self) -> dict[str, Any]:
         """``/v1.0/metadata``: names, types and versions only; never a metadata value."""
@@ -161,8 +154,6 @@ class Sidecar:
         await asyncio.gather(*waits, return_exceptions=True)
         await self.pipeline.aclose()
         await self.store.aclose()
-        if self._session is not None:
-            await self._session.close()
         log.info("parley sidecar stopped")
 
 

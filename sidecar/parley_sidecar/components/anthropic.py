@@ -122,7 +122,7 @@ def parse_response(
     )
 
 
-class Anthropic(http_kit.SharedSession):
+class Anthropic(http_kit.ComponentSession):
     def __init__(self, context: base.ComponentContext) -> None:
         self.context = context
         self.model = ""
@@ -131,20 +131,18 @@ class Anthropic(http_kit.SharedSession):
         self._max_tokens = 2048
 
     async def init(self, metadata: Mapping[str, Any]) -> None:
-        api_type = str(metadata.get("apiType") or "anthropic").lower()
+        # apiType, maxTokens and model come with their defaults and checks from the catalog.
+        api_type = str(metadata["apiType"]).lower()
         endpoint = metadata.get("endpoint")
         if api_type == "foundry" and not endpoint:
             raise catalog.MetadataError("endpoint", "is required when apiType is foundry")
-        if api_type not in ("anthropic", "foundry"):
-            raise catalog.MetadataError("apiType", "must be one of anthropic, foundry")
         base_url = openai_kit.check_endpoint("endpoint", endpoint) if endpoint else DEFAULT_ENDPOINT
-        max_tokens = metadata.get("maxTokens", 2048)
-        if not isinstance(max_tokens, int) or max_tokens <= 0:
+        if metadata["maxTokens"] <= 0:
             raise catalog.MetadataError("maxTokens", "must be a positive integer")
-        self.model = metadata.get("model") or "claude-sonnet-4-20250514"  # env precedence: catalog
+        self.model = metadata["model"]
         self._key = metadata["key"]
         self._url = f"{base_url}/messages"
-        self._max_tokens = max_tokens
+        self._max_tokens = metadata["maxTokens"]
 
     async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
         model = request.model or self.model
@@ -157,7 +155,8 @@ class Anthropic(http_kit.SharedSession):
             "anthropic-version": API_VERSION,
         }
         data = await http_kit.post_json(self.session, self._url, http_kit.encode(body), headers=headers,
-                                        timeout=timeout, provider=PROVIDER, secrets=(key, self._key))
+                                        timeout=timeout, provider=PROVIDER, secrets=(key, self._key),
+                                        max_bytes=self.context.max_response_bytes)
         return parse_response(data, model, request, defn)
 
     async def aclose(self) -> None:

@@ -161,13 +161,18 @@ class ConverseResponse:
 class ComponentContext:
     """What a component receives from the runtime instead of reaching for globals.
 
-    ``session`` is the sidecar's shared HTTP client (one connection pool per process);
-    tests hand in a session pointed at a local fake of the provider.
+    ``session`` is None in the sidecar: each component opens its own HTTP pool of at most
+    ``max_connections`` (so one slow provider cannot hold the connections of another); tests may
+    hand in a session pointed at a local fake of the provider.
     """
 
     name: str
     type: str
     session: aiohttp.ClientSession | None = None
+    max_connections: int = 64
+    """``maxConnections``: the most connections of this component's own pool."""
+    max_response_bytes: int = 4 << 20
+    """``maxResponseBytes``: the largest provider answer read."""
 
 
 class Conversation(Protocol):

@@ -128,7 +128,7 @@ def parse_response(
     )
 
 
-class Bedrock(http_kit.SharedSession):
+class Bedrock(http_kit.ComponentSession):
     def __init__(self, context: base.ComponentContext) -> None:
         self.context = context
         self.model = ""
@@ -169,7 +169,7 @@ class Bedrock(http_kit.SharedSession):
         answer = await http_kit.post_json(
             self.session, url, data, headers=headers, timeout=timeout, provider=PROVIDER,
             secrets=(credentials.secret_key, credentials.session_token or ""), auth_detail=True,
-            credential="AWS credentials",
+            credential="AWS credentials", max_bytes=self.context.max_response_bytes,
         )
         return parse_response(answer, model, request, defn)
 

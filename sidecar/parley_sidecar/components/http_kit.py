@@ -1,7 +1,8 @@
 """One HTTP call to a provider, and the one place where upstream failures become ``ProviderError``.
 
-Every provider module posts JSON through :func:`post_json` on the sidecar's shared
-``aiohttp.ClientSession`` (one connection pool per process). This module maps what can go wrong
+Every provider module posts JSON through :func:`post_json` on its component's own
+``aiohttp.ClientSession`` (one bounded pool per component, :class:`ComponentSession`), reading at
+most ``maxResponseBytes`` of the answer. This module maps what can go wrong
 on the wire to the error hierarchy of ``parley_sidecar.errors`` (as httpx's
 ``map_httpcore_exceptions`` does, at one boundary, most specific first):
 
@@ -12,6 +13,7 @@ on the wire to the error hierarchy of ``parley_sidecar.errors`` (as httpx's
 - 408, 429, 5xx (not 501) → retryable ``ProviderError`` carrying ``Retry-After`` when sent
 - any other status → ``ProviderError`` with the upstream's own error message, truncated
 - a 2xx body that is not JSON → ``ProviderError`` ("malformed response")
+- an answer over ``maxResponseBytes`` → ``ProviderError`` ("answer too large"), read no further
 
 Secrets handed in ``secrets`` are replaced by ``***`` in every message built here, so an
 upstream that echoes a key cannot leak it to a client or a log. Nothing here logs a body.
@@ -35,7 +37,8 @@ from parley_sidecar.components import base
 
 __all__ = [
     "RETRYABLE_STATUSES",
-    "SharedSession",
+    "ComponentSession",
+    "ResponseTooLarge",
     "encode",
     "error_for_status",
     "parse_retry_after",
@@ -151,6 +154,27 @@ def error_for_status(
     )
 
 
+class ResponseTooLarge(errors.ProviderError):
+    """The upstream's answer is larger than the component's ``maxResponseBytes``."""
+
+    def __init__(self, provider: str, limit: int) -> None:
+        super().__init__(f"{provider} answer is larger than maxResponseBytes ({limit} bytes); not read further",
+                         retryable=False)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int, provider: str) -> bytes:
+    """The body, refusing it as soon as it is known to pass ``limit`` (from Content-Length, or
+    while reading), so a huge answer costs at most ``limit`` bytes of memory."""
+    if resp.content_length is not None and resp.content_length > limit:
+        raise ResponseTooLarge(provider, limit)
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(64 << 10):
+        body += chunk
+        if len(body) > limit:
+            raise ResponseTooLarge(provider, limit)
+    return bytes(body)
+
+
 def _where(url: str) -> str:
     parts = urlsplit(url)
     return parts.netloc or url
@@ -167,16 +191,17 @@ async def post_json(
     secrets: Iterable[str] = (),
     auth_detail: bool = False,
     credential: str = "API key",
+    max_bytes: int,
 ) -> Any:
     """POST ``data`` (JSON bytes) and return the decoded JSON answer, or raise ProviderError.
 
     ``url`` is a string or a ``yarl.URL`` (Bedrock passes an already-encoded one, because its
-    signature covers the exact path bytes).
+    signature covers the exact path bytes). At most ``max_bytes`` of the answer are read.
     """
     client_timeout = aiohttp.ClientTimeout(total=timeout if timeout else None)
     try:
         async with session.post(url, data=data, headers=dict(headers), timeout=client_timeout) as resp:
-            raw = await resp.read()
+            raw = await _read_capped(resp, max_bytes, provider)
             status = resp.status
             resp_headers = resp.headers
     except TimeoutError:
@@ -218,9 +243,11 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-class SharedSession:
-    """Mixin for components: the sidecar's shared session (``ComponentContext.session``), or a
-    private one, closed by :meth:`close_session`, when the runtime handed none in."""
+class ComponentSession:
+    """Mixin for components: the session the runtime handed in (tests), or the component's own,
+    a pool of at most ``context.max_connections`` connections opened on first use and closed by
+    :meth:`close_session`. One pool per component: a provider that hangs fills its own pool only,
+    and another component's calls never wait for a connection behind it."""
 
     context: base.ComponentContext
     _own_session: aiohttp.ClientSession | None = None
@@ -230,7 +257,12 @@ class SharedSession:
         if self.context.session is not None:
             return self.context.session
         if self._own_session is None or self._own_session.closed:
-            self._own_session = aiohttp.ClientSession()
+            limit = self.context.max_connections
+            # No session-wide timeout: each attempt applies its own.
+            self._own_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
         return self._own_session
 
     async def close_session(self) -> None:

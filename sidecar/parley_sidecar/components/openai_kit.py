@@ -259,7 +259,7 @@ def check_endpoint(field: str, url: str) -> str:
     return url.rstrip("/")
 
 
-class ChatCompletions(http_kit.SharedSession):
+class ChatCompletions(http_kit.ComponentSession):
     """A ``base.Conversation`` over ``POST {base}/chat/completions``.
 
     The default :meth:`init` serves every provider whose metadata is just ``model``, ``key``,
@@ -320,6 +320,7 @@ class ChatCompletions(http_kit.SharedSession):
         data = await http_kit.post_json(
             self.session, self.url(model), http_kit.encode(body), headers=self.headers(key),
             timeout=timeout, provider=self.dialect.provider, secrets=(key, self._key),
+            max_bytes=self.context.max_response_bytes,
         )
         return parse_response(data, model, request, self.dialect.provider)
 

@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp
 
 from parley_sidecar.components import base, catalog
+from parley_sidecar.components.breaker import Breaker
+from parley_sidecar.components.component_settings import ComponentSettings
 from parley_sidecar.components.spec import ComponentSpec
 
 __all__ = ["ComponentStore", "Entry", "LoadError"]
@@ -26,6 +28,8 @@ __all__ = ["ComponentStore", "Entry", "LoadError"]
 log = logging.getLogger("parley.components")
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
+"""Hands every component one given session (tests point it at a fake); without it, each component
+opens its own bounded pool (``maxConnections``)."""
 Validator = Callable[[Mapping[str, Any]], None]
 """Checks resolved settings that belong to upper layers (e.g. PII entity names); raises MetadataError."""
 
@@ -38,9 +42,11 @@ class LoadError(Exception):
 class Entry:
     spec: ComponentSpec
     ctype: catalog.ComponentType
-    settings: Mapping[str, Any]
-    """Resolved metadata (typed, defaults filled); may hold secrets."""
+    settings: ComponentSettings
+    """Parsed once at load; ``settings.metadata`` may hold secrets."""
     instance: base.Conversation
+    breaker: Breaker | None
+    """This instance's circuit breaker (None when ``circuitBreakerFailures`` is 0)."""
     in_flight: int = 0
     retired: bool = False
     closed: bool = False
@@ -94,21 +100,25 @@ class ComponentStore:
             known = "" if spec.type.lower() in catalog.TYPES else " (parley has no such conversation type)"
             raise LoadError(f"{spec.describe()}: unsupported type/version {spec.type}/{spec.version}{known}")
         try:
-            settings = catalog.resolve(ctype, spec.metadata)
+            resolved = catalog.resolve(ctype, spec.metadata)
             if self._validate is not None:
-                self._validate(settings)
+                self._validate(resolved)
         except catalog.MetadataError as exc:
             raise LoadError(f"{spec.describe()}: {exc}") from None
-        session = self._session_factory() if self._session_factory else None
-        context = base.ComponentContext(name=spec.name, type=ctype.name, session=session)
+        settings = ComponentSettings.of(resolved)
+        context = base.ComponentContext(
+            name=spec.name, type=ctype.name, session=self._session_factory() if self._session_factory else None,
+            max_connections=settings.upstream.max_connections,
+            max_response_bytes=settings.upstream.max_response_bytes,
+        )
         try:
             instance = _load_factory(ctype.factory)(context)
-            await instance.init(settings)
-        except catalog.MetadataError as exc:
+            await instance.init(resolved)
+        except (catalog.MetadataError, ValueError, ImportError) as exc:
             raise LoadError(f"{spec.describe()}: {exc}") from None
-        except (ValueError, ImportError) as exc:
-            raise LoadError(f"{spec.describe()}: {exc}") from None
-        return Entry(spec=spec, ctype=ctype, settings=settings, instance=instance)
+        policy = settings.resiliency
+        breaker = Breaker(policy.breaker_failures, policy.breaker_timeout) if policy.breaker_failures > 0 else None
+        return Entry(spec=spec, ctype=ctype, settings=settings, instance=instance, breaker=breaker)
 
     async def apply(self, spec: ComponentSpec) -> bool:
         """Load or replace one component. Returns True when it changed; raises LoadError."""
@@ -205,3 +215,4 @@ class ComponentStore:
             await entry.instance.aclose()
         except Exception:  # a failing close must not stop the swap
             log.exception("closing %s failed", entry.spec.describe())
+

@@ -2,10 +2,12 @@
 
 Opt-in per component (``memory: "true"``), so daprd's stateless behaviour stays the default.
 History is what went to and came back from the client, after scrubbing: a request that asked for
-PII scrubbing leaves no PII here. Bounded per conversation (most recent ``memoryMaxTurns``
-messages and ``memoryMaxChars`` characters), in total (LRU over ``memoryMaxConversations``) and
-in time (forgotten after ``memoryTTL`` idle). Conversations are kept per component name, so two
-components never see each other's history, and two context ids never mix.
+PII scrubbing leaves no PII here. Bounded in UTF-8 bytes, not characters (an emoji is four of
+them): per conversation (the most recent ``memoryMaxTurns`` messages within ``memoryMaxBytes``),
+per component in this process (``memoryMaxTotalBytes`` and ``memoryMaxConversations``, the least
+recently used conversation goes first) and in time (forgotten after ``memoryTTL`` idle).
+Conversations are kept per component name, so two components never see each other's history,
+and two context ids never mix.
 
 With ``memoryStore: redis://…`` the history lives in Redis instead (``parley:memory:<component>:
 <context id>``, expiring after ``memoryTTL``), so it survives a sidecar restart and every replica of
@@ -16,72 +18,74 @@ history (and the turn is not stored): memory is a convenience, never a reason to
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import logging
 import time
 from typing import Any, Protocol
 
 from parley_sidecar.components import base
+from parley_sidecar.components.component_settings import MemorySettings
 
-__all__ = ["Memory", "MemoryLimits", "MemoryStore", "RedisMemory", "reply_message"]
+__all__ = ["Memory", "MemoryStore", "RedisMemory", "reply_message"]
 
 log = logging.getLogger("parley.memory")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MemoryLimits:
-    max_turns: int = 20
-    max_chars: int = 32000
-    ttl: float = 3600.0
-    max_conversations: int = 10000
-
-
-def _chars(message: base.Message) -> int:
-    total = 0
+def _size(message: base.Message) -> int:
+    """UTF-8 bytes of what a message says (what the bounds count)."""
+    total = len(message.name.encode())
     for part in message.parts:
         if isinstance(part, base.TextPart):
-            total += len(part.text)
+            total += len(part.text.encode())
         elif isinstance(part, base.ToolCall):
-            total += len(part.name) + len(part.arguments)
+            total += len(part.id.encode()) + len(part.name.encode()) + len(part.arguments.encode())
         else:
-            total += len(part.content)
+            total += len(part.tool_id.encode()) + len(part.name.encode()) + len(part.content.encode())
     return total
 
 
 class MemoryStore(Protocol):
-    async def history(self, component: str, context_id: str, limits: MemoryLimits) -> tuple[base.Message, ...]: ...
+    async def history(self, component: str, context_id: str, limits: MemorySettings) -> tuple[base.Message, ...]: ...
     async def remember(self, component: str, context_id: str, new: tuple[base.Message, ...],
-                       limits: MemoryLimits) -> None: ...
+                       limits: MemorySettings) -> None: ...
     async def aclose(self) -> None: ...
 
 
-def _bounded(messages: list[base.Message], limits: MemoryLimits) -> list[base.Message]:
-    messages = messages[-limits.max_turns:] if limits.max_turns > 0 else []
-    while messages and sum(_chars(m) for m in messages) > limits.max_chars:
-        messages.pop(0)
-    return messages
+def _bounded(messages: list[base.Message], limits: MemorySettings) -> tuple[tuple[base.Message, ...], int]:
+    """The most recent messages within the per-conversation bounds, and their size in bytes."""
+    kept = messages[-limits.max_turns:] if limits.max_turns > 0 else []
+    sizes = [_size(m) for m in kept]
+    total, start = sum(sizes), 0
+    while start < len(kept) and total > limits.max_bytes:
+        total -= sizes[start]
+        start += 1
+    return tuple(kept[start:]), total
 
 
 class Memory:
-    """In-process history, LRU over conversations."""
+    """In-process history: per component, an LRU over its conversations bounded in count and bytes."""
 
     def __init__(self) -> None:
-        self._conversations: collections.OrderedDict[tuple[str, str], tuple[float, tuple[base.Message, ...]]] = (
-            collections.OrderedDict()
-        )
+        self._components: dict[str, _Conversations] = {}
 
     def __len__(self) -> int:
-        return len(self._conversations)
+        return sum(len(c.items) for c in self._components.values())
 
-    async def history(self, component: str, context_id: str, limits: MemoryLimits) -> tuple[base.Message, ...]:
-        key = (component, context_id)
-        item = self._conversations.get(key)
+    def size(self, component: str) -> int:
+        """Bytes of history kept for ``component`` (what ``memoryMaxTotalBytes`` bounds)."""
+        conversations = self._components.get(component)
+        return 0 if conversations is None else conversations.bytes
+
+    async def history(self, component: str, context_id: str, limits: MemorySettings) -> tuple[base.Message, ...]:
+        conversations = self._components.get(component)
+        if conversations is None:
+            return ()
+        item = conversations.items.get(context_id)
         if item is None:
             return ()
-        touched, messages = item
+        touched, messages, _ = item
         if time.monotonic() - touched > limits.ttl:
-            del self._conversations[key]
+            conversations.drop(context_id)
             return ()
         return messages
 
@@ -90,20 +94,40 @@ class Memory:
         component: str,
         context_id: str,
         new: tuple[base.Message, ...],
-        limits: MemoryLimits,
+        limits: MemorySettings,
     ) -> None:
-        key = (component, context_id)
-        messages = _bounded(list(await self.history(component, context_id, limits)) + list(new), limits)
-        self._conversations[key] = (time.monotonic(), tuple(messages))
-        self._conversations.move_to_end(key)
-        while len(self._conversations) > limits.max_conversations:
-            self._conversations.popitem(last=False)
+        earlier = await self.history(component, context_id, limits)
+        messages, size = _bounded([*earlier, *new], limits)
+        conversations = self._components.setdefault(component, _Conversations())
+        conversations.drop(context_id)
+        if not messages:
+            return
+        conversations.items[context_id] = (time.monotonic(), messages, size)
+        conversations.bytes += size
+        while conversations.items and (len(conversations.items) > limits.max_conversations
+                                       or conversations.bytes > limits.max_total_bytes):
+            conversations.drop(next(iter(conversations.items)))
 
     async def aclose(self) -> None:
-        self._conversations.clear()
+        self._components.clear()
 
 
-def _encode(messages: tuple[base.Message, ...] | list[base.Message]) -> bytes:
+class _Conversations:
+    """One component's conversations, least recently stored first, and their total size."""
+
+    def __init__(self) -> None:
+        self.items: collections.OrderedDict[str, tuple[float, tuple[base.Message, ...], int]] = (
+            collections.OrderedDict()
+        )
+        self.bytes = 0
+
+    def drop(self, context_id: str) -> None:
+        item = self.items.pop(context_id, None)
+        if item is not None:
+            self.bytes -= item[2]
+
+
+def _encode(messages: tuple[base.Message, ...]) -> bytes:
     def part(p: base.Part) -> dict[str, Any]:
         if isinstance(p, base.TextPart):
             return {"text": p.text}
@@ -142,7 +166,7 @@ class RedisMemory:
             log.warning("conversation memory store unreachable (%s); answering without history",
                         type(exc).__name__)
 
-    async def history(self, component: str, context_id: str, limits: MemoryLimits) -> tuple[base.Message, ...]:
+    async def history(self, component: str, context_id: str, limits: MemorySettings) -> tuple[base.Message, ...]:
         try:
             data = await self._client.get(f"parley:memory:{component}:{context_id}")
         except Exception as exc:  # any client or network error: no history this time
@@ -154,12 +178,12 @@ class RedisMemory:
         return _decode(data) if isinstance(data, bytes) else ()
 
     async def remember(self, component: str, context_id: str, new: tuple[base.Message, ...],
-                       limits: MemoryLimits) -> None:
+                       limits: MemorySettings) -> None:
         key = f"parley:memory:{component}:{context_id}"
         try:
             data = await self._client.get(key)
             earlier = list(_decode(data)) if isinstance(data, bytes) else []
-            await self._client.set(key, _encode(_bounded(earlier + list(new), limits)),
+            await self._client.set(key, _encode(_bounded(earlier + list(new), limits)[0]),
                                    px=max(1, int(limits.ttl * 1000)))
         except Exception as exc:
             self._failed(exc)

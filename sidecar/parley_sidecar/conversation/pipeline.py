@@ -58,7 +58,7 @@ class Pipeline:
     def __init__(self, store: ComponentStore, metrics: Metrics) -> None:
         self.store = store
         self.metrics = metrics
-        self._scrubbers: dict[frozenset[pii.Entity], pii.Scrubber] = {}
+        self._scrubbers: dict[frozenset[pii.Entity] | tuple[str, ...], pii.Scrubber] = {}
         self._caches: dict[str, tuple[Entry, cache.ResponseCache]] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self.memory = memory.Memory()
@@ -101,13 +101,7 @@ class Pipeline:
     def scrub(self, name: str, entry: Entry, text: str, direction: str, overrides: Overrides) -> str:
         """Scrub one text; fail closed: if the scrubber breaks, the request fails, nothing leaks."""
         try:
-            entities = overrides.pii_entities
-            if entities is None:
-                configured = entry.settings.get("piiEntities")
-                entities = pii.parse_entities(",".join(configured)) if configured else pii.DEFAULT_ENTITIES
-            scrubber = self._scrubbers.get(entities)
-            if scrubber is None:
-                scrubber = self._scrubbers[entities] = pii.Scrubber(entities)
+            scrubber = self._scrubber(entry, overrides)
             scrubbed: str
             scrubbed, found = scrubber.scrub(text)
         except Exception as exc:
@@ -115,6 +109,21 @@ class Pipeline:
             raise errors.InvokeError(name, "PII scrubbing failed; request refused") from None
         self._count(found, direction)
         return scrubbed
+
+    def _scrubber(self, entry: Entry, overrides: Overrides) -> pii.Scrubber:
+        """The scrubber for the request's entity set; built once per set (the names were checked
+        at load by :func:`check_settings`, so they are parsed only when first seen here)."""
+        key: frozenset[pii.Entity] | tuple[str, ...] = (
+            overrides.pii_entities if overrides.pii_entities is not None else entry.settings.pii_entities
+        )
+        scrubber = self._scrubbers.get(key)
+        if scrubber is None:
+            if isinstance(key, frozenset):
+                entities = key
+            else:
+                entities = pii.parse_entities(",".join(key)) if key else pii.DEFAULT_ENTITIES
+            scrubber = self._scrubbers[key] = pii.Scrubber(entities)
+        return scrubber
 
     def _count(self, found: Counter[pii.Entity], direction: str) -> None:
         for entity, count in found.items():
@@ -130,16 +139,15 @@ class Pipeline:
             closing = asyncio.ensure_future(current[1].store.aclose())
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
-        settings = entry.settings
-        url = settings.get("cacheStore")
+        settings = entry.settings.cache
+        url = settings.store
 
         def evicted(reason: str) -> None:
             self.metrics.cache_evictions.inc((name, reason))
 
         store: cache.Store = (
             cache.RedisStore(url) if url
-            else cache.LocalStore(settings.get("cacheMaxEntries", 1000), settings.get("cacheMaxBytes", 16 << 20),
-                                  evicted)
+            else cache.LocalStore(settings.max_entries, settings.max_bytes, evicted)
         )
 
         def counted(result: str) -> None:
@@ -151,7 +159,7 @@ class Pipeline:
 
     def _memory_for(self, name: str, entry: Entry) -> memory.MemoryStore:
         """The local store, or this component's Redis (``memoryStore``) when it names one."""
-        url = entry.settings.get("memoryStore")
+        url = entry.settings.memory.store
         if not url:
             return self.memory
         current = self._memories.get(name)
@@ -164,15 +172,6 @@ class Pipeline:
         made = memory.RedisMemory(url)
         self._memories[name] = (url, made)
         return made
-
-    @staticmethod
-    def _memory_limits(settings: Mapping[str, Any]) -> memory.MemoryLimits:
-        return memory.MemoryLimits(
-            max_turns=settings.get("memoryMaxTurns", 20),
-            max_chars=settings.get("memoryMaxChars", 32000),
-            ttl=settings.get("memoryTTL", 3600.0),
-            max_conversations=settings.get("memoryMaxConversations", 10000),
-        )
 
     def scrub_arguments(self, name: str, entry: Entry, arguments: str, direction: str,
                         overrides: Overrides) -> str:
@@ -231,20 +230,19 @@ class Pipeline:
         """Memory, cache, the component call, output scrubbing; failures become ``InvokeError``."""
         overrides = overrides or _NO_OVERRIDES
         settings = entry.settings
-        remembering = bool(settings.get("memory")) and bool(context_id)
-        limits = self._memory_limits(settings) if remembering else None
+        limits = settings.memory if settings.memory.enabled and context_id else None
         sent = request
         if limits is not None:
             store = self._memory_for(name, entry)
             history = await store.history(name, context_id, limits)
             if history:
                 sent = dataclasses.replace(request, messages=history + request.messages)
-        ttl = overrides.cache_ttl if overrides.cache_ttl is not None else settings.get("responseCacheTTL")
+        ttl = overrides.cache_ttl if overrides.cache_ttl is not None else settings.cache.ttl
         started = time.perf_counter()
         success = False
         try:
-            if ttl and ttl > 0:
-                key = cache.cache_key(name, sent.model or str(settings.get("model", "")), sent)
+            if ttl > 0:
+                key = cache.cache_key(name, sent.model or str(settings.metadata.get("model", "")), sent)
                 response = await self._cache_for(name, entry).get_or_call(
                     key, ttl, lambda: self._invoke(name, entry, sent))
             else:

@@ -2,9 +2,11 @@
 
 Kept apart from the pipeline so the pipeline reads as the list of steps, and so the policies can
 be tested against a local fake upstream without the API layers. Every setting comes from the
-component's own metadata (``catalog.COMMON_FIELDS``); ``docs/resiliency.md`` explains them.
+component's own metadata, parsed once at load (``entry.settings.resiliency``);
+``docs/resiliency.md`` explains them.
 
-One call, in order:
+One call, in order, all of it within the component's ``callTimeout`` (the whole call's deadline:
+attempts, backoff and fallbacks together; each attempt's timeout is cut to what is left of it):
 
 1. **Circuit breaker** (per component instance): after ``circuitBreakerFailures`` consecutive
    failed attempts the circuit opens and calls fail at once; after ``circuitBreakerTimeout``
@@ -23,7 +25,7 @@ One call, in order:
    request without the per-request ``model``/``key`` overrides, which belong to the first
    component. Errors that are the request's fault (``ValueError``) never fall back.
 
-The breaker state is kept per component *instance*, so reloading a component with new metadata
+The breaker is the entry's own (``entry.breaker``), so reloading a component with new metadata
 starts it closed. Log lines and error messages carry the upstream's status and message, never
 a key (``components.http_kit`` redacts them before they get here).
 """
@@ -34,9 +36,7 @@ import asyncio
 import dataclasses
 import logging
 import random
-import time
-import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from parley_sidecar import errors
@@ -44,7 +44,7 @@ from parley_sidecar.components import base
 from parley_sidecar.components.store import ComponentStore, Entry
 from parley_sidecar.metrics import Metrics
 
-__all__ = ["MAX_BACKOFF", "MAX_RETRY_AFTER", "Breaker", "CircuitOpen", "Policy", "breaker_for", "invoke", "policy_for"]
+__all__ = ["MAX_BACKOFF", "MAX_RETRY_AFTER", "DeadlineExceeded", "invoke"]
 
 log = logging.getLogger("parley.resiliency")
 
@@ -56,123 +56,11 @@ MAX_BACKOFF = 20.0
 Sleep = Callable[[float], Awaitable[Any]]
 
 
-class CircuitOpen(errors.ProviderError):
-    """The component's circuit is open: the call was not attempted."""
+class DeadlineExceeded(errors.ProviderError):
+    """The whole call (attempts, backoff, fallbacks) ran out of its ``callTimeout``."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason, retryable=False)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Policy:
-    timeout: float | None
-    max_retries: int
-    backoff: float
-    breaker_failures: int
-    """0 disables the circuit breaker."""
-    breaker_timeout: float
-    fallback: tuple[str, ...]
-
-    @classmethod
-    def of(cls, settings: Mapping[str, Any]) -> Policy:
-        """Read a component's resolved metadata; out-of-range values are clamped, not fatal."""
-
-        def number(key: str, default: float) -> float:
-            value = settings.get(key, default)
-            return max(0.0, float(value)) if isinstance(value, (int, float)) else default
-
-        timeout = number("timeout", 60.0)
-        return cls(
-            timeout=timeout or None,
-            max_retries=int(number("maxRetries", 3)),
-            backoff=number("retryBackoff", 0.5),
-            breaker_failures=int(number("circuitBreakerFailures", 5)),
-            breaker_timeout=number("circuitBreakerTimeout", 30.0),
-            fallback=tuple(settings.get("fallback") or ()),
-        )
-
-
-class Breaker:
-    """closed → open after ``threshold`` consecutive failures → half-open (one trial) after ``reset``."""
-
-    def __init__(self, threshold: int, reset: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.threshold = threshold
-        self.reset = reset
-        self.clock = clock
-        self.state = "closed"
-        self.failures = 0
-        self.opened_at = 0.0
-        self.last_reason = ""
-        self._trial = False
-
-    def before(self, name: str) -> None:
-        """Let an attempt through, or raise :class:`CircuitOpen`."""
-        if self.state == "closed":
-            return
-        if self.state == "open":
-            waited = self.clock() - self.opened_at
-            if waited < self.reset:
-                raise CircuitOpen(
-                    f"circuit open for component {name} after {self.failures} consecutive failures "
-                    f"(last: {self.last_reason}); next trial in {self.reset - waited:.1f}s"
-                )
-            self.state = "half-open"
-        if self._trial:
-            raise CircuitOpen(f"circuit half-open for component {name}: a trial call is in flight")
-        self._trial = True
-
-    def success(self) -> None:
-        self.state, self.failures, self._trial = "closed", 0, False
-
-    def failure(self, reason: str) -> None:
-        self.failures += 1
-        self.last_reason = reason
-        if self.state == "half-open" or self.failures >= self.threshold:
-            self.state, self.opened_at = "open", self.clock()
-        self._trial = False
-
-    def release(self) -> None:
-        """An attempt ended without saying anything about the upstream (cancelled, bad request)."""
-        self._trial = False
-        if self.state == "half-open":
-            self.state = "open"
-
-    @property
-    def is_open(self) -> bool:
-        return self.state == "open"
-
-
-_BREAKERS: weakref.WeakKeyDictionary[Any, Breaker] = weakref.WeakKeyDictionary()
-"""One breaker per live component instance; dropped with the instance."""
-
-
-def breaker_for(entry: Entry, policy: Policy) -> Breaker | None:
-    if policy.breaker_failures <= 0:
-        return None
-    try:
-        breaker = _BREAKERS.get(entry.instance)
-        if breaker is None:
-            breaker = _BREAKERS[entry.instance] = Breaker(policy.breaker_failures, policy.breaker_timeout)
-    except TypeError:  # an instance that cannot be weakly referenced gets no breaker
-        return None
-    return breaker
-
-
-_POLICIES: weakref.WeakKeyDictionary[Any, tuple[Mapping[str, Any], Policy]] = weakref.WeakKeyDictionary()
-"""Each live component instance's policy, read once from its settings (reading it per call was
-~2 % of an echo request's CPU); a reload brings a new instance or new settings, hence a new read."""
-
-
-def policy_for(entry: Entry) -> Policy:
-    try:
-        cached = _POLICIES.get(entry.instance)
-        if cached is not None and cached[0] is entry.settings:
-            return cached[1]
-        policy = Policy.of(entry.settings)
-        _POLICIES[entry.instance] = (entry.settings, policy)
-    except TypeError:  # an instance that cannot be weakly referenced: read it every time
-        return Policy.of(entry.settings)
-    return policy
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no answer within the call deadline of {seconds:g}s (callTimeout)", retryable=False)
 
 
 def _label(exc: errors.ProviderError) -> str:
@@ -181,26 +69,51 @@ def _label(exc: errors.ProviderError) -> str:
     return str(exc.status) if exc.status else "connection"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Deadline:
+    at: float
+    """The event loop's clock when the call must end."""
+    seconds: float
+    """The budget it was given (for the error message)."""
+
+    def left(self) -> float:
+        return max(0.0, self.at - asyncio.get_running_loop().time())
+
+
+def _cut(timeout: float | None, deadline: _Deadline | None) -> float | None:
+    if deadline is None:
+        return timeout
+    left = deadline.left()
+    return left if timeout is None else min(timeout, left)
+
+
 async def _attempts(
-    store: ComponentStore, entry: Entry, request: base.ConverseRequest, metrics: Metrics | None, sleep: Sleep
+    store: ComponentStore, entry: Entry, request: base.ConverseRequest, metrics: Metrics | None, sleep: Sleep,
+    deadline: _Deadline | None,
 ) -> base.ConverseResponse:
-    """The component alone: breaker, attempts with timeout, retries."""
+    """The component alone: breaker, attempts with timeout, retries; never past the deadline."""
     name = entry.spec.name
-    policy = policy_for(entry)
-    breaker = breaker_for(entry, policy)
+    policy = entry.settings.resiliency
+    breaker = entry.breaker
     attempt = 0
     while True:
+        if deadline is not None and deadline.left() <= 0:
+            raise DeadlineExceeded(deadline.seconds)
+        timeout = _cut(policy.timeout, deadline)
         if breaker is not None:
             breaker.before(name)
         try:
             async with store.lease(entry) as component:
-                if policy.timeout:
-                    async with asyncio.timeout(policy.timeout):
-                        response = await component.converse(request, timeout=policy.timeout)
+                if timeout:
+                    async with asyncio.timeout(timeout):
+                        response = await component.converse(request, timeout=timeout)
                 else:
                     response = await component.converse(request, timeout=None)
         except TimeoutError:
-            failure: errors.ProviderError = errors.ProviderTimeout(policy.timeout or 0.0)
+            failure: errors.ProviderError = (
+                errors.ProviderTimeout(policy.timeout or 0.0) if timeout == policy.timeout
+                else DeadlineExceeded(deadline.seconds if deadline is not None else 0.0)
+            )
         except errors.ProviderError as exc:
             failure = exc
         except BaseException:
@@ -211,6 +124,10 @@ async def _attempts(
             if breaker is not None:
                 breaker.success()
             return response
+        if isinstance(failure, DeadlineExceeded):
+            if breaker is not None:
+                breaker.release()  # cut short by the call's budget: says nothing of the upstream
+            raise failure
         if breaker is not None:
             if failure.retryable:
                 breaker.failure(failure.reason)
@@ -226,6 +143,9 @@ async def _attempts(
             delay = failure.retry_after
         else:
             delay = random.uniform(0.0, min(MAX_BACKOFF, policy.backoff * 2**attempt))
+        if deadline is not None and delay >= deadline.left():
+            # Waiting would outlive the call's deadline: the last failure says more than a timeout.
+            raise failure
         attempt += 1
         if metrics is not None:
             metrics.provider_retries.inc((name, _label(failure)))
@@ -242,12 +162,21 @@ async def invoke(
     metrics: Metrics | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> base.ConverseResponse:
-    """Call ``entry``'s component under its policy, then its fallbacks.
+    """Call ``entry``'s component under its policy, then its fallbacks, within its ``callTimeout``.
 
     Raises ``ProviderError`` (the first component's, with each fallback's reason appended) when
-    nothing answered, or ``ValueError`` when the request cannot be sent to this provider.
+    nothing answered, ``DeadlineExceeded`` when the whole call ran out of time, or ``ValueError``
+    when the request cannot be sent to this provider.
     """
-    response, answered_by = await _chain(store, entry, request, metrics, sleep, visited={entry.spec.name})
+    seconds = entry.settings.resiliency.deadline
+    deadline = None if seconds is None else _Deadline(asyncio.get_running_loop().time() + seconds, seconds)
+    try:
+        async with asyncio.timeout_at(None if deadline is None else deadline.at):
+            response, answered_by = await _chain(store, entry, request, metrics, sleep, deadline,
+                                                 visited={entry.spec.name})
+    except TimeoutError:
+        # What can outlast the deadline here is only a backoff sleep or a lease: attempts are cut to it.
+        raise DeadlineExceeded(seconds or 0.0) from None
     if answered_by != entry.spec.name:
         log.info("component %r: answered by fallback %r", entry.spec.name, answered_by)
         if metrics is not None:
@@ -261,15 +190,18 @@ async def _chain(
     request: base.ConverseRequest,
     metrics: Metrics | None,
     sleep: Sleep,
+    deadline: _Deadline | None,
     *,
     visited: set[str],
 ) -> tuple[base.ConverseResponse, str]:
     """The response and the name of the component that gave it."""
     try:
-        return await _attempts(store, entry, request, metrics, sleep), entry.spec.name
+        return await _attempts(store, entry, request, metrics, sleep, deadline), entry.spec.name
+    except DeadlineExceeded:
+        raise
     except errors.ProviderError as exc:
         failure = exc
-    names = policy_for(entry).fallback
+    names = entry.settings.resiliency.fallback
     if not names:
         raise failure
     notes: list[str] = []
@@ -285,7 +217,10 @@ async def _chain(
             continue
         log.warning("component %r failed (%s); trying fallback %r", entry.spec.name, failure.reason, name)
         try:
-            return await _chain(store, fallback, plain, metrics, sleep, visited=visited)
+            return await _chain(store, fallback, plain, metrics, sleep, deadline, visited=visited)
+        except DeadlineExceeded as exc:
+            notes.append(f"fallback {name}: {exc.reason}")
+            break
         except errors.ProviderError as exc:
             notes.append(f"fallback {name}: {exc.reason}")
     if not notes:

@@ -16,6 +16,7 @@ import pytest
 
 from parley_sidecar import errors
 from parley_sidecar.components import base
+from parley_sidecar.components.breaker import CircuitOpen
 from parley_sidecar.components.store import ComponentStore, Entry
 from parley_sidecar.conversation import resiliency
 from parley_sidecar.metrics import Metrics
@@ -155,7 +156,7 @@ async def test_circuit_opens_then_half_opens(build: Build, store: ComponentStore
     for _ in range(2):
         with pytest.raises(errors.ProviderError, match="500"):
             await call(store, entry)
-    with pytest.raises(resiliency.CircuitOpen, match=r"circuit open for component a after 2 consecutive failures "
+    with pytest.raises(CircuitOpen, match=r"circuit open for component a after 2 consecutive failures "
                                                      r"\(last: .*500 Internal Server Error: down\)"):
         await call(store, entry)
     assert len(fake.requests) == 2  # the open circuit did not call upstream
@@ -163,7 +164,7 @@ async def test_circuit_opens_then_half_opens(build: Build, store: ComponentStore
     fake.fail(500, "still down")  # the half-open trial fails: open again
     with pytest.raises(errors.ProviderError, match="still down"):
         await call(store, entry)
-    with pytest.raises(resiliency.CircuitOpen):
+    with pytest.raises(CircuitOpen):
         await call(store, entry)
     await asyncio.sleep(0.65)
     await call(store, entry)  # the trial succeeds: closed
@@ -181,7 +182,7 @@ async def test_circuit_lets_one_trial_through_when_half_open(build: Build, store
     await asyncio.sleep(0.15)
     fake.slow(0.3)
     results = await asyncio.gather(call(store, entry), call(store, entry), return_exceptions=True)
-    assert sum(isinstance(r, resiliency.CircuitOpen) for r in results) == 1
+    assert sum(isinstance(r, CircuitOpen) for r in results) == 1
     assert sum(isinstance(r, base.ConverseResponse) for r in results) == 1
 
 

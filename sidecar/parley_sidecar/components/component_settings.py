@@ -1,0 +1,118 @@
+"""A Component's pipeline settings, typed and parsed once when it loads.
+
+``catalog.resolve`` turns ``spec.metadata`` into a mapping with every default filled (the
+defaults live only in ``catalog.COMMON_FIELDS``); :meth:`ComponentSettings.of` groups that mapping
+into frozen dataclasses, one per concern, as Dapr's components decode their metadata into structs.
+The store keeps the result on the component's entry, so no request reads a metadata string.
+No I/O here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["CacheSettings", "ComponentSettings", "MemorySettings", "ResiliencySettings", "UpstreamSettings"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CacheSettings:
+    ttl: float
+    """Seconds a successful answer is kept (``responseCacheTTL``); 0: no cache."""
+    max_entries: int
+    max_bytes: int
+    store: str | None
+    """``redis://…`` to share the cache between replicas; None: in this process."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResiliencySettings:
+    timeout: float | None
+    """Seconds per attempt; None: no per-attempt limit (``timeout: 0``)."""
+    max_retries: int
+    backoff: float
+    """Seconds before the first retry; doubles with full jitter."""
+    breaker_failures: int
+    """Consecutive failures that open the circuit; 0 disables the breaker."""
+    breaker_timeout: float
+    fallback: tuple[str, ...]
+    deadline: float | None
+    """Seconds for the whole call: every attempt, backoff and fallback (``callTimeout``);
+    None: no overall limit (``callTimeout: 0``)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemorySettings:
+    enabled: bool
+    max_turns: int
+    max_bytes: int
+    """UTF-8 bytes of history kept per conversation (``memoryMaxBytes``)."""
+    max_total_bytes: int
+    """UTF-8 bytes of history kept in this process for the component, all conversations together
+    (``memoryMaxTotalBytes``); the least recently used conversations go first."""
+    ttl: float
+    max_conversations: int
+    store: str | None
+    """``redis://…`` to keep history across restarts and replicas; None: in this process."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    max_connections: int
+    """Connections this component keeps open to its provider (its own pool)."""
+    max_response_bytes: int
+    """Largest provider answer read; a larger one fails the attempt."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ComponentSettings:
+    cache: CacheSettings
+    resiliency: ResiliencySettings
+    memory: MemorySettings
+    upstream: UpstreamSettings
+    pii_entities: tuple[str, ...]
+    """Entity types scrubbed when a request asks for scrubbing; empty: daprd's default set."""
+    metadata: Mapping[str, Any] = dataclasses.field(repr=False)
+    """The whole resolved metadata, provider fields included (may hold secrets): what the
+    provider's ``init`` reads."""
+
+    @classmethod
+    def of(cls, resolved: Mapping[str, Any]) -> ComponentSettings:
+        """Group ``catalog.resolve``'s output; fields with a catalog default are always present."""
+
+        def optional(key: str) -> Any:
+            return resolved.get(key) or None
+
+        return cls(
+            cache=CacheSettings(
+                ttl=float(resolved.get("responseCacheTTL") or 0.0),
+                max_entries=resolved["cacheMaxEntries"],
+                max_bytes=resolved["cacheMaxBytes"],
+                store=optional("cacheStore"),
+            ),
+            resiliency=ResiliencySettings(
+                timeout=resolved["timeout"] or None,
+                max_retries=resolved["maxRetries"],
+                backoff=resolved["retryBackoff"],
+                breaker_failures=resolved["circuitBreakerFailures"],
+                breaker_timeout=resolved["circuitBreakerTimeout"],
+                fallback=tuple(resolved.get("fallback") or ()),
+                deadline=resolved["callTimeout"] or None,
+            ),
+            memory=MemorySettings(
+                enabled=resolved["memory"],
+                max_turns=resolved["memoryMaxTurns"],
+                max_bytes=resolved["memoryMaxBytes"],
+                max_total_bytes=resolved["memoryMaxTotalBytes"],
+                ttl=resolved["memoryTTL"],
+                max_conversations=resolved["memoryMaxConversations"],
+                store=optional("memoryStore"),
+            ),
+            upstream=UpstreamSettings(
+                max_connections=resolved["maxConnections"],
+                max_response_bytes=resolved["maxResponseBytes"],
+            ),
+            pii_entities=tuple(resolved.get("piiEntities") or ()),
+            metadata=resolved,
+        )
