@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from parley_sidecar import errors
-from parley_sidecar.components import base, catalog, http_kit, openai_kit, structured, tool_blocks
+from parley_sidecar.components import base, catalog, checks, http_kit, structured, tool_blocks
 
 __all__ = ["API_VERSION", "DEFAULT_ENDPOINT", "Anthropic", "build_body", "create", "parse_response"]
 
@@ -33,31 +33,12 @@ API_VERSION = "2023-06-01"
 PROVIDER = "anthropic"
 
 
-def _turns(messages: tuple[base.Message, ...]) -> tuple[str, list[dict[str, Any]]]:
-    system: list[str] = []
-    turns: list[dict[str, Any]] = []
-    for message in messages:
-        if message.role in (base.Role.SYSTEM, base.Role.DEVELOPER):
-            system.extend(p.text for p in message.parts if isinstance(p, base.TextPart) and p.text)
-            continue
-        role = "assistant" if message.role is base.Role.ASSISTANT else "user"
-        blocks: list[dict[str, Any]] = []
-        for part in message.parts:
-            if isinstance(part, base.TextPart):
-                if part.text:  # the API rejects empty text blocks
-                    blocks.append({"type": "text", "text": part.text})
-            elif isinstance(part, base.ToolCall):
-                arguments = tool_blocks.arguments_object(part, PROVIDER)
-                blocks.append({"type": "tool_use", "id": part.id, "name": part.name, "input": arguments})
-            else:
-                blocks.append({"type": "tool_result", "tool_use_id": part.tool_id, "content": part.content})
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    return "\n".join(system), turns
+_BLOCKS = tool_blocks.Blocks(
+    provider=PROVIDER,
+    text=lambda text: {"type": "text", "text": text},
+    tool_use=lambda call, arguments: {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments},
+    tool_result=lambda result: {"type": "tool_result", "tool_use_id": result.tool_id, "content": result.content},
+)
 
 
 def _tool_choice(choice: str | None) -> dict[str, Any] | None:
@@ -74,7 +55,8 @@ def build_body(
     request: base.ConverseRequest, model: str, max_tokens: int
 ) -> tuple[dict[str, Any], structured.Definition | None]:
     """The Messages request body, and the structured-output definition when one was asked for."""
-    system, turns = _turns(request.messages)
+    merged = tool_blocks.turns(request.messages, _BLOCKS)
+    system, turns = "\n".join(merged.system), merged.turns
     body: dict[str, Any] = {"model": model, "messages": turns, "max_tokens": request.max_tokens or max_tokens}
     if system:
         body["system"] = system
@@ -136,7 +118,7 @@ class Anthropic(http_kit.ComponentSession):
         endpoint = metadata.get("endpoint")
         if api_type == "foundry" and not endpoint:
             raise catalog.MetadataError("endpoint", "is required when apiType is foundry")
-        base_url = openai_kit.check_endpoint("endpoint", endpoint) if endpoint else DEFAULT_ENDPOINT
+        base_url = checks.base_url("endpoint", endpoint) if endpoint else DEFAULT_ENDPOINT
         if metadata["maxTokens"] <= 0:
             raise catalog.MetadataError("maxTokens", "must be a positive integer")
         self.model = metadata["model"]

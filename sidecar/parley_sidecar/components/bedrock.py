@@ -27,7 +27,16 @@ from urllib.parse import quote
 import yarl
 
 from parley_sidecar import errors
-from parley_sidecar.components import aws_auth, base, catalog, http_kit, openai_kit, sigv4, structured, tool_blocks
+from parley_sidecar.components import (
+    aws_auth,
+    base,
+    catalog,
+    checks,
+    http_kit,
+    sigv4,
+    structured,
+    tool_blocks,
+)
 
 __all__ = ["Bedrock", "build_body", "create", "parse_response"]
 
@@ -35,34 +44,12 @@ PROVIDER = "aws bedrock"
 SERVICE = "bedrock"
 
 
-def _turns(messages: tuple[base.Message, ...]) -> tuple[list[dict[str, str]], list[dict[str, Any]], bool]:
-    system: list[dict[str, str]] = []
-    turns: list[dict[str, Any]] = []
-    has_tool_blocks = False
-    for message in messages:
-        if message.role in (base.Role.SYSTEM, base.Role.DEVELOPER):
-            system.extend({"text": p.text} for p in message.parts if isinstance(p, base.TextPart) and p.text)
-            continue
-        role = "assistant" if message.role is base.Role.ASSISTANT else "user"
-        blocks: list[dict[str, Any]] = []
-        for part in message.parts:
-            if isinstance(part, base.TextPart):
-                if part.text:  # Converse rejects blank text blocks
-                    blocks.append({"text": part.text})
-            elif isinstance(part, base.ToolCall):
-                has_tool_blocks = True
-                arguments = tool_blocks.arguments_object(part, PROVIDER)
-                blocks.append({"toolUse": {"toolUseId": part.id, "name": part.name, "input": arguments}})
-            else:
-                has_tool_blocks = True
-                blocks.append({"toolResult": {"toolUseId": part.tool_id, "content": [{"text": part.content}]}})
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    return system, turns, has_tool_blocks
+_BLOCKS = tool_blocks.Blocks(
+    provider=PROVIDER,
+    text=lambda text: {"text": text},
+    tool_use=lambda call, arguments: {"toolUse": {"toolUseId": call.id, "name": call.name, "input": arguments}},
+    tool_result=lambda result: {"toolResult": {"toolUseId": result.tool_id, "content": [{"text": result.content}]}},
+)
 
 
 def _spec(name: str, description: str, schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,7 +63,9 @@ def _spec(name: str, description: str, schema: Mapping[str, Any]) -> dict[str, A
 def build_body(
     request: base.ConverseRequest, max_tokens: int | None
 ) -> tuple[dict[str, Any], structured.Definition | None]:
-    system, turns, has_tool_blocks = _turns(request.messages)
+    merged = tool_blocks.turns(request.messages, _BLOCKS)
+    system = [{"text": text} for text in merged.system]
+    turns, has_tool_blocks = merged.turns, merged.has_tool_blocks
     body: dict[str, Any] = {"messages": turns}
     if system:
         body["system"] = system
@@ -140,7 +129,7 @@ class Bedrock(http_kit.ComponentSession):
     async def init(self, metadata: Mapping[str, Any]) -> None:
         self.region = str(metadata.get("region") or "us-east-1")
         endpoint = metadata.get("endpoint") or f"https://bedrock-runtime.{self.region}.amazonaws.com"
-        self._endpoint = yarl.URL(openai_kit.check_endpoint("endpoint", endpoint))
+        self._endpoint = yarl.URL(checks.base_url("endpoint", endpoint))
         self.model = str(metadata.get("model") or "amazon.titan-text-lite-v1")
         max_tokens = metadata.get("maxTokens")
         if max_tokens is not None and max_tokens <= 0:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from parley_sidecar.components import base, catalog, openai_kit
+from parley_sidecar.components import base, catalog, checks, openai_kit
 
 __all__ = ["DEFAULT_ENDPOINT", "OpenAI", "create"]
 
@@ -48,13 +48,13 @@ class OpenAI(openai_kit.ChatCompletions):
             model = os.environ.get("AZURE_OPENAI_MODEL") or metadata.get("model") or "gpt-4.1-nano"
             self.dialect = AZURE
             self.configure(model=model, key=metadata["key"],
-                           base_url=openai_kit.check_endpoint("endpoint", endpoint),
+                           base_url=checks.base_url("endpoint", endpoint),
                            azure_api_version=str(metadata["apiVersion"]))
             return
         if api_type != "open_ai":  # the catalog checks too; kept for direct use
             raise catalog.MetadataError("apiType", "must be one of open_ai, azure")
         model = os.environ.get("OPENAI_MODEL") or metadata.get("model") or "gpt-5-nano"
-        base_url = openai_kit.check_endpoint("endpoint", endpoint) if endpoint else DEFAULT_ENDPOINT
+        base_url = checks.base_url("endpoint", endpoint) if endpoint else DEFAULT_ENDPOINT
         host = urlsplit(base_url).hostname or ""
         own = host == "api.openai.com" or host.endswith(".api.openai.com")  # eu.api.openai.com …
         self.dialect = OPENAI if own else COMPATIBLE

@@ -20,12 +20,11 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from parley_sidecar import durations, errors
-from parley_sidecar.components import base, catalog, http_kit, structured
+from parley_sidecar.components import base, catalog, checks, http_kit, structured
 
-__all__ = ["ChatCompletions", "Dialect", "build_body", "check_endpoint", "parse_response", "parse_usage"]
+__all__ = ["ChatCompletions", "Dialect", "build_body", "parse_response", "parse_usage"]
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -236,27 +235,8 @@ def parse_response(data: Any, model: str, request: base.ConverseRequest, provide
             content=_text(message.get("content")) or _text(message.get("refusal")),
             tool_calls=_tool_calls(message.get("tool_calls")),
         ),)))
-    check_useful(outputs, request)
+    checks.useful_answer(outputs, request)
     return base.ConverseResponse(outputs=tuple(outputs), usage=parse_usage(data.get("usage")), model=model)
-
-
-def check_useful(outputs: list[base.Output], request: base.ConverseRequest) -> None:
-    """daprd's rule: a forced tool choice answered with nothing at all is a (retryable) failure."""
-    if request.tool_choice in ("required", "any") and request.tools and not any(
-        c.content or c.tool_calls for o in outputs for c in o.choices
-    ):
-        raise errors.ProviderError(
-            f"LLM returned empty response with no tool calls despite {len(request.tools)} tools being available",
-            retryable=True,
-        )
-
-
-def check_endpoint(field: str, url: str) -> str:
-    """An http(s) base URL without a trailing slash, or MetadataError naming the field."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise catalog.MetadataError(field, "must be an http:// or https:// URL")
-    return url.rstrip("/")
 
 
 class ChatCompletions(http_kit.ComponentSession):
@@ -281,7 +261,7 @@ class ChatCompletions(http_kit.ComponentSession):
 
     async def init(self, metadata: Mapping[str, Any]) -> None:
         endpoint = str(metadata["endpoint"])
-        check_endpoint("endpoint", endpoint.replace("{{model}}", "model"))
+        checks.base_url("endpoint", endpoint.replace("{{model}}", "model"))
         self.configure(model=metadata["model"], key=metadata["key"], base_url=endpoint,
                        max_tokens=metadata.get("maxTokens"))
 

@@ -1,20 +1,23 @@
 """What Anthropic's Messages API and Bedrock's Converse API share, once.
 
-Both answer with a list of content blocks (text, and tool use whose ``input`` is a JSON object),
-count usage with cache reads and writes apart from the input, and want a tool call's arguments as
-a JSON object. Each provider module reads its own wire names and hands the values here.
+Both take the conversation as alternating user/assistant turns of content blocks with the system
+text apart, answer with a list of content blocks (text, and tool use whose ``input`` is a JSON
+object), count usage with cache reads and writes apart from the input, and want a tool call's
+arguments as a JSON object. Each provider module spells its own wire names (a :class:`Blocks`)
+and hands the values here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from parley_sidecar import errors
-from parley_sidecar.components import base, openai_kit, structured
+from parley_sidecar.components import base, checks, structured
 
-__all__ = ["ToolUse", "arguments_object", "response", "usage"]
+__all__ = ["Blocks", "ToolUse", "Turns", "arguments_object", "response", "turns", "usage"]
 
 ToolUse = tuple[str, str, Any]
 """(id, name, input) of one tool-use block."""
@@ -31,6 +34,58 @@ def arguments_object(call: base.ToolCall, provider: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"tool call {call.id!r} ({call.name}): arguments must be a JSON object for {provider}")
     return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Blocks:
+    """How one API spells the content blocks of a turn."""
+
+    provider: str
+    text: Callable[[str], dict[str, Any]]
+    tool_use: Callable[[base.ToolCall, dict[str, Any]], dict[str, Any]]
+    """A tool call and its arguments as a JSON object."""
+    tool_result: Callable[[base.ToolResult], dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Turns:
+    system: list[str]
+    """The system and developer texts, in order."""
+    turns: list[dict[str, Any]]
+    """``{"role": "user"|"assistant", "content": [blocks]}``, consecutive same-role turns merged."""
+    has_tool_blocks: bool
+
+
+def turns(messages: Iterable[base.Message], blocks: Blocks) -> Turns:
+    """The request's messages as these APIs want them: system text apart, empty text blocks left
+    out (both reject them), every other role a user turn, and same-role neighbours merged (both
+    require user and assistant to alternate)."""
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    has_tool_blocks = False
+    for message in messages:
+        if message.role in (base.Role.SYSTEM, base.Role.DEVELOPER):
+            system.extend(p.text for p in message.parts if isinstance(p, base.TextPart) and p.text)
+            continue
+        role = "assistant" if message.role is base.Role.ASSISTANT else "user"
+        content: list[dict[str, Any]] = []
+        for part in message.parts:
+            if isinstance(part, base.TextPart):
+                if part.text:
+                    content.append(blocks.text(part.text))
+            elif isinstance(part, base.ToolCall):
+                has_tool_blocks = True
+                content.append(blocks.tool_use(part, arguments_object(part, blocks.provider)))
+            else:
+                has_tool_blocks = True
+                content.append(blocks.tool_result(part))
+        if not content:
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(content)
+        else:
+            out.append({"role": role, "content": content})
+    return Turns(system, out, has_tool_blocks)
 
 
 def _count(raw: Mapping[str, Any], key: str) -> int:
@@ -74,5 +129,5 @@ def response(*, texts: Iterable[str], uses: Iterable[ToolUse], defn: structured.
         finish_reason=finish, index=0, content=answer if answer is not None else "\n".join(texts),
         tool_calls=tuple(calls),
     ),))]
-    openai_kit.check_useful(outputs, request)
+    checks.useful_answer(outputs, request)
     return base.ConverseResponse(outputs=tuple(outputs), usage=usage, model=model)
