@@ -176,7 +176,7 @@ def make_pki(layout: Layout) -> None:
 def containerd_config(layout: Layout) -> str:
     d = layout.dir / "containerd"
     # restrict_oom_score_adj: this machine lacks CAP_SYS_RESOURCE, so runc cannot lower oom_score_adj
-    # and every sandbox would fail (real-cluster.md §2). No AppArmor and no hugetlb controller here.
+    # and every sandbox would fail (seen on this machine kind). No AppArmor and no hugetlb controller here.
     return f"""\
 version = 2
 root = "{d / 'root'}"

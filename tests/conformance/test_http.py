@@ -118,7 +118,7 @@ PII_SAMPLES = {
     "none": "well hello there",
     "unicode": "überall test@test.com — 電話 +2222222222",
     "several": "mail test@test.com from 10.8.9.1 or call +2222222222",
-    # daprd's misses and false hits (reference daprd-oracle.md §2): parley deliberately differs.
+    # daprd's misses and false hits (docs/pii.md lists them): parley deliberately differs.
     "ipv6": "ipv6 2001:db8::1 here",
     "date-time": "at 2024-01-15T10:30:00Z",
     "md5": "sha d41d8cd98f00b204e9800998ecf8427e",
