@@ -1,7 +1,8 @@
 """What every fake provider shares: a loopback aiohttp server, a request log and a script.
 
-A test queues behaviours (``reply``, ``fail``, ``slow``, ``reset``, ``malformed``); each request
-takes the next one, and answers normally (from :meth:`FakeServer.answer`) once the queue is empty.
+A test queues behaviours (``reply``, ``fail``, ``slow``, ``reset``, ``malformed``, ``hold``,
+``big``); each request takes the next one, and answers normally (from :meth:`FakeServer.answer`)
+once the queue is empty.
 The server binds 127.0.0.1 on a port the OS picks.
 """
 
@@ -11,6 +12,8 @@ import asyncio
 import collections
 import dataclasses
 import json
+import time
+from collections.abc import Callable
 from typing import Any, Self
 
 from aiohttp import web
@@ -59,6 +62,8 @@ class _Step:
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
     reply: Reply | None = None
+    size: int = 0
+    chunked: bool = False
 
 
 class FakeServer:
@@ -71,6 +76,16 @@ class FakeServer:
         self._script: collections.deque[_Step] = collections.deque()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._released = asyncio.Event()
+        self.holding = 0
+        """Requests held right now (``hold``)."""
+        self.most_held = 0
+        """The most requests held at once."""
+        self.dropped = 0
+        """Held requests whose client closed the connection before ``release``."""
+        self.big_sent: list[int] = []
+        """Body bytes written by each ``big`` answer before it ended or the client hung up."""
+        self._transports: set[asyncio.BaseTransport] = set()
 
     # -- scripting ---------------------------------------------------------------------------------
     def reply(self, reply: Reply | None = None, **fields: Any) -> None:
@@ -95,6 +110,35 @@ class FakeServer:
     def malformed(self, times: int = 1) -> None:
         for _ in range(times):
             self._script.append(_Step("malformed"))
+
+    def hold(self, times: int = 1, *, then_fail: int = 0, message: str = "fake failure") -> None:
+        """The request waits, answering nothing, until :meth:`release` (or until its client leaves);
+        then it answers normally, or with the error ``then_fail`` when given."""
+        self._released.clear()
+        for _ in range(times):
+            self._script.append(_Step("hold", status=then_fail or 200, message=message))
+
+    def release(self) -> None:
+        """Every held request answers normally now."""
+        self._released.set()
+
+    def big(self, size: int, *, chunked: bool) -> None:
+        """Answer a 200 whose body is ``size`` bytes, with a Content-Length or chunked (no length)."""
+        self._script.append(_Step("big", size=size, chunked=chunked))
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections to this server that are still open."""
+        self._transports = {t for t in self._transports if not t.is_closing()}
+        return len(self._transports)
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait for ``condition`` on this fake's state; a generous bound, not a timing assertion."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fake on port {self.port}: condition not met within {timeout:g}s")
+            await asyncio.sleep(0.01)
 
     @property
     def last(self) -> Recorded:
@@ -123,6 +167,8 @@ class FakeServer:
 
     # -- serving -----------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.transport is not None:
+            self._transports.add(request.transport)
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
@@ -143,6 +189,14 @@ class FakeServer:
                                      headers=dict(step.headers) | self.error_headers(step.status))
         if step.kind == "slow":
             await asyncio.sleep(step.delay)
+        if step.kind == "hold":
+            if not await self._held(request):
+                return web.Response(status=499)  # the client is gone: nobody reads this
+            if step.status != 200:
+                return web.json_response(self.error_body(step.status, step.message), status=step.status,
+                                         headers=self.error_headers(step.status))
+        if step.kind == "big":
+            return await self._big(request, step)
         if step.kind == "reset":
             assert request.transport is not None
             request.transport.abort()
@@ -154,6 +208,41 @@ class FakeServer:
         if reply.raw is not None:
             return web.json_response(reply.raw)
         return web.json_response(self.answer(self.requests[-1], reply))
+
+    async def _held(self, request: web.Request) -> bool:
+        """Wait for :meth:`release`; False when the client closed the connection first."""
+        self.holding += 1
+        self.most_held = max(self.most_held, self.holding)
+        try:
+            while not self._released.is_set():
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    self.dropped += 1
+                    return False
+                await asyncio.sleep(0.01)  # aiohttp does not cancel a handler when its client leaves
+            return True
+        finally:
+            self.holding -= 1
+
+    async def _big(self, request: web.Request, step: _Step) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if step.chunked:
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = step.size
+        await resp.prepare(request)
+        chunk, sent = b" " * (256 << 10), 0  # one buffer written again and again: the fake stays small
+        try:
+            while sent < step.size:
+                piece = chunk if step.size - sent >= len(chunk) else chunk[:step.size - sent]
+                await resp.write(piece)
+                sent += len(piece)
+            await resp.write_eof()
+        except ConnectionError:  # the client stopped reading and hung up
+            pass
+        finally:
+            self.big_sent.append(sent)
+        return resp
 
     # -- per wire format ---------------------------------------------------------------------------
     def check(self, recorded: Recorded) -> web.Response | None:

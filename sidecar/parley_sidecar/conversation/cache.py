@@ -5,8 +5,12 @@ the component name and, when a request brings its own API key, a hash of it, so 
 answers are never served to another key. Only successful responses are stored, whole, so a hit
 returns the original usage. The local store is an LRU bounded by entries and by bytes;
 ``cacheStore: redis://…`` shares entries between replicas, and when Redis is unreachable the
-sidecar answers uncached (and says so in the log once, not per request). Concurrent identical
-requests make one provider call: the others wait for its answer.
+sidecar answers uncached (and says so in the log once, not per request).
+
+Concurrent identical requests make one provider call (single flight): the call runs as a task of
+its own that every caller of the key, the first included, awaits through ``asyncio.shield``. A
+caller that leaves (a gRPC deadline, a client that disconnects) takes only itself away; the call
+is cancelled when its last caller has left, so upstream work is neither wasted nor leaked.
 """
 
 from __future__ import annotations
@@ -168,11 +172,21 @@ class RedisStore:
         await self._client.aclose()
 
 
+class _Flight:
+    """One shared provider call and how many callers still wait for it."""
+
+    __slots__ = ("task", "waiters")
+    task: asyncio.Task[base.ConverseResponse]
+
+    def __init__(self) -> None:
+        self.waiters = 0
+
+
 class ResponseCache:
     def __init__(self, store: Store, *, on_result: Callable[[str], None]) -> None:
         self.store = store
         self._on_result = on_result
-        self._pending: dict[str, asyncio.Future[base.ConverseResponse]] = {}
+        self._pending: dict[str, _Flight] = {}
 
     async def get_or_call(
         self, key: str, ttl: float, call: Callable[[], Awaitable[base.ConverseResponse]]
@@ -181,24 +195,43 @@ class ResponseCache:
         if data is not None:
             self._on_result("hit")
             return decode(data)
-        pending = self._pending.get(key)
-        if pending is not None:
+        flight = self._pending.get(key)
+        if flight is not None:
             self._on_result("hit")
-            return await asyncio.shield(pending)
-        self._on_result("miss")
-        future: asyncio.Future[base.ConverseResponse] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
+        else:
+            self._on_result("miss")
+            flight = self._pending[key] = _Flight()
+            flight.task = asyncio.create_task(self._shared(key, ttl, call, flight))
+        flight.waiters += 1
+        try:
+            # shield: one caller's cancellation must not cancel the call the others wait for.
+            return await asyncio.shield(flight.task)
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.task.done():
+                # The last caller left: nobody will read the answer, so stop the upstream call
+                # (closing its connection) instead of paying for it or leaving it running.
+                flight.task.cancel()
+                if self._pending.get(key) is flight:
+                    del self._pending[key]
+
+    async def _shared(
+        self, key: str, ttl: float, call: Callable[[], Awaitable[base.ConverseResponse]], flight: _Flight,
+    ) -> base.ConverseResponse:
+        """The provider call shared by every caller of ``key``; stores a success for ``ttl``."""
         try:
             response = await call()
+            await self.store.put(key, encode(response), ttl)
+            return response
         except asyncio.CancelledError:
-            future.cancel()
+            log.info("shared provider call cancelled: every request waiting for it has gone")
             raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # waiters re-raise it; mark it retrieved for the others
+        except Exception as exc:
+            if flight.waiters > 1:
+                # Each caller gets the error; say once that one shared call failed them all.
+                log.warning("shared provider call failed for %d waiting requests: %s", flight.waiters,
+                            getattr(exc, "reason", None) or type(exc).__name__)
             raise
         finally:
-            self._pending.pop(key, None)
-        future.set_result(response)
-        await self.store.put(key, encode(response), ttl)
-        return response
+            if self._pending.get(key) is flight:
+                del self._pending[key]

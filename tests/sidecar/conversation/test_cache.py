@@ -147,3 +147,137 @@ async def test_concurrent_identical_requests_make_one_provider_call(start_sideca
         assert (got["miss"], got["hit"], got["calls"]) == (1, 7, 1)
     finally:
         await fake.close()
+
+
+# -- single flight: a caller that leaves takes only itself away --------------------------------------
+
+GRPC_KEY = "sk-single-flight"
+
+
+async def openai_cached(start_sidecar: StartSidecar, fake: Any) -> Running:
+    return await start_sidecar({"c.yaml": component_yaml("cached", "conversation.openai", {
+        "key": GRPC_KEY, "endpoint": f"{fake.url}/v1", "model": "gpt-test", "cacheTTL": "10m"})})
+
+
+async def conversations(running: Running, success: str) -> float:
+    """``dapr_component_conversation_count`` for one outcome, as a user would scrape it."""
+    async with running.session.get(running.metrics + "/") as resp:
+        text = await resp.text()
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name.startswith("dapr_component_conversation_count") and s.labels.get("success") == success)
+
+
+async def until(condition: Any, timeout: float = 10.0) -> None:
+    """Wait (a generous bound, not a timing assertion) for an async condition."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def alpha1(text: str) -> Any:
+    from dapr.proto.runtime.v1 import ai_pb2 as dapr_pb2
+
+    return dapr_pb2.ConversationRequest(name="cached", inputs=[dapr_pb2.ConversationInput(content=text)])
+
+
+async def test_first_caller_cancelled_the_others_still_get_the_answer(start_sidecar: StartSidecar) -> None:
+    """A gRPC caller that gives up (deadline, cancel) must not take the shared call from the others."""
+    import grpc
+    from dapr.proto.runtime.v1 import dapr_pb2_grpc
+
+    from tests.fakes import OpenAIFake
+
+    fake = await OpenAIFake(expected_key=GRPC_KEY).start()
+    try:
+        fake.hold()  # the provider is slow: the first request waits upstream
+        running = await openai_cached(start_sidecar, fake)
+        async with grpc.aio.insecure_channel(running.grpc) as channel:
+            stub = dapr_pb2_grpc.DaprStub(channel)
+            first = stub.ConverseAlpha1(alpha1("same question"))
+            await fake.wait_until(lambda: fake.holding == 1)
+            second = stub.ConverseAlpha1(alpha1("same question"))
+
+            async def second_waits() -> bool:
+                return (await counters(running)).get("hit", 0) == 1
+
+            await until(second_waits)
+            first.cancel()
+
+            async def first_gone() -> bool:
+                return await conversations(running, "false") >= 1
+
+            await until(first_gone)  # the sidecar has run the first caller's cancellation
+            fake.release()
+            answer = await asyncio.wait_for(second, 10)
+        assert answer.outputs[0].result == "echo: same question"
+        assert len(fake.requests) == 1
+        assert fake.dropped == 0  # the upstream call was not cut when its first caller left
+    finally:
+        await fake.close()
+
+
+async def test_every_caller_cancelled_cancels_the_upstream_call(start_sidecar: StartSidecar,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    import grpc
+    from dapr.proto.runtime.v1 import dapr_pb2_grpc
+
+    from tests.fakes import OpenAIFake
+
+    caplog.set_level(logging.INFO, "parley.cache")
+    fake = await OpenAIFake(expected_key=GRPC_KEY).start()
+    try:
+        fake.hold()
+        running = await openai_cached(start_sidecar, fake)
+        async with grpc.aio.insecure_channel(running.grpc) as channel:
+            stub = dapr_pb2_grpc.DaprStub(channel)
+            calls = [stub.ConverseAlpha1(alpha1("abandoned"))]
+            await fake.wait_until(lambda: fake.holding == 1)
+            calls.append(stub.ConverseAlpha1(alpha1("abandoned")))
+
+            async def both_wait() -> bool:
+                return (await counters(running)).get("hit", 0) == 1
+
+            await until(both_wait)
+            for call in calls:
+                call.cancel()
+            # nobody waits any more: the upstream call is stopped and its connection closed
+            await fake.wait_until(lambda: fake.dropped == 1)
+            assert "every request waiting for it has gone" in caplog.text
+            # the key is free again: the next identical request makes a call of its own and is answered
+            answer = await asyncio.wait_for(stub.ConverseAlpha1(alpha1("abandoned")), 10)
+        assert answer.outputs[0].result == "echo: abandoned"
+        assert len(fake.requests) == 2
+    finally:
+        await fake.close()
+
+
+async def test_a_shared_call_that_fails_is_logged_once_for_its_waiters(start_sidecar: StartSidecar,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from tests.fakes import OpenAIFake
+
+    caplog.set_level(logging.WARNING, "parley.cache")
+    fake = await OpenAIFake(expected_key=GRPC_KEY).start()
+    try:
+        fake.hold(then_fail=400, message="context length exceeded")
+        running = await openai_cached(start_sidecar, fake)
+        replies = [asyncio.ensure_future(running.post(A2, body("too long")))]
+        await fake.wait_until(lambda: fake.holding == 1)
+        replies += [asyncio.ensure_future(running.post(A2, body("too long"))) for _ in range(2)]
+
+        async def all_wait() -> bool:
+            return (await counters(running)).get("hit", 0) == 2
+
+        await until(all_wait)
+        fake.release()
+        got = await asyncio.wait_for(asyncio.gather(*replies), 10)
+    finally:
+        await fake.close()
+    for status, reply in got:
+        assert status == 500
+        assert reply["errorCode"] == "ERR_CONVERSATION_INVOKE"
+        assert "context length exceeded" in reply["message"]
+    assert len(fake.requests) == 1
+    shared = [r.getMessage() for r in caplog.records if "shared provider call failed" in r.getMessage()]
+    assert len(shared) == 1 and "3 waiting requests" in shared[0] and "context length exceeded" in shared[0]
