@@ -4,11 +4,17 @@ Polls the directories (a few ``stat`` calls every 250 ms: cheaper in memory than
 library, and it works on every filesystem a pod mounts, ConfigMap symlink swaps included). On any
 change every file is read again and handed to the store per file, so a broken file keeps its last
 good components and a deleted file removes its own.
+
+The ``secretsFile`` of every local file secret store is watched too (its identity, mtime, size and
+a digest of its content), since a rotated secret changes no YAML: the reload resolves the
+``secretKeyRef`` values again and the store replaces only the components whose resolved metadata
+changed, i.e. those that reference a rotated value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -24,6 +30,10 @@ log = logging.getLogger("parley.loading")
 
 _SUFFIXES = (".yaml", ".yml")
 Signature = tuple[tuple[str, int, int], ...]
+SecretsSignature = tuple[tuple[str, int, int, int, int, bytes], ...]
+"""Per secrets file: path, device, inode, mtime, size and a digest of the content. The digest is
+there because a rewrite within the filesystem's mtime granularity and of the same size (a key of
+the same length) changes nothing else; the file is small, so hashing it each poll is cheap."""
 
 
 class ResourcesLoader:
@@ -42,6 +52,8 @@ class ResourcesLoader:
         self._environ = os.environ if environ is None else environ
         self._interval = interval
         self._signature: Signature = ()
+        self._secrets_files: list[Path] = []
+        self._secrets_signature: SecretsSignature = ()
         self.errors: list[str] = []
 
     def _files(self) -> list[Path]:
@@ -61,7 +73,21 @@ class ResourcesLoader:
             except OSError:
                 continue
             sig.append((str(file), st.st_mtime_ns, st.st_size))
-        # Secrets files change values without touching the YAML; include them too.
+        return tuple(sig)
+
+    def _secrets_signature_now(self) -> SecretsSignature:
+        """The state of the watched secrets files. ``stat`` and ``open`` follow symlinks, so a
+        Kubernetes Secret volume's ``..data`` swap shows as a new inode behind the same path."""
+        sig: list[tuple[str, int, int, int, int, bytes]] = []
+        for file in self._secrets_files:
+            try:
+                with open(file, "rb") as f:
+                    st = os.fstat(f.fileno())
+                    digest = hashlib.blake2b(f.read(), digest_size=16).digest()
+            except OSError:
+                sig.append((str(file), 0, 0, 0, -1, b""))  # missing now: its return is a change too
+                continue
+            sig.append((str(file), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, digest))
         return tuple(sig)
 
     def _read(self) -> tuple[Signature, dict[str, str | OSError | UnicodeDecodeError]]:
@@ -103,6 +129,10 @@ class ResourcesLoader:
                     log.info("skipped %s: app id %r is not in its scopes", doc.where, self._app_id)
                 else:
                     documents[source].append(doc)
+        # Watch the secrets files from now on; their state is taken before any value is read, so
+        # a rotation during this load is seen by the next poll (at worst one extra reload).
+        self._secrets_files = secrets.secrets_files(stores)
+        self._secrets_signature = await asyncio.to_thread(self._secrets_signature_now)
         lookup = secrets.LocalSecrets(stores, environ=self._environ)
         wanted: dict[str, list[ComponentSpec]] = {}
         for source, docs in documents.items():
@@ -131,11 +161,13 @@ class ResourcesLoader:
         return problems
 
     async def watch(self) -> None:
-        """Reload whenever a file is added, changed or removed; runs until cancelled."""
+        """Reload whenever a file is added, changed or removed, or a secrets file is rotated;
+        runs until cancelled."""
         while True:
             await asyncio.sleep(self._interval)
             try:
-                if self._signature_now() != self._signature:
+                if (self._signature_now() != self._signature
+                        or self._secrets_signature_now() != self._secrets_signature):
                     await self.load()
             except asyncio.CancelledError:
                 raise

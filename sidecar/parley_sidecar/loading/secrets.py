@@ -3,8 +3,10 @@
 ``secretstores.local.file`` reads a JSON file (``secretsFile``, relative to the working directory,
 as daprd does); nested objects are flattened with ``nestedSeparator`` (default ``:``). With
 ``multiValued: "true"`` a top-level name holds several keys. ``secretstores.local.env`` reads the
-process environment. Values are read when a component is (re)loaded, so a rotated secret is
-picked up by the next reload. Values are never logged.
+process environment. Values are read when a component is (re)loaded; the resources watcher also
+watches every ``secretsFile`` (:func:`secrets_files`), so a rotated file — rewritten in place,
+replaced by rename, or swapped by a symlink as Kubernetes does for a mounted Secret — reloads the
+components that reference it without any YAML changing. Values are never logged.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SECRET_STORE_TYPES", "LocalSecrets", "SecretStoreSpec"]
+__all__ = ["SECRET_STORE_TYPES", "LocalSecrets", "SecretStoreSpec", "secrets_file", "secrets_files"]
 
 SECRET_STORE_TYPES = ("secretstores.local.file", "secretstores.local.env")
 
@@ -27,6 +29,24 @@ class SecretStoreSpec:
     type: str
     metadata: Mapping[str, str]
     where: str
+
+
+def secrets_file(spec: SecretStoreSpec, base_dir: Path | None = None) -> Path | None:
+    """The file a ``secretstores.local.file`` store reads (relative to the working directory, as
+    daprd resolves it), or None for another type or when ``secretsFile`` is missing."""
+    if spec.type != "secretstores.local.file":
+        return None
+    name = next((v for k, v in spec.metadata.items() if k.lower() == "secretsfile"), "")
+    if not name:
+        return None
+    path = Path(name)
+    return path if path.is_absolute() else (base_dir or Path.cwd()) / path
+
+
+def secrets_files(stores: list[SecretStoreSpec], base_dir: Path | None = None) -> list[Path]:
+    """Every file the given stores read, once each: what a reload must watch besides the YAML."""
+    found = (secrets_file(s, base_dir) for s in stores)
+    return sorted({p for p in found if p is not None})
 
 
 def _flatten(prefix: str, value: Any, sep: str, out: dict[str, str]) -> None:
@@ -49,11 +69,9 @@ class LocalSecrets:
 
     def _file_secrets(self, spec: SecretStoreSpec) -> dict[str, Any]:
         meta = {k.lower(): v for k, v in spec.metadata.items()}
-        path = Path(meta.get("secretsfile", ""))
-        if not meta.get("secretsfile"):
+        path = secrets_file(spec, self._base)
+        if path is None:
             raise ValueError(f"{spec.where}: secret store {spec.name!r} needs 'secretsFile'")
-        if not path.is_absolute():
-            path = self._base / path
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
