@@ -174,13 +174,14 @@ class FakeServer:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        self.requests.append(Recorded(
+        recorded = Recorded(
             method=request.method, path=request.raw_path.split("?", 1)[0], query=dict(request.query),
             headers={k.lower(): v for k, v in request.headers.items()}, body=body, raw=raw,
-        ))
+        )
+        self.requests.append(recorded)
         if self.keep is not None and len(self.requests) > 2 * self.keep:
             del self.requests[:-self.keep]
-        problem = self.check(self.requests[-1])
+        problem = self.check(recorded)
         if problem is not None:
             return problem
         step = self._script.popleft() if self._script else _Step("reply")
@@ -204,10 +205,11 @@ class FakeServer:
             return web.Response()
         if step.kind == "malformed":
             return web.Response(text='{"choices": [', content_type="application/json")
-        reply = step.reply or Reply(text=self.default_text(self.requests[-1]))
+        # this request's own record: others may have arrived while it was slow or held
+        reply = step.reply or Reply(text=self.default_text(recorded))
         if reply.raw is not None:
             return web.json_response(reply.raw)
-        return web.json_response(self.answer(self.requests[-1], reply))
+        return web.json_response(self.answer(recorded, reply))
 
     async def _held(self, request: web.Request) -> bool:
         """Wait for :meth:`release`; False when the client closed the connection first."""

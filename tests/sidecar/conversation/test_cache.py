@@ -194,7 +194,7 @@ async def test_first_caller_cancelled_the_others_still_get_the_answer(start_side
         fake.hold()  # the provider is slow: the first request waits upstream
         running = await openai_cached(start_sidecar, fake)
         async with grpc.aio.insecure_channel(running.grpc) as channel:
-            stub = dapr_pb2_grpc.DaprStub(channel)
+            stub = dapr_pb2_grpc.DaprStub(channel)  # type: ignore[no-untyped-call]
             first = stub.ConverseAlpha1(alpha1("same question"))
             await fake.wait_until(lambda: fake.holding == 1)
             second = stub.ConverseAlpha1(alpha1("same question"))
@@ -231,7 +231,7 @@ async def test_every_caller_cancelled_cancels_the_upstream_call(start_sidecar: S
         fake.hold()
         running = await openai_cached(start_sidecar, fake)
         async with grpc.aio.insecure_channel(running.grpc) as channel:
-            stub = dapr_pb2_grpc.DaprStub(channel)
+            stub = dapr_pb2_grpc.DaprStub(channel)  # type: ignore[no-untyped-call]
             calls = [stub.ConverseAlpha1(alpha1("abandoned"))]
             await fake.wait_until(lambda: fake.holding == 1)
             calls.append(stub.ConverseAlpha1(alpha1("abandoned")))
