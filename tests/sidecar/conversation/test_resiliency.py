@@ -20,6 +20,7 @@ from parley_sidecar.components.breaker import CircuitOpen
 from parley_sidecar.components.store import ComponentStore, Entry
 from parley_sidecar.conversation import resiliency
 from parley_sidecar.metrics import Metrics
+from tests.conftest import StartSidecar, component_yaml
 from tests.fakes import OpenAIFake
 from tests.sidecar.components.conftest import text_request
 from tests.sidecar.conftest import Build
@@ -280,3 +281,92 @@ async def test_no_key_in_any_error_or_log_record(build: Build, store: ComponentS
     assert caplog.records
     for record in caplog.records:
         assert KEY not in record.getMessage()
+
+
+# -- the whole call's deadline (callTimeout) ---------------------------------------------------------
+
+DEADLINE_0_3 = r"no answer within the call deadline of 0\.3s \(callTimeout\)"
+
+
+async def test_call_timeout_defaults_to_two_minutes(build: Build, fakes: list[OpenAIFake]) -> None:
+    entry, _ = await component(build, fakes, "a")
+    assert (entry.settings.resiliency.timeout, entry.settings.resiliency.deadline) == (60.0, 120.0)
+
+
+async def test_retries_without_an_attempt_timeout_stop_at_the_call_deadline(
+        build: Build, store: ComponentStore, fakes: list[OpenAIFake]) -> None:
+    """``timeout: 0`` (no per-attempt limit) used to wait for ever on a provider that hangs."""
+    entry, fake = await component(build, fakes, "a", timeout="0", maxRetries="3", callTimeout="300ms")
+    fake.hold(times=4)
+    with pytest.raises(resiliency.DeadlineExceeded, match=DEADLINE_0_3):
+        await asyncio.wait_for(call(store, entry), 30)
+    assert len(fake.requests) == 1  # no attempt starts after the deadline
+    await fake.wait_until(lambda: fake.dropped == 1)  # and the one in flight was cut, not left running
+
+
+async def test_an_attempt_timeout_is_cut_to_what_is_left(build: Build, store: ComponentStore,
+                                                         fakes: list[OpenAIFake], metrics: Metrics) -> None:
+    entry, fake = await component(build, fakes, "a", timeout="200ms", maxRetries="5", callTimeout="300ms")
+    fake.hold(times=6)
+    with pytest.raises(resiliency.DeadlineExceeded, match=DEADLINE_0_3):
+        await asyncio.wait_for(call(store, entry, metrics), 30)
+    # the first attempt had its full 200ms and was retried; the second had only what was left
+    assert metrics.provider_retries.values == {("a", "timeout"): 1.0}
+    assert len(fake.requests) == 2
+    await fake.wait_until(lambda: fake.dropped == 2)
+
+
+async def test_a_long_attempt_timeout_does_not_outlive_the_call_deadline(
+        build: Build, store: ComponentStore, fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a", timeout="10m", callTimeout="300ms")
+    fake.hold()
+    with pytest.raises(resiliency.DeadlineExceeded, match=DEADLINE_0_3):
+        await asyncio.wait_for(call(store, entry), 30)
+
+
+async def test_fallbacks_share_the_first_components_deadline(build: Build, store: ComponentStore,
+                                                             fakes: list[OpenAIFake]) -> None:
+    """Each fallback used to bring a budget of its own; now the call ends at the first one's deadline."""
+    entry, a = await component(build, fakes, "a", maxRetries="0", callTimeout="300ms", fallback="b, c")
+    _, b = await component(build, fakes, "b", maxRetries="0", callTimeout="10m")
+    _, c = await component(build, fakes, "c")
+    a.fail(500, "a down")
+    b.hold()
+    with pytest.raises(errors.ProviderError) as info:
+        await asyncio.wait_for(call(store, entry), 30)
+    # Usually "…500 …: a down; fallback b: no answer within …"; when invoke's own guard fires in the
+    # same loop turn as b's cut attempt, the reason is the deadline alone (reported in #14).
+    assert info.value.reason.endswith("no answer within the call deadline of 0.3s (callTimeout)")
+    assert c.requests == []  # nothing is tried once the deadline has passed
+    await b.wait_until(lambda: b.dropped == 1)
+
+
+async def test_call_timeout_zero_means_no_overall_limit(build: Build, store: ComponentStore,
+                                                        fakes: list[OpenAIFake]) -> None:
+    # three slow attempts, each cut by its 200ms timeout, then an answer: about 0.6s in all
+    limited, slow = await component(build, fakes, "limited", timeout="200ms", maxRetries="3", callTimeout="500ms")
+    slow.slow(2.0, times=3)
+    with pytest.raises(resiliency.DeadlineExceeded, match=r"call deadline of 0\.5s"):
+        await asyncio.wait_for(call(store, limited), 30)
+    unlimited, slow = await component(build, fakes, "unlimited", timeout="200ms", maxRetries="3", callTimeout="0")
+    slow.slow(2.0, times=3)
+    response = await asyncio.wait_for(call(store, unlimited), 30)
+    assert response.outputs[0].choices[0].content == "echo: Hi"
+    assert len(slow.requests) == 4
+
+
+async def test_the_client_sees_the_deadline_through_the_sidecar(start_sidecar: StartSidecar) -> None:
+    fake = await OpenAIFake().start()
+    try:
+        fake.hold(times=4)
+        running = await start_sidecar({"c.yaml": component_yaml("slow", "conversation.openai", {
+            "key": KEY, "endpoint": f"{fake.url}/v1", "model": "m", "timeout": "0", "callTimeout": "300ms"})})
+        status, reply = await asyncio.wait_for(
+            running.post("/v1.0-alpha1/conversation/slow/converse", {"inputs": ["anyone?"]}), 30)
+    finally:
+        fake.release()
+        await fake.close()
+    assert (status, reply) == (500, {
+        "errorCode": "ERR_CONVERSATION_INVOKE",
+        "message": "failed conversing with component slow: no answer within the call deadline of 0.3s (callTimeout)",
+    })
