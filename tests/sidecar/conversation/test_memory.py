@@ -1,8 +1,12 @@
-"""Conversation memory through the real sidecar (opt-in): turns remembered per context id, bounded."""
+"""Conversation memory through the real sidecar (opt-in): turns remembered per context id, bounded
+in turns, in UTF-8 bytes per conversation and per component (LRU), in count and in idle time."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import pytest
 
 from tests.conftest import StartSidecar, component_yaml
 
@@ -53,6 +57,58 @@ async def test_bounded_by_turns(start_sidecar: StartSidecar) -> None:
         _, reply = await running.post(A2, turn(text, "r"))
     # only the last two remembered messages come back: the previous user turn and echo's reply to it
     assert content(reply) == "two\none\none\ntwo\nthree"
+
+
+EMOJI = "\U0001F600" * 10  # 10 characters, 40 UTF-8 bytes: a bound in characters would keep 4x too much
+
+
+@pytest.mark.parametrize("setting", ["memoryMaxBytes", "memoryMaxChars"])
+async def test_bounded_in_bytes_per_conversation(start_sidecar: StartSidecar, setting: str) -> None:
+    """64 bytes hold one 40-byte emoji message, not two (20 characters would fit a bound in characters).
+    ``memoryMaxChars``, the former name, is read as bytes."""
+    running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true", setting: "64"})})
+    await running.post(A2, turn(EMOJI, "r"))  # remembered: the user's 40 bytes and echo's 40: over 64
+    _, second = await running.post(A2, turn("hi", "r"))
+    assert content(second) == f"{EMOJI}\nhi"  # only the most recent message that fits came back
+    assert running.sidecar.pipeline.memory.size("chat") <= 64
+
+
+async def test_bounded_in_bytes_per_component_least_recent_forgotten(start_sidecar: StartSidecar) -> None:
+    running = await start_sidecar({
+        "c.yaml": component_yaml("chat", metadata={"memory": "true", "memoryMaxTotalBytes": "200"}),
+        "o.yaml": component_yaml("other", metadata={"memory": "true"}),
+    })
+    await running.post("/v1.0-alpha2/conversation/other/converse", turn(EMOJI, "kept"))
+    for room in ("r1", "r2", "r3"):  # 80 bytes each: the third pushes the component over 200
+        await running.post(A2, turn(EMOJI, room))
+    _, oldest = await running.post(A2, turn("x", "r1"))
+    assert content(oldest) == "x"  # the least recently used conversation was forgotten
+    _, newest = await running.post(A2, turn("y", "r3"))
+    assert content(newest) == f"{EMOJI}\n{EMOJI}\ny"
+    assert running.sidecar.pipeline.memory.size("chat") <= 200
+    # another component's history has its own budget: untouched
+    _, other = await running.post("/v1.0-alpha2/conversation/other/converse", turn("z", "kept"))
+    assert content(other) == f"{EMOJI}\n{EMOJI}\nz"
+
+
+async def test_bounded_in_conversations_least_recent_forgotten(start_sidecar: StartSidecar) -> None:
+    running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true",
+                                                                              "memoryMaxConversations": "2"})})
+    for room in ("r1", "r2", "r3"):
+        await running.post(A2, turn(room, room))
+    _, forgotten = await running.post(A2, turn("again", "r1"))
+    assert content(forgotten) == "again"
+    _, kept = await running.post(A2, turn("again", "r3"))
+    assert content(kept) == "r3\nr3\nagain"
+
+
+async def test_forgotten_after_the_idle_ttl(start_sidecar: StartSidecar) -> None:
+    running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true",
+                                                                              "memoryTTL": "100ms"})})
+    await running.post(A2, turn("hello", "r"))
+    await asyncio.sleep(0.3)  # idle longer than memoryTTL
+    _, reply = await running.post(A2, turn("still there?", "r"))
+    assert content(reply) == "still there?"
 
 
 async def test_history_is_stored_after_scrubbing(start_sidecar: StartSidecar) -> None:
