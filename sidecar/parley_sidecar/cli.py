@@ -60,6 +60,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> float:
+    try:
+        seconds = durations.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"duration {text!r} is negative")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="parley-sidecar",
@@ -84,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-size", default="4Mi", help="Largest request body, e.g. 4Mi.")
     p.add_argument("--dapr-http-max-request-size", type=int, default=None, help="Deprecated: MiB.")
     p.add_argument("--dapr-graceful-shutdown-seconds", type=int, default=5)
+    # parley's own (daprd fixes or lacks these): Go durations such as 10s, 1m.
+    p.add_argument("--http-read-header-timeout", type=_duration, default="10s",
+                   help="Close an HTTP connection that has not sent a complete request head in this time (0: never).")
+    p.add_argument("--http-idle-timeout", type=_duration, default="60s",
+                   help="Close an HTTP keep-alive connection idle for this long (0: never).")
+    p.add_argument("--grpc-max-connection-idle", type=_duration, default="3m",
+                   help="Send GOAWAY to a gRPC connection with no call for this long (0: never).")
     p.add_argument("--control-plane-address", default="",
                    help="host:port of parley-operator's component stream (Kubernetes mode).")
     p.add_argument("--version", action="store_true", help="Print the runtime version and exit.")
@@ -128,6 +145,9 @@ def settings_from_args(
     if args.dapr_http_max_request_size:
         s.limits.max_body_size = args.dapr_http_max_request_size * 1024 * 1024
     s.limits.graceful_shutdown = float(args.dapr_graceful_shutdown_seconds)
+    s.connections.read_header_timeout = args.http_read_header_timeout
+    s.connections.idle_timeout = args.http_idle_timeout
+    s.connections.grpc_max_idle = args.grpc_max_connection_idle
     s.api_token = env.get("DAPR_API_TOKEN", "")
     s.namespace = env.get("NAMESPACE", "")
     s.operator.address = args.control_plane_address or env.get("PARLEY_OPERATOR_ADDRESS", "")

@@ -12,13 +12,17 @@ The hierarchy::
     ├── ComponentNotFound         no component of that name                400 ERR_CONVERSATION_NOT_FOUND
     ├── MissingInputs             no inputs                                400 ERR_CONVERSATION_MISSING_INPUTS
     ├── InvalidParams             alpha2 validation, bad overrides          400 ERR_CONVERSATION_INVALID_PARMS
+    ├── MetadataFull              extended metadata over its bounds         400 ERR_METADATA_LIMIT
+    ├── Internal                  an unexpected exception, outside converse 500 ERR_INTERNAL
     └── InvokeError               the component or the pipeline failed      500 ERR_CONVERSATION_INVOKE
-        └── ProviderError         an upstream LLM answered with an error / was unreachable
-            ├── ProviderTimeout
-            └── ProviderUnavailable   (connection failure, open circuit)
+
+    ProviderError                 raised by components; the pipeline wraps it in InvokeError
+    ├── ProviderTimeout
+    └── ProviderUnavailable       (connection failure, open circuit)
 
 Messages never carry a secret: provider errors are built from the upstream status and the
-upstream's own error message, truncated (see :func:`truncate`).
+upstream's own error message, truncated (see :func:`truncate`). Every message is made encodable
+here, once (see :func:`encodable`), so no surface can fail while writing an error.
 """
 
 from __future__ import annotations
@@ -32,15 +36,18 @@ __all__ = [
     "BodyTooLarge",
     "ComponentNotFound",
     "GrpcCode",
+    "Internal",
     "InvalidParams",
     "InvokeError",
     "MalformedRequest",
+    "MetadataFull",
     "MissingInputs",
     "ParleyError",
     "ProviderError",
     "ProviderTimeout",
     "ProviderUnavailable",
     "WireError",
+    "encodable",
     "truncate",
 ]
 
@@ -50,6 +57,20 @@ _MAX_DETAIL = 512
 def truncate(text: str, limit: int = _MAX_DETAIL) -> str:
     """Cut an upstream text before it can flood a log line or an error message."""
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def encodable(text: str) -> str:
+    """``text`` with each lone surrogate written as a ``\\udXXX`` escape, so it encodes as UTF-8.
+
+    A JSON body may carry ``"\\ud800"``; Python decodes it to a lone surrogate, which then breaks
+    ``str.encode`` wherever the text is echoed back (a parse error quoting the input, an upstream's
+    error message). Escaping keeps the text readable and valid in every JSON parser and gRPC client.
+    """
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 class GrpcCode(enum.IntEnum):
@@ -76,6 +97,7 @@ class ParleyError(Exception):
     wire: ClassVar[WireError] = WireError("ERR_CONVERSATION_INVOKE", 500, GrpcCode.INTERNAL)
 
     def __init__(self, message: str) -> None:
+        message = encodable(message)  # the one place a client-visible message is made
         super().__init__(message)
         self.message = message
 
@@ -114,6 +136,25 @@ class InvalidParams(ParleyError):
     def __init__(self, name: str, reason: str) -> None:
         super().__init__(f"failed conversing with component {name}: invalid params: {reason}")
         self.reason = reason
+
+
+class MetadataFull(ParleyError):
+    """``PUT /v1.0/metadata/{key}`` beyond the bounds of extended metadata (daprd has none)."""
+
+    wire = WireError("ERR_METADATA_LIMIT", 400, GrpcCode.RESOURCE_EXHAUSTED)
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"failed setting extended metadata {key!r}: {reason}")
+
+
+class Internal(ParleyError):
+    """An exception nobody expected, outside a conversation (daprd's ``ERR_INTERNAL``); the
+    traceback goes to the sidecar log, never to the client."""
+
+    wire = WireError("ERR_INTERNAL", 500, GrpcCode.INTERNAL)
+
+    def __init__(self) -> None:
+        super().__init__("internal error (see the sidecar log)")
 
 
 class InvokeError(ParleyError):
@@ -161,5 +202,6 @@ class ProviderUnavailable(ProviderError):
 
 WIRE: dict[type[ParleyError], WireError] = {
     cls: cls.wire
-    for cls in (MalformedRequest, BodyTooLarge, ComponentNotFound, MissingInputs, InvalidParams, InvokeError)
+    for cls in (MalformedRequest, BodyTooLarge, ComponentNotFound, MissingInputs, InvalidParams, MetadataFull,
+                Internal, InvokeError)
 }

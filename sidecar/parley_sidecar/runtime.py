@@ -18,9 +18,9 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from parley_sidecar.api import connections, public, surface
 from parley_sidecar.api import grpc as grpc_api
 from parley_sidecar.api import http as http_api
-from parley_sidecar.api import public
 from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore
 from parley_sidecar.conversation import pipeline as pipeline_mod
@@ -69,7 +69,13 @@ class Sidecar:
         }
 
     async def _serve(self, app: web.Application, hosts: list[str], port: int, label: str) -> None:
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.settings.limits.graceful_shutdown)
+        # Every port: each request counted and no exception let out, a deadline for each request
+        # head, an idle limit, and a handler cancelled when its client disconnects.
+        surface.install(app, self.metrics)
+        limits = self.settings.connections
+        runner = connections.Runner(app, access_log=None, shutdown_timeout=self.settings.limits.graceful_shutdown,
+                                    head_timeout=limits.read_header_timeout, idle_timeout=limits.idle_timeout,
+                                    handler_cancellation=True)
         await runner.setup()
         self._runners.append(runner)
         for host in hosts:
@@ -109,7 +115,7 @@ class Sidecar:
         self._grpc = grpc.aio.server(
             interceptors=interceptors,
             options=[("grpc.max_receive_message_length", s.limits.max_body_size),
-                     ("grpc.so_reuseport", 0)],
+                     ("grpc.so_reuseport", 0), *grpc_api.connection_options(s.connections.grpc_max_idle)],
         )
         grpc_api.add_to_server(self._grpc, self.pipeline, self.metrics)
         grpc_port = s.ports.grpc

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-__all__ = ["Limits", "Logging", "OperatorLink", "Ports", "SidecarSettings"]
+__all__ = ["Connections", "Limits", "Logging", "OperatorLink", "Ports", "SidecarSettings"]
 
 RUNTIME_VERSION = "1.18.3-parley.0.1.0"
 """What ``--version`` and ``/v1.0/metadata`` report: the daprd API level we match, then our own
@@ -34,6 +34,25 @@ class Limits:
     """Bytes; larger request bodies get 413 (``--max-body-size``, daprd's default 4Mi)."""
     graceful_shutdown: float = 5.0
     """Seconds to let in-flight requests finish after SIGTERM (``--dapr-graceful-shutdown-seconds``)."""
+
+
+@dataclasses.dataclass(slots=True)
+class Connections:
+    """How long a client connection may hold the sidecar without using it; 0 turns a limit off.
+
+    These matter most on the public and metrics ports, which bind every interface in a pod."""
+
+    read_header_timeout: float = 10.0
+    """Seconds an HTTP connection has to send a complete request head, on every HTTP port; then it
+    is closed (``--http-read-header-timeout``). daprd's ``ReadHeaderTimeout``, fixed at 10 s there."""
+    idle_timeout: float = 60.0
+    """Seconds an HTTP keep-alive connection may wait for its next request (``--http-idle-timeout``).
+    daprd sets none; aiohttp's default is an hour. A minute keeps a connection across a client's
+    pauses between calls, and frees one a client forgot; a client whose connection was closed
+    opens a new one for its next request."""
+    grpc_max_idle: float = 180.0
+    """Seconds a gRPC connection with no call in flight is kept before a GOAWAY
+    (``--grpc-max-connection-idle``): daprd's ``MaxConnectionIdle`` of 3 minutes."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -68,6 +87,7 @@ class SidecarSettings:
     namespace: str = ""
     """From ``NAMESPACE`` (set by the injector); empty in standalone mode, as in daprd."""
     limits: Limits = dataclasses.field(default_factory=Limits)
+    connections: Connections = dataclasses.field(default_factory=Connections)
     logging: Logging = dataclasses.field(default_factory=Logging)
     operator: OperatorLink = dataclasses.field(default_factory=OperatorLink)
     reload_interval: float = 0.25

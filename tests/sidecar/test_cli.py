@@ -60,6 +60,25 @@ def test_bad_port_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert "expected a port number" in capsys.readouterr().err
 
 
+def test_connection_limits_default_to_daprd_and_take_go_durations() -> None:
+    settings, _ = cli.settings_from_args([], environ={})
+    c = settings.connections
+    # daprd's ReadHeaderTimeout and gRPC MaxConnectionIdle; an idle limit of a minute (daprd has none)
+    assert (c.read_header_timeout, c.idle_timeout, c.grpc_max_idle) == (10.0, 60.0, 180.0)
+    settings, _ = cli.settings_from_args(["--http-read-header-timeout", "2s", "-http-idle-timeout=1m30s",
+                                          "--grpc-max-connection-idle", "0"], environ={})
+    c = settings.connections
+    assert (c.read_header_timeout, c.idle_timeout, c.grpc_max_idle) == (2.0, 90.0, 0.0)
+
+
+@pytest.mark.parametrize("value", ["soon", "-5s"])
+def test_bad_connection_limit_is_a_clear_error(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    with pytest.raises(SystemExit):
+        cli.settings_from_args([f"--http-idle-timeout={value}"], environ={})
+    err = capsys.readouterr().err
+    assert "--http-idle-timeout" in err and ("invalid duration" in err or "negative" in err)
+
+
 def test_version() -> None:
     import subprocess
 

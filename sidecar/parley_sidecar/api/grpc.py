@@ -7,7 +7,9 @@ token is checked for every method, as daprd does, with daprd's messages.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,7 +22,9 @@ from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.metrics import Metrics
 
-__all__ = ["ConversationServicer", "TokenInterceptor", "add_to_server"]
+__all__ = ["ConversationServicer", "TokenInterceptor", "add_to_server", "connection_options"]
+
+log = logging.getLogger("parley.grpc")
 
 _SERVICE = "/dapr.proto.runtime.v1.Dapr/"
 
@@ -56,7 +60,9 @@ class ConversationServicer(dapr_pb2_grpc.DaprServicer):
         self._pipeline = pipeline
         self._metrics = metrics
 
-    async def _run(self, method: str, call: Awaitable[Any], context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def _run(self, method: str, name: str, call: Awaitable[Any],
+                   context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        """Await the conversation; every outcome is counted with the status the caller gets."""
         started = time.perf_counter()
         status = "OK"
         try:
@@ -64,18 +70,47 @@ class ConversationServicer(dapr_pb2_grpc.DaprServicer):
         except errors.ParleyError as exc:
             status = _code(exc).name
             await context.abort(_code(exc), exc.message)
+        except asyncio.CancelledError:
+            # grpc.aio cancels this task when the caller cancels or its deadline passes.
+            remaining = context.time_remaining()
+            status = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            raise
+        except Exception:
+            # Not grpc's UNKNOWN "Unexpected <class …>: text": daprd's invoke error, the traceback logged once.
+            log.exception("conversation with component %r failed unexpectedly", name)
+            status = "INTERNAL"
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                errors.InvokeError(name, "internal error (see the sidecar log)").message)
         finally:
             self._metrics.grpc(_SERVICE + method, status, (time.perf_counter() - started) * 1000)
 
     async def ConverseAlpha1(
         self, request: ai_pb2.ConversationRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ai_pb2.ConversationResponse:
-        return await self._run("ConverseAlpha1", alpha1.converse(self._pipeline, request), context)  # type: ignore[no-any-return]
+        return await self._run("ConverseAlpha1", request.name, alpha1.converse(self._pipeline, request), context)  # type: ignore[no-any-return]
 
     async def ConverseAlpha2(
         self, request: ai_pb2.ConversationRequestAlpha2, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ai_pb2.ConversationResponseAlpha2:
-        return await self._run("ConverseAlpha2", alpha2.converse(self._pipeline, request), context)  # type: ignore[no-any-return]
+        return await self._run("ConverseAlpha2", request.name, alpha2.converse(self._pipeline, request), context)  # type: ignore[no-any-return]
+
+
+def connection_options(max_idle: float) -> list[tuple[str, int]]:
+    """Server options so dead and idle connections do not pile up: daprd's keepalive settings
+    (``pkg/api/grpc/server.go``). ``max_idle`` seconds without a call: GOAWAY (0: never)."""
+    options = [
+        # Ping a quiet connection after 10 s and drop it if no ack comes in 5 s: a caller that
+        # vanished mid-call (no FIN) is noticed, and its call, with the upstream request, cancelled.
+        ("grpc.keepalive_time_ms", 10_000),
+        ("grpc.keepalive_timeout_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Accept a client's pings every 8 s, even with no call in flight (daprd's enforcement policy;
+        # grpc's default of 5 minutes would GOAWAY a client that keeps its channel warm).
+        ("grpc.http2.min_ping_interval_without_data_ms", 8_000),
+    ]
+    if max_idle > 0:
+        options.append(("grpc.max_connection_idle_ms", int(max_idle * 1000)))
+    return options
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}

@@ -8,6 +8,7 @@ method. Handlers only translate; the work is in ``conversation``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -19,7 +20,7 @@ from dapr.proto.runtime.v1 import ai_pb2
 from google.protobuf.message import Message
 
 from parley_sidecar import errors
-from parley_sidecar.api import public, wire
+from parley_sidecar.api import public, surface, wire
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.metrics import Metrics
@@ -29,7 +30,7 @@ __all__ = ["PIPELINE", "build_app"]
 log = logging.getLogger("parley.http")
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
-METRICS = web.AppKey("metrics", Metrics)
+METRICS = surface.METRICS  # set: the API app counts its own requests (surface.install leaves it)
 TOKEN = web.AppKey("api_token", str)
 MAX_BODY = web.AppKey("max_body_size", int)
 
@@ -39,11 +40,6 @@ _FALLBACK = wire.error_body(
 )
 _EXEMPT = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _error(exc: errors.ParleyError) -> web.Response:
-    return web.Response(status=exc.wire.http_status, body=wire.error_body(exc.wire.code, exc.message),
-                        content_type=_JSON)
 
 
 def _metric_path(request: web.Request) -> str:
@@ -58,27 +54,39 @@ def _metric_path(request: web.Request) -> str:
 
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Token, daprd's answers for unmatched paths, metrics, and no exception let out (see ``surface``:
+    the same duties as its middleware, in one layer so the hot path pays for one)."""
     started = time.perf_counter()
+    metrics = request.app[METRICS]
     token = request.app[TOKEN]
     if token and public.clean_path(request.path) not in _EXEMPT:
         given = request.headers.get("dapr-api-token", "")
         if not hmac.compare_digest(given.encode(), token.encode()):
             # Go's http.Error, as daprd: the text and a newline.
-            response: web.StreamResponse = web.Response(status=401, text="invalid api token\n")
-            request.app[METRICS].http(request.method, _metric_path(request), 401,
-                                      (time.perf_counter() - started) * 1000)
-            return response
+            metrics.http(request.method, _metric_path(request), 401, (time.perf_counter() - started) * 1000)
+            return web.Response(status=401, text="invalid api token\n")
+    status = surface.CLIENT_GONE
     try:
-        response = await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        response = _error(errors.BodyTooLarge(request.app[MAX_BODY]))
-    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
-        rerouted = await public.reroute(request)
-        response = rerouted if rerouted is not None else web.Response(status=404, body=_FALLBACK,
-                                                                      content_type=_JSON)
-    request.app[METRICS].http(request.method, _metric_path(request), response.status,
-                              (time.perf_counter() - started) * 1000)
-    return response
+        try:
+            response = await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            response = surface.error_response(errors.BodyTooLarge(request.app[MAX_BODY]))
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            rerouted = await public.reroute(request)
+            response = rerouted if rerouted is not None else web.Response(status=404, body=_FALLBACK,
+                                                                          content_type=_JSON)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:  # the client went away (handler cancellation): counted as 499
+        raise
+    except Exception:
+        status = 500
+        return surface.unexpected(request)
+    finally:
+        metrics.http(request.method, _metric_path(request), status, (time.perf_counter() - started) * 1000)
 
 
 def _query_metadata(request: web.Request) -> dict[str, str]:
@@ -95,10 +103,16 @@ def _converse(
             req: Any = wire.decode(await request.read(), message(), query_metadata=_query_metadata(request),
                                    plain_inputs=seed_alpha1)
             req.name = public.param(request, "name")
-            out = await run(request.app[PIPELINE], req)
+            body = wire.encode(await run(request.app[PIPELINE], req))
         except errors.ParleyError as exc:
-            return _error(exc)
-        return web.Response(body=wire.encode(out), content_type=_JSON)
+            return surface.error_response(exc)
+        except web.HTTPException:  # aiohttp's own answers (413 from read()) are the guard's to translate
+            raise
+        except Exception:  # a bug, or an answer that cannot be written: daprd's invoke error, not a 500 page
+            name = public.param(request, "name")
+            log.exception("conversation with component %r failed unexpectedly", name)
+            return surface.error_response(errors.InvokeError(name, "internal error (see the sidecar log)"))
+        return web.Response(body=body, content_type=_JSON)
 
     return handle
 
@@ -110,6 +124,7 @@ def build_app(pipeline: Pipeline, metrics: Metrics, *, api_token: str, max_body_
     app[METRICS] = metrics
     app[TOKEN] = api_token
     app[MAX_BODY] = max_body_size
+    app[surface.PATH_LABEL] = _metric_path
     app.router.add_post("/v1.0-alpha1/conversation/{name}/converse",
                         _converse(ai_pb2.ConversationRequest, alpha1.converse, seed_alpha1=True))
     app.router.add_post("/v1.0-alpha2/conversation/{name}/converse",

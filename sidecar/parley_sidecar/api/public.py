@@ -3,6 +3,8 @@
 ``/v1.0/metadata`` lists components by name, type and version only: a metadata value (a key, an
 endpoint with credentials) never appears. ``PUT /v1.0/metadata/{key}`` stores extended metadata
 as daprd does; the Dapr CLI writes ``cliPID``/``appPID``/``appCommand`` there and retries on 5xx.
+Unlike daprd's, that store is bounded (:data:`MAX_EXTENDED_KEYS`, :data:`MAX_EXTENDED_BYTES`): a
+PUT beyond the bounds gets 400 ``ERR_METADATA_LIMIT`` and changes nothing.
 
 Paths are routed as daprd's router does: a path that matches only once cleaned (``//`` merged, a
 trailing ``/`` dropped, dot segments resolved) is served as the clean one. On the public port,
@@ -17,15 +19,24 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["Describe", "add_routes", "clean_path", "param", "reroute"]
+from parley_sidecar import errors
+from parley_sidecar.api import surface
+
+__all__ = ["MAX_EXTENDED_BYTES", "MAX_EXTENDED_KEYS", "Describe", "add_routes", "clean_path", "param", "reroute"]
 
 Describe = Callable[[], dict[str, Any]]
 Ready = Callable[[], bool]
 DESCRIBE: web.AppKey[Describe] = web.AppKey("describe")
 EXTENDED: web.AppKey[dict[str, str]] = web.AppKey("extended")
 READY: web.AppKey[Ready] = web.AppKey("ready")
-MATCH = "parley.match"
-"""Request key: the route match of a request served under its cleaned path (see :func:`reroute`)."""
+MATCH = surface.MATCH
+
+MAX_EXTENDED_KEYS = 100
+"""Extended metadata keys kept. The Dapr CLI writes three; daprd keeps any number, so 50,000 PUTs
+grew a sidecar to 473 MB."""
+MAX_EXTENDED_BYTES = 64 * 1024
+"""UTF-8 bytes of all extended metadata keys and values together (in memory: at most 4 bytes a
+character, so about 256 KiB plus 100 small dict entries in the worst case)."""
 
 
 def clean_path(raw_path: str) -> str:
@@ -95,8 +106,29 @@ async def _metadata(request: web.Request) -> web.Response:
 
 
 async def _put_metadata(request: web.Request) -> web.Response:
-    request.app[EXTENDED][param(request, "key")] = (await request.read()).decode("utf-8", "replace")[:4096]
+    key = param(request, "key")
+    value = (await request.read()).decode("utf-8", "replace")
+    extended = request.app[EXTENDED]
+    problem = _no_room(extended, key, value)
+    if problem:
+        return surface.error_response(errors.MetadataFull(key, problem))
+    extended[key] = value
     return web.Response(status=204)
+
+
+def _size(key: str, value: str) -> int:
+    return len(key.encode("utf-8", "replace")) + len(value.encode("utf-8", "replace"))
+
+
+def _no_room(extended: dict[str, str], key: str, value: str) -> str:
+    """Why ``key = value`` does not fit in ``extended`` (empty when it does). At most 100 entries
+    are summed, so each PUT pays little and no running total can drift."""
+    if key not in extended and len(extended) >= MAX_EXTENDED_KEYS:
+        return f"extended metadata already holds {MAX_EXTENDED_KEYS} keys, the most kept"
+    others = sum(_size(k, v) for k, v in extended.items() if k != key)
+    if others + _size(key, value) > MAX_EXTENDED_BYTES:
+        return f"keys and values would exceed {MAX_EXTENDED_BYTES} bytes in all"
+    return ""
 
 
 def add_routes(app: web.Application, describe: Describe, *, extended: dict[str, str], extended_writable: bool,

@@ -53,5 +53,16 @@ def error() -> object:
     return {"code": "OK"}
 
 
+def slow() -> object:
+    """Component ``llm`` never answers: the SDK's timeout (DAPR_API_TIMEOUT_SECONDS) ends the call."""
+    with DaprClient() as d:
+        try:
+            d.converse_alpha2(name="llm", inputs=[conversation.ConversationInputAlpha2(
+                messages=[conversation.create_user_message("take your time")])])
+        except Exception as exc:  # DaprGrpcError
+            return {"code": exc.code().name}  # type: ignore[attr-defined]
+    return {"code": "OK"}
+
+
 if __name__ == "__main__":
-    print(json.dumps({"alpha1": alpha1, "alpha2": alpha2, "error": error}[sys.argv[1]]()))
+    print(json.dumps({"alpha1": alpha1, "alpha2": alpha2, "error": error, "slow": slow}[sys.argv[1]]()))

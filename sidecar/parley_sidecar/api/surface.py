@@ -1,0 +1,95 @@
+"""What every HTTP port does around its routes: count each request, and let no exception out.
+
+Each request is counted in ``dapr_http_server_request_count`` / ``dapr_http_server_latency`` with
+the status the client got (daprd counts its API and public routers the same way). An exception
+that is not one of aiohttp's own HTTP answers is logged here, once, with its traceback, and
+answered as daprd answers an internal error: 500 ``{"errorCode":"ERR_INTERNAL",…}`` — never
+aiohttp's ``text/plain`` "Server got itself in trouble". A request whose client went away before
+the answer is counted with status 499 (nginx's "client closed request": no status was sent).
+
+The API port's own middleware (``http._guard``) calls :func:`record` and :func:`unexpected`
+itself, so that port pays for one middleware, not two; the public and metrics ports get
+:func:`install`. No routes here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from parley_sidecar import errors
+from parley_sidecar.api import wire
+from parley_sidecar.metrics import Metrics
+
+__all__ = ["CLIENT_GONE", "MATCH", "PATH_LABEL", "error_response", "install", "record", "route_path", "unexpected"]
+
+log = logging.getLogger("parley.http")
+
+CLIENT_GONE = 499
+"""The status counted for a request whose client disconnected before it was answered."""
+
+PathLabel = Callable[[web.Request], str]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+METRICS: web.AppKey[Metrics] = web.AppKey("surface_metrics", Metrics)
+PATH_LABEL: web.AppKey[PathLabel] = web.AppKey("surface_path_label")
+"""How an app names a request's path in metrics; :func:`route_path` when unset."""
+MATCH = "parley.match"
+"""Request key: the route match of a request served under its cleaned path (``public.reroute``)."""
+
+
+def route_path(request: web.Request) -> str:
+    """The matched route's template, also for a rerouted request (never the raw path: user text)."""
+    resource = request.get(MATCH, request.match_info).route.resource
+    return (resource.canonical if resource is not None else "") or "/unmatched"
+
+
+def record(request: web.Request, metrics: Metrics, status: int, started: float) -> None:
+    label = request.app.get(PATH_LABEL, route_path)
+    metrics.http(request.method, label(request), status, (time.perf_counter() - started) * 1000)
+
+
+def error_response(exc: errors.ParleyError) -> web.Response:
+    """daprd's JSON error answer for ``exc``."""
+    return web.Response(status=exc.wire.http_status, body=wire.error_body(exc.wire.code, exc.message),
+                        content_type="application/json")
+
+
+def unexpected(request: web.Request) -> web.Response:
+    """Log the exception being handled, with its traceback, and answer daprd's internal error.
+
+    Call only from an ``except`` block: the traceback logged is the one in flight."""
+    log.exception("unexpected error answering %s %s", request.method, request.app.get(PATH_LABEL, route_path)(request))
+    return error_response(errors.Internal())
+
+
+@web.middleware
+async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = CLIENT_GONE
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # aiohttp's own answers (404 of an unknown path …) stay as they are
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        status = 500
+        return unexpected(request)
+    finally:
+        record(request, request.app[METRICS], status, started)
+
+
+def install(app: web.Application, metrics: Metrics) -> None:
+    """Put the counting and catching middleware outermost on ``app`` (before it is frozen). An app
+    that already has :data:`METRICS` counts its own requests (the API app) and is left alone."""
+    if METRICS in app:
+        return
+    app[METRICS] = metrics
+    app.middlewares.insert(0, _observe)
