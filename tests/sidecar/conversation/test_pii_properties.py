@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from parley_sidecar.conversation import pii, pii_patterns
-from parley_sidecar.conversation.pii import TOKENS, Entity, Scrubber, scrub_like_daprd
+from parley_sidecar.conversation import pii_checksums, pii_patterns, pii_rules, pii_spans
+from parley_sidecar.conversation.pii import TOKENS, Entity, Scrubber
+from parley_sidecar.conversation.pii_daprd import scrub_like_daprd
 
 SCRUBBER = Scrubber()
 SETTINGS = settings(
@@ -125,7 +126,7 @@ ipv6s = st.builds(
 
 def _luhn_complete(body: str) -> str:
     for check in "0123456789":
-        if pii.luhn_ok(body + check):
+        if pii_checksums.luhn_ok(body + check):
             return body + check
     raise AssertionError("unreachable")
 
@@ -338,7 +339,7 @@ def test_fast_patterns_equal_daprds(text: str) -> None:
 @SETTINGS
 @given(pattern_text)
 def test_searching_numeric_windows_finds_what_a_full_search_finds(text: str) -> None:
-    windows = pii._Windows(text)
+    windows = pii_rules.Windows(text)
     for key in ("PHONE", "CREDIT_CARD", "SSN", "ZIP_CODE", "ISBN10", "ISBN13", "IPV4"):
         rx = pii_patterns.compile_go(pii_patterns.GO_PATTERNS[key])
         assert [m.span() for m in windows.finditer(rx, text, 4)] == [m.span() for m in rx.finditer(text)], key
@@ -355,9 +356,9 @@ url_text = st.lists(
 @given(url_text)
 def test_linear_link_git_and_email_finders_equal_daprds_patterns(text: str) -> None:
     link = pii_patterns.compile_go(pii_patterns.GO_STRICT_LINK)  # exponential in Python on some inputs
-    assert [m.span() for m in pii._RX_STRICT_LINK.finditer(text)] == [m.span() for m in link.finditer(text)]
+    assert [m.span() for m in pii_spans.RX_STRICT_LINK.finditer(text)] == [m.span() for m in link.finditer(text)]
     git = pii_patterns.compile_go(pii_patterns.GO_GIT_REPO)
-    assert pii._find_git_repos(text) == [m.span() for m in git.finditer(text)]
-    folded = pii._fold(text)
+    assert pii_spans.find_git_repos(text) == [m.span() for m in git.finditer(text)]
+    folded = pii_spans.fold(text)
     email = pii_patterns.compile_go(pii_patterns.GO_EMAIL)
-    assert pii._find_emails(folded) == [m.span() for m in email.finditer(folded)]
+    assert pii_spans.find_emails(folded) == [m.span() for m in email.finditer(folded)]
