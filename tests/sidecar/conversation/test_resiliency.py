@@ -347,8 +347,11 @@ async def test_call_timeout_zero_means_no_overall_limit(build: Build, store: Com
     # three slow attempts, each cut by its 200ms timeout, then an answer: about 0.6s in all
     limited, slow = await component(build, fakes, "limited", timeout="200ms", maxRetries="3", callTimeout="500ms")
     slow.slow(2.0, times=3)
-    with pytest.raises(resiliency.DeadlineExceeded, match=r"call deadline of 0\.5s"):
+    # the deadline ends it (or, on a machine so loaded that the last backoff would pass the deadline,
+    # the last attempt's timeout: either way the call is over well before the fourth attempt)
+    with pytest.raises(errors.ProviderError, match=r"call deadline of 0\.5s|timed out"):
         await asyncio.wait_for(call(store, limited), 30)
+    assert len(slow.requests) < 4
     unlimited, slow = await component(build, fakes, "unlimited", timeout="200ms", maxRetries="3", callTimeout="0")
     slow.slow(2.0, times=3)
     response = await asyncio.wait_for(call(store, unlimited), 30)
