@@ -70,3 +70,99 @@ def test_public_names_are_exported(package: str) -> None:
 
 def test_no_top_level_operator_package() -> None:
     assert not (ROOT / "operator" / "__init__.py").exists()
+
+
+# -- the operator ---------------------------------------------------------------------------------
+OPERATOR = ROOT / "operator" / "parley_operator"
+# Each module or subpackage of the operator, by layer; a layer imports only its own and lower ones.
+# cli → app (assembly) → handlers (kopf's registry) → the servers and clients they drive → pure
+# functions → settings and the shared clients every layer may use.
+OPERATOR_LAYERS: dict[str, int] = {
+    "__main__": 0, "cli": 0,
+    "app": 1,
+    "handlers": 2,
+    "webhook": 3, "delivery": 3, "certs": 3, "events": 3,
+    "component": 4, "injection": 4, "admission": 4,
+    "settings": 5, "metrics": 5, "kube": 5,
+}
+# Pure functions (architecture.md: "annotations → SidecarConfig → patch"; components + pod → what that
+# pod may see): they take data and return data, so they import no I/O library and no module that does I/O.
+PURE = ["injection", "component.py", "admission.py", "delivery/resolve.py", "delivery/review_cache.py"]
+PURE_MAY_IMPORT = {"parley_operator.settings", "parley_operator.injection", "parley_operator.component",
+                   "parley_operator.admission", "parley_operator.delivery.resolve",
+                   "parley_operator.delivery.review_cache"}
+IO_LIBRARIES = {"kopf", "aiohttp", "prometheus_client", "cryptography", "asyncio", "socket", "ssl"}
+# kopf is the framework's boundary: handlers register with it, app runs it, webhook extends its server,
+# kube logs in the way it does. Everything below stays usable (and testable) without it.
+KOPF_ALLOWED = {"app.py", "handlers", "webhook.py", "kube.py"}
+
+
+def operator_modules() -> list[Path]:
+    return sorted(OPERATOR.rglob("*.py"))
+
+
+def operator_layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "parley_operator" or len(parts) < 2:
+        return None
+    return parts[1] if parts[1] in OPERATOR_LAYERS else None
+
+
+@pytest.mark.parametrize("path", operator_modules(), ids=lambda p: str(p.relative_to(OPERATOR)))
+def test_operator_layers_only_import_downwards(path: Path) -> None:
+    rel = path.relative_to(OPERATOR)
+    own = rel.parts[0].removesuffix(".py")
+    if own == "__init__":  # the package root re-exports the public names (style.md §1)
+        return
+    assert own in OPERATOR_LAYERS, f"{rel}: give this module a layer in OPERATOR_LAYERS"
+    for module in imports(path):
+        target = operator_layer(module)
+        if target is not None:
+            assert OPERATOR_LAYERS[target] >= OPERATOR_LAYERS[own], (
+                f"{rel} imports {module}: {own} must not import {target}, a layer above it")
+
+
+def _under(path: Path, entries: list[str] | set[str]) -> bool:
+    rel = path.relative_to(OPERATOR).as_posix()
+    return any(rel == entry or rel.startswith(entry + "/") for entry in entries)
+
+
+@pytest.mark.parametrize("path", [p for p in operator_modules() if _under(p, PURE)],
+                         ids=lambda p: str(p.relative_to(OPERATOR)))
+def test_pure_operator_modules_do_no_io(path: Path) -> None:
+    for module in imports(path):
+        root = module.split(".")[0]
+        assert root not in IO_LIBRARIES, f"{path.relative_to(OPERATOR)} imports {module}"
+        if root == "parley_operator" and module not in ("parley_operator", "parley_operator.delivery"):
+            assert any(module == m or module.startswith(m + ".") for m in PURE_MAY_IMPORT), (
+                f"{path.relative_to(OPERATOR)} imports {module}, which is not pure")
+
+
+@pytest.mark.parametrize("path", operator_modules(), ids=lambda p: str(p.relative_to(OPERATOR)))
+def test_only_the_kopf_boundary_imports_kopf(path: Path) -> None:
+    if _under(path, KOPF_ALLOWED):
+        return
+    assert not any(m.split(".")[0] == "kopf" for m in imports(path)), (
+        f"{path.relative_to(OPERATOR)} imports kopf; only {sorted(KOPF_ALLOWED)} may")
+
+
+def test_the_sidecar_never_imports_the_operator() -> None:
+    for path in SIDECAR.rglob("*.py"):
+        assert not any(m.split(".")[0] == "parley_operator" for m in imports(path)), path.relative_to(SIDECAR)
+
+
+def test_the_component_stream_protocol_is_spelled_once() -> None:
+    """Both ends import ``stream_protocol`` (style.md: a wire protocol is defined once, as Dapr's operator
+    and daprd share one ``.proto``): nobody else spells its path or content type, and the two ends
+    never encode or decode a line themselves."""
+    protocol = SIDECAR / "loading" / "stream_protocol.py"
+    for path in [*SIDECAR.rglob("*.py"), *OPERATOR.rglob("*.py")]:
+        if path != protocol:
+            text = path.read_text()
+            assert '"/v1/stream"' not in text and "x-ndjson" not in text, f"{path.relative_to(ROOT)} spells them"
+    ends = [OPERATOR / "delivery" / "hub.py", OPERATOR / "delivery" / "server.py",
+            SIDECAR / "loading" / "operator_stream.py"]
+    for path in ends:
+        found = imports(path)
+        assert "json" not in found, f"{path.relative_to(ROOT)} encodes or decodes JSON itself"
+        assert "parley_sidecar.loading.stream_protocol" in found, f"{path.relative_to(ROOT)} bypasses the protocol"

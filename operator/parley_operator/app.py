@@ -37,14 +37,17 @@ class Operator:
     def __init__(self, settings: OperatorSettings, *, login: kube.Login = kube.default_login) -> None:
         self.settings = settings
         self.login = login
-        self.metrics = Metrics()
+        self.metrics = Metrics(app_id_limit=settings.metrics_app_ids)
         self.client = kube.KubeClient(login)
         self.events = EventRecorder(self.client, instance=settings.pod_name)
         self.certs = CertManager(settings.certs, settings.webhook, self.client)
         self.hub = hub.Hub(read_secret=self.client.secret_data, metrics=self.metrics, events=self.events,
                            settings=settings.stream)
         self.auth = auth.Authenticator(self.client, audience=settings.injector.token_audience,
-                                       find_pod=self._find_pod)
+                                       find_pod=self._find_pod, cache_ttl=settings.stream.token_cache_ttl,
+                                       cache_size=settings.stream.token_cache_size,
+                                       max_reviews=settings.stream.token_reviews,
+                                       max_waiting=settings.stream.token_review_queue, metrics=self.metrics)
         self.stream = server.StreamServer(hub=self.hub, auth=self.auth, metrics=self.metrics,
                                           settings=settings.stream)
         self.webhook = WebhookServer(metrics=self.metrics, addr=settings.webhook.addr,

@@ -4,6 +4,11 @@ Dapr's injector names are kept where the meaning matches (``dapr_injector_sideca
 so Dapr dashboards keep working; parley's own are prefixed ``parley_operator_``. Label values are
 fixed vocabularies or Kubernetes identifiers (app ids), never user text or secret material.
 Each :class:`Metrics` has its own registry, so several operators can run in one test process.
+
+The injector's ``app_id`` label is kept, as Dapr's dashboards group by it, but its values are
+bounded: whoever may create (or merely try to create) a pod chooses its app id, and every new value
+is a new series. The first ``app_id_limit`` app ids are counted under their own name, later ones
+under ``other`` (:class:`BoundedLabel`).
 """
 
 from __future__ import annotations
@@ -12,13 +17,34 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-__all__ = ["Metrics"]
+__all__ = ["OTHER", "BoundedLabel", "Metrics"]
+
+OTHER = "other"
+"""The label value that stands for every value past the limit."""
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+class BoundedLabel:
+    """The first ``limit`` distinct values pass through unchanged; any later one becomes ``other``."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self._limit:
+            return OTHER
+        self._seen.add(value)
+        return value
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, app_id_limit: int = 256) -> None:
+        self.app_id = BoundedLabel(app_id_limit)
+        """Maps an app id to its ``app_id`` label value (bounded cardinality)."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.injection_requests = Counter(
@@ -45,8 +71,11 @@ class Metrics:
         self.delivery_latency = Histogram(
             "parley_operator_delivery_duration_seconds", "From a Component change being seen to every "
             "affected stream having it queued.", buckets=_FAST, registry=r)
+        self.token_reviews = Counter(
+            "parley_operator_token_reviews", "TokenReviews sent for component stream connections "
+            "(connections whose token verdict was cached send none).", registry=r)
         self.errors = Counter(
-            "parley_operator_errors", "Errors by kind: unauthenticated, forbidden, secret_missing, "
+            "parley_operator_errors", "Errors by kind: unauthenticated, forbidden, throttled, secret_missing, "
             "component_invalid, api, certificate.", ["kind"], registry=r)
 
     def app(self) -> web.Application:

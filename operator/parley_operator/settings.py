@@ -103,6 +103,17 @@ class StreamSettings:
     ready_timeout: float = 10.0
     """Seconds a connecting sidecar waits for the operator's first full listing before it is
     told 503 and retries; a snapshot from a half-filled index would remove components."""
+    token_cache_ttl: float = 60.0
+    """Seconds a genuine token's TokenReview verdict is reused (never past the token's ``exp``):
+    a sidecar that reconnects within it costs the API server nothing; short, so a revoked token
+    is refused again soon. 0 disables the cache."""
+    token_cache_size: int = 4096
+    """Verdicts kept at most (least recently used dropped): one per sidecar in a large cluster."""
+    token_reviews: int = 4
+    """TokenReviews in flight at once; more connections wait, so a flood of forged tokens puts at
+    most this many concurrent requests on the API server."""
+    token_review_queue: int = 64
+    """Connections allowed to wait for a review slot; beyond that they get 429 and retry with backoff."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -114,6 +125,9 @@ class OperatorSettings:
     metrics_addr: str = "0.0.0.0"
     metrics_port: int = 9090
     """Prometheus text at ``/`` and ``/metrics`` (Dapr's control-plane metrics port)."""
+    metrics_app_ids: int = 256
+    """Distinct ``app_id`` label values the injector metrics keep; later app ids are counted as
+    ``other``. Any pod creator picks an app id, so an unbounded label is a series per attempt."""
     health_port: int = 8080
     """``/healthz`` for probes (Dapr's control-plane healthz port); 0 disables it."""
     namespaces: tuple[str, ...] = ()

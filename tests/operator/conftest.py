@@ -15,10 +15,12 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import json
 import secrets
 import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ import pytest
 
 from parley_operator.app import Operator
 from parley_operator.settings import InjectorSettings, OperatorSettings
+from parley_sidecar.components.spec import ComponentSpec
+from parley_sidecar.components.store import ComponentStore
 
 COMPONENTS = "dapr.io/v1alpha1/components"
 TOKENREVIEWS = "authentication.k8s.io/v1/tokenreviews"
@@ -54,22 +58,55 @@ class PodRef:
     app_id: str
 
 
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
 class TokenAuthority:
-    """Issues pod-bound ServiceAccount tokens and answers TokenReviews for them like kube-apiserver."""
+    """Issues pod-bound ServiceAccount tokens and answers TokenReviews for them like kube-apiserver.
+
+    ``gate`` holds every review until it is set (it is set unless a test clears it), so a test can
+    see how many reviews the operator has in flight at once; ``reviews`` counts those received and
+    ``most_at_once`` the largest number in flight together."""
 
     def __init__(self, api: kmock_lib.KubernetesEmulator) -> None:
         self._api = api
         self._tokens: dict[str, tuple[PodRef, tuple[str, ...]]] = {}
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.reviews = 0
+        self.in_flight = 0
+        self.most_at_once = 0
+        self._changed = asyncio.Condition()
 
-    def issue(self, pod: PodRef, *, audiences: tuple[str, ...] = (AUDIENCE,)) -> str:
-        token = "eyJhbGciOiJSUzI1NiJ9." + secrets.token_urlsafe(48)
+    def issue(self, pod: PodRef, *, audiences: tuple[str, ...] = (AUDIENCE,), lifetime: int = 3600) -> str:
+        """A JWT shaped like kubelet's projected token (the signature is random: only we check it)."""
+        now = int(time.time())
+        claims = {"aud": list(audiences), "exp": now + lifetime, "iat": now, "iss": "https://kubernetes.default.svc",
+                  "kubernetes.io": {"namespace": pod.namespace, "pod": {"name": pod.name, "uid": pod.uid}},
+                  "sub": f"system:serviceaccount:{pod.namespace}:default"}
+        token = ".".join((_b64({"alg": "RS256", "kid": "test"}), _b64(claims), secrets.token_urlsafe(64)))
         self._tokens[token] = (pod, audiences)
         return token
 
-    def review(self, request: kmock_lib.Request) -> dict[str, Any]:
+    async def wait_in_flight(self, count: int) -> None:
+        """Until ``count`` reviews are held at the gate together."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight >= count)
+
+    async def review(self, request: kmock_lib.Request) -> dict[str, Any]:
         # kmock stores every CREATE, even one a reaction answers; the API server keeps no TokenReview.
         with contextlib.suppress(KeyError):
             del self._api.objects[TOKENREVIEWS, None, None]
+        self.reviews += 1
+        self.in_flight += 1
+        self.most_at_once = max(self.most_at_once, self.in_flight)
+        async with self._changed:
+            self._changed.notify_all()
+        try:
+            await self.gate.wait()
+        finally:
+            self.in_flight -= 1
         spec = request.data.get("spec") or {}
         wanted = tuple(spec.get("audiences") or ("https://kubernetes.default.svc.cluster.local",))
         answer: dict[str, Any] = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
@@ -333,11 +370,25 @@ async def start_operator(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Star
 
 
 # -- sidecars ----------------------------------------------------------------------------------------
+class SnapshotAwareStore(ComponentStore):
+    """The sidecar's real store, counting the operator's messages applied to it. Every message ends in
+    one ``sync`` and the first is always the snapshot, so ``synced > 0`` means "the snapshot is in"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.synced = 0
+
+    async def sync(self, sources: Mapping[str, Iterable[ComponentSpec]]) -> list[str]:
+        try:
+            return await super().sync(sources)
+        finally:
+            self.synced += 1
+
+
 class SidecarLink:
     """A sidecar's stream client and component store, as ``parley-sidecar`` runs them."""
 
     def __init__(self, pod: PodRef, address: str, token: str, ca_pem: str, directory: Path) -> None:
-        from parley_sidecar.components.store import ComponentStore
         from parley_sidecar.settings import OperatorLink
 
         directory.mkdir(parents=True, exist_ok=True)
@@ -346,7 +397,7 @@ class SidecarLink:
         self.pod = pod
         self.link = OperatorLink(address=address, token_path=directory / "token", ca_path=directory / "ca.crt",
                                  namespace=pod.namespace)
-        self.store = ComponentStore()
+        self.store = SnapshotAwareStore()
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> SidecarLink:
@@ -375,7 +426,9 @@ class SidecarLink:
         return loop.time() - started
 
     async def wait_names(self, names: set[str], timeout: float = 1.0) -> float:
-        return await self.wait_for(lambda: self.names() == names, timeout)
+        """Seconds until the sidecar has exactly ``names``, counted only once its snapshot arrived (an
+        empty set would otherwise hold before the sidecar ever heard from the operator)."""
+        return await self.wait_for(lambda: self.store.synced > 0 and self.names() == names, timeout)
 
     async def aclose(self) -> None:
         if self.task is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import parley_operator
@@ -29,5 +30,25 @@ def test_flags_and_environment_fill_settings() -> None:
 
 def test_public_names_are_exported() -> None:
     assert sorted(parley_operator.__all__) == parley_operator.__all__
+    # Every public name the package binds is listed, and nothing listed is missing or foreign.
+    bound = {name for name, value in vars(parley_operator).items()
+             if not name.startswith("_") and not inspect.ismodule(value)}
+    assert bound == set(parley_operator.__all__)
     for name in parley_operator.__all__:
-        assert getattr(parley_operator, name) is not None
+        assert getattr(parley_operator, name).__module__.startswith("parley_operator."), name
+
+
+def test_the_public_api_injects_and_validates() -> None:
+    settings = parley_operator.InjectorSettings(sidecar_image="registry.test/parley-sidecar:1")
+    pod = {"metadata": {"name": "web-1", "annotations": {"dapr.io/enabled": "true", "dapr.io/app-id": "web"}},
+           "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+    parsed = parley_operator.parse_annotations(pod["metadata"]["annotations"], pod_name="web-1", namespace="shop",
+                                               settings=settings)
+    assert isinstance(parsed, parley_operator.Parsed) and isinstance(parsed.config, parley_operator.SidecarConfig)
+    ops = parley_operator.build_patch(pod, parsed.config, settings, ca_pem="CA")
+    added = [op["value"] for op in ops if op["path"] == "/spec/containers/-"]
+    assert [c["name"] for c in added] == ["daprd"] and added[0]["image"] == "registry.test/parley-sidecar:1"
+
+    report = parley_operator.validate({"metadata": {"name": "llm"}, "spec": {"type": "conversation.gpt"}})
+    assert isinstance(report, parley_operator.Report) and not report.ok
+    assert report.errors[0].startswith("spec.type: unknown conversation type")

@@ -24,11 +24,12 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 
 from parley_operator import kube
 from parley_operator.component import ComponentRecord
-from parley_operator.delivery import resolve, wire
+from parley_operator.delivery import resolve
 from parley_operator.delivery.auth import Identity, PodRecord
 from parley_operator.events import EventRecorder, ObjectRef
 from parley_operator.metrics import Metrics
 from parley_operator.settings import StreamSettings
+from parley_sidecar.loading import stream_protocol as protocol
 
 __all__ = ["Hub", "NotReady", "SecretReader", "Stream"]
 
@@ -87,7 +88,10 @@ class Stream:
             async with asyncio.timeout(timeout):
                 return await self._queue.get()
         except TimeoutError:
-            return None if self.closed else wire.keepalive()
+            return None if self.closed else _KEEPALIVE
+
+
+_KEEPALIVE = protocol.encode(protocol.Keepalive())
 
 
 def _visible(outcome: resolve.Outcome, app_id: str) -> bool:
@@ -163,8 +167,9 @@ class Hub:
             withheld = [(o.name, o.reason) for o in visible.values() if isinstance(o, resolve.Withheld)]
             stream.sent = {o.name: o.digest for o in resolved}
             stream.withheld = dict(withheld)
-            stream.push(wire.snapshot(namespace=ns, app_id=identity.app_id, keepalive=self._settings.keepalive,
-                                      components=[o.payload for o in resolved], withheld=withheld))
+            stream.push(protocol.encode(protocol.Snapshot(
+                namespace=ns, app_id=identity.app_id, keepalive=self._settings.keepalive,
+                components=tuple(o.payload for o in resolved), withheld=tuple(withheld))))
             self._streams[ns].add(stream)
         self._metrics.connected.set(self.connected)
         self._metrics.deliveries.labels(kind="snapshot").inc()
@@ -276,15 +281,15 @@ class Hub:
                 if stream.sent.get(name) != outcome.digest:
                     stream.sent[name] = outcome.digest
                     if name not in lines:
-                        lines[name] = wire.upsert(outcome.payload)
+                        lines[name] = protocol.encode(protocol.Upsert(outcome.payload))
                     yield "upsert", name, lines[name]
             elif stream.withheld.get(name) != outcome.reason:
                 stream.withheld[name] = outcome.reason
-                yield "withheld", name, wire.withheld(name, outcome.reason)
+                yield "withheld", name, protocol.encode(protocol.Withheld(name, outcome.reason))
         for name in [n for n in dict.fromkeys((*stream.sent, *stream.withheld)) if n not in visible]:
             stream.sent.pop(name, None)
             stream.withheld.pop(name, None)
-            yield "delete", name, wire.delete(name)
+            yield "delete", name, protocol.encode(protocol.Delete(name))
 
     def _push(self, ns: str, view: View) -> None:
         lines: dict[str, bytes] = {}

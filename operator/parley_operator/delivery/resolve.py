@@ -29,7 +29,7 @@ class Resolved:
     name: str
     scopes: tuple[str, ...]
     payload: Mapping[str, Any] = dataclasses.field(repr=False)
-    """The wire form ``C``; holds secret values: never logged."""
+    """The wire form ``C`` (``stream_protocol``); holds secret values: never logged."""
     digest: str = ""
     """Changes exactly when ``payload`` does; lets streams skip no-op updates."""
 

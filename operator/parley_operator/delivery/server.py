@@ -1,6 +1,6 @@
 """The HTTPS endpoint sidecars hold open (``:6500``): authenticate, then stream the hub's lines.
 
-One aiohttp route (``wire.PATH``). The TLS context is built once and reloaded in place when the
+One aiohttp route (``stream_protocol.PATH``). The TLS context is built once and reloaded in place when the
 certificate changes, so open streams keep running and new handshakes get the new certificate.
 Nothing but the JSON error goes out before authentication succeeds.
 """
@@ -13,11 +13,11 @@ import ssl
 from aiohttp import web
 
 from parley_operator import kube
-from parley_operator.delivery import wire
-from parley_operator.delivery.auth import Authenticator, Forbidden, Unauthenticated
+from parley_operator.delivery.auth import Authenticator, Busy, Forbidden, Unauthenticated
 from parley_operator.delivery.hub import Hub, NotReady
 from parley_operator.metrics import Metrics
 from parley_operator.settings import StreamSettings
+from parley_sidecar.loading import stream_protocol as protocol
 
 __all__ = ["StreamServer"]
 
@@ -25,7 +25,7 @@ log = logging.getLogger("parley.operator.delivery")
 
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
+    return web.json_response(protocol.encode_error(message), status=status, headers=headers)
 
 
 class StreamServer:
@@ -51,6 +51,9 @@ class StreamServer:
             self._metrics.errors.labels(kind="forbidden").inc()
             log.warning("stream refused from %s: %s", request.remote, exc)
             return _error(403, f"forbidden: {exc}")
+        except Busy as exc:
+            self._metrics.errors.labels(kind="throttled").inc()
+            return _error(429, str(exc), **{"Retry-After": "1"})
         except kube.APIError as exc:
             self._metrics.errors.labels(kind="api").inc()
             log.warning("cannot check a sidecar's token: %s", exc)
@@ -59,7 +62,7 @@ class StreamServer:
             stream = await self._hub.connect(identity)
         except NotReady as exc:
             return _error(503, str(exc), **{"Retry-After": "1"})
-        response = web.StreamResponse(headers={"Content-Type": wire.CONTENT_TYPE, "Cache-Control": "no-store"})
+        response = web.StreamResponse(headers={"Content-Type": protocol.CONTENT_TYPE, "Cache-Control": "no-store"})
         try:
             await response.prepare(request)
             while (line := await stream.next(self._settings.keepalive)) is not None:
@@ -73,7 +76,7 @@ class StreamServer:
 
     async def start(self, context: ssl.SSLContext | None) -> None:
         app = web.Application()
-        app.router.add_get(wire.PATH, self._handle)
+        app.router.add_get(protocol.PATH, self._handle)
         # No shutdown grace for open streams: sidecars reconnect (to another replica) right away.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()

@@ -52,8 +52,8 @@ def register(registry: kopf.OperatorRegistry, services: Services) -> None:
         if not patch.has_sidecar(body, settings.container_name):
             missed.add(uid)
             app_id = config.app_id_of(body.metadata.annotations, body.metadata.name or "")
-            metrics.injection_failed.labels(app_id=app_id if config.validate_app_id(app_id) is None else "",
-                                            reason="missed").inc()
+            label = metrics.app_id(app_id) if config.validate_app_id(app_id) is None else ""
+            metrics.injection_failed.labels(app_id=label, reason="missed").inc()
             events.record(ObjectRef.of(body), "Warning", "SidecarNotInjected", MISSED)
 
     @kopf.on.mutate("", "v1", "pods", id=webhook.MUTATE, operations=["CREATE"], registry=registry)
@@ -66,11 +66,11 @@ def register(registry: kopf.OperatorRegistry, services: Services) -> None:
             metrics.injection_requests.inc()
             metrics.injections.labels(outcome=outcome).inc()
             if outcome == "injected":
-                metrics.injection_succeeded.labels(app_id=app_id).inc()
+                metrics.injection_succeeded.labels(app_id=metrics.app_id(app_id)).inc()
                 logger.info("injected the sidecar of app %s into pod %s/%s", app_id, namespace or "?",
                             body.metadata.name or body.metadata.get("generateName", "") + "*")
             elif outcome == "denied":
-                metrics.injection_failed.labels(app_id=app_id, reason="invalid_annotation").inc()
+                metrics.injection_failed.labels(app_id=metrics.app_id(app_id), reason="invalid_annotation").inc()
         if denial:
             raise kopf.AdmissionError(denial, code=400)
 

@@ -1,7 +1,8 @@
 """Kubernetes mode: follow parley-operator's component stream and keep the store in step with it.
 
 The operator pushes a full snapshot on every connection, then upserts, deletes and "withheld"
-notices (wire format: ``docs/operator.md``, ``parley_operator.delivery.wire``). Every message is
+notices (the protocol, shared with the operator: :mod:`parley_sidecar.loading.stream_protocol`;
+``docs/operator.md``). Every message is
 applied through ``ComponentStore.sync({"operator": …})``, the same path file reloads take: a
 Component that fails to load keeps its last good version serving, and one the operator withholds
 (its Secret is missing) keeps whatever this sidecar already had.
@@ -15,7 +16,6 @@ lines name components and counts, never a metadata value.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -29,6 +29,7 @@ from aiohttp.http_exceptions import LineTooLong
 from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore
 from parley_sidecar.loading import manifests
+from parley_sidecar.loading import stream_protocol as protocol
 from parley_sidecar.settings import OperatorLink
 
 __all__ = ["SOURCE", "StreamRejected", "follow"]
@@ -36,7 +37,6 @@ __all__ = ["SOURCE", "StreamRejected", "follow"]
 log = logging.getLogger("parley.loading.operator")
 
 SOURCE = "operator"
-PATH = "/v1/stream"
 
 
 class StreamRejected(Exception):
@@ -93,42 +93,36 @@ class _Follower:
         self.specs[spec.name] = spec
         self.withheld.pop(spec.name, None)
 
-    async def apply(self, message: Mapping[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "snapshot":
-            self.specs, self.withheld = {}, {}
-            for component in message.get("components") or ():
-                self._add(component)
-            for item in message.get("withheld") or ():
-                self.withheld[str(item.get("name"))] = str(item.get("reason", ""))
-            if message.get("appId") and message.get("appId") != self.app_id:
-                log.warning("the operator serves app id %r to this pod, which runs as %r",
-                            message.get("appId"), self.app_id)
-            log.info("snapshot from the operator: %d component(s)%s", len(self.specs),
-                     f", {len(self.withheld)} withheld" if self.withheld else "")
-            for name, reason in self.withheld.items():
-                log.warning("component %r withheld by the operator: %s", name, reason)
-            await self._sync()
-        elif kind == "upsert":
-            self._add(message.get("component") or {})
-            await self._sync()
-        elif kind == "delete":
-            name = str(message.get("name"))
-            self.specs.pop(name, None)
-            self.withheld.pop(name, None)
-            log.info("component %r removed by the operator", name)
-            await self._sync()
-        elif kind == "withheld":
-            name, reason = str(message.get("name")), str(message.get("reason", ""))
-            self.withheld[name] = reason
-            self.specs.pop(name, None)
-            log.warning("component %r withheld by the operator: %s", name, reason)
-            await self._sync()
-        # keepalive and unknown types: nothing to do (newer operators may add types)
-
-
-MAX_LINE = 64 * 1024 * 1024
-"""Bytes; a snapshot is one line and may carry many components."""
+    async def apply(self, message: protocol.Message) -> None:
+        match message:
+            case protocol.Snapshot():
+                self.specs, self.withheld = {}, {}
+                for component in message.components:
+                    self._add(component)
+                self.withheld = dict(message.withheld)
+                if message.app_id and message.app_id != self.app_id:
+                    log.warning("the operator serves app id %r to this pod, which runs as %r",
+                                message.app_id, self.app_id)
+                log.info("snapshot from the operator: %d component(s)%s", len(self.specs),
+                         f", {len(self.withheld)} withheld" if self.withheld else "")
+                for name, reason in self.withheld.items():
+                    log.warning("component %r withheld by the operator: %s", name, reason)
+                await self._sync()
+            case protocol.Upsert():
+                self._add(message.component)
+                await self._sync()
+            case protocol.Delete():
+                self.specs.pop(message.name, None)
+                self.withheld.pop(message.name, None)
+                log.info("component %r removed by the operator", message.name)
+                await self._sync()
+            case protocol.Withheld():
+                self.withheld[message.name] = message.reason
+                self.specs.pop(message.name, None)
+                log.warning("component %r withheld by the operator: %s", message.name, message.reason)
+                await self._sync()
+            case protocol.Keepalive() | protocol.Unknown():
+                pass  # an unknown kind comes from a newer operator: skipped, not an error
 
 
 async def _stream_once(link: OperatorLink, follower: _Follower, on_snapshot: asyncio.Event) -> None:
@@ -136,25 +130,20 @@ async def _stream_once(link: OperatorLink, follower: _Follower, on_snapshot: asy
     timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10)
     connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(link.ca_path)))
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session, session.get(
-        f"https://{link.address}{PATH}", headers={"Authorization": f"Bearer {token}"}
+        f"https://{link.address}{protocol.PATH}", headers={"Authorization": f"Bearer {token}"}
     ) as resp:
         if resp.status != 200:
-            text = await resp.text()
-            try:
-                message = str(json.loads(text).get("error", text))
-            except (ValueError, AttributeError):
-                message = text
-            raise StreamRejected(resp.status, message[:300])
-        idle = 45.0  # until the snapshot says otherwise: 3× the operator's keepalive
+            raise StreamRejected(resp.status, protocol.decode_error(await resp.text())[:300])
+        idle = 3 * protocol.DEFAULT_KEEPALIVE  # until the snapshot names the operator's interval
         log.info("connected to the operator at %s", link.address)
         while True:
             async with asyncio.timeout(idle):
-                line = await resp.content.readuntil(b"\n", max_size=MAX_LINE)
+                line = await resp.content.readuntil(b"\n", max_size=protocol.MAX_LINE)
             if not line:
                 raise ConnectionError("the operator closed the stream")
-            message = json.loads(line)
-            if message.get("type") == "snapshot":
-                idle = 3 * float(message.get("keepalive") or 15)
+            message = protocol.decode(line)
+            if isinstance(message, protocol.Snapshot):
+                idle = 3 * message.keepalive
                 on_snapshot.set()
             await follower.apply(message)
 
@@ -176,11 +165,12 @@ async def follow(
             await _stream_once(link, follower, got_snapshot)
         except asyncio.CancelledError:
             raise
-        except StreamRejected as exc:  # 503: the operator is starting; 401/403: this pod's identity is wrong
-            log.log(logging.WARNING if exc.status >= 500 else logging.ERROR,
+        except StreamRejected as exc:  # 429/503: busy or starting, try again; 401/403: this pod's identity is wrong
+            log.log(logging.WARNING if exc.status == 429 or exc.status >= 500 else logging.ERROR,
                     "the operator refused the component stream: %s", exc)
         except LineTooLong:  # its text would quote the line, which may hold secret values
-            log.error("component stream from %s sent a line over %d bytes; reconnecting", link.address, MAX_LINE)
+            log.error("component stream from %s sent a line over %d bytes; reconnecting", link.address,
+                      protocol.MAX_LINE)
         except (OSError, aiohttp.ClientError, TimeoutError, ValueError, ssl.SSLError) as exc:
             log.warning("component stream from %s lost: %s: %s; serving the last %d component(s)",
                         link.address, type(exc).__name__, exc, len(follower.specs))

@@ -14,7 +14,7 @@ async def test_created_changed_deleted_reach_the_sidecar(
     pod = await cluster.add_pod("shop", "web-1", "web")
     op = await start_operator()
     sidecar = await start_sidecar(op, pod)
-    await sidecar.wait_names(set())
+    await sidecar.wait_names(set())  # the empty snapshot is in: what follows can only arrive as upserts
 
     await cluster.put_component("shop", "llm", metadata={"responseCacheTTL": "5m"})
     await sidecar.wait_names({"llm"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ssl
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,14 @@ async def get_stream(op: RunningOperator, headers: dict[str, str]) -> tuple[int,
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session, session.get(
         f"https://{op.stream_address}/v1/stream", headers=headers) as resp:
         return resp.status, dict(resp.headers), await resp.read()
+
+
+async def first_line(op: RunningOperator, token: str) -> tuple[int, bytes]:
+    """Open the stream, read its status and first line (the snapshot, when it opens), hang up."""
+    context = ssl.create_default_context(cadata=op.ca_pem)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session, session.get(
+        f"https://{op.stream_address}/v1/stream", headers={"Authorization": f"Bearer {token}"}) as resp:
+        return resp.status, await resp.content.readline()
 
 
 @pytest.fixture
@@ -75,6 +84,8 @@ async def test_a_sidecar_with_a_forged_token_never_loads_anything(
     # It keeps trying (with the test's short backoff) and keeps getting nothing.
     await sidecar.wait_for(lambda: op.metric("parley_operator_errors_total", kind="unauthenticated") >= 3, 5.0)
     assert sidecar.names() == set()
+    with pytest.raises(AssertionError):  # "has no components" is never mistaken for "got an empty snapshot"
+        await sidecar.wait_names(set(), timeout=0.2)
     assert op.metric("parley_operator_connected_sidecars") == 0
 
 
@@ -90,3 +101,59 @@ async def test_stream_is_tls_only_with_the_operators_ca(shop: tuple[RunningOpera
     with pytest.raises(aiohttp.ClientConnectorCertificateError):
         async with aiohttp.ClientSession() as session:
             await session.get(f"https://{op.stream_address}/v1/stream")  # system CAs do not trust it
+
+
+async def test_a_sidecar_that_reconnects_costs_the_api_server_one_token_review(
+    cluster: Cluster, shop: tuple[RunningOperator, Any]
+) -> None:
+    op, pod = shop
+    token = cluster.tokens.issue(pod)
+    for _ in range(10):
+        status, line = await first_line(op, token)
+        assert status == 200 and line.startswith(b'{"type":"snapshot"')
+    assert cluster.tokens.reviews == 1  # was 10: one per connection
+    assert op.metric("parley_operator_token_reviews_total") == 1
+
+
+async def test_a_remembered_token_of_a_deleted_pod_is_still_refused(
+    cluster: Cluster, shop: tuple[RunningOperator, Any]
+) -> None:
+    op, pod = shop
+    token = cluster.tokens.issue(pod)
+    assert (await first_line(op, token))[0] == 200
+    await cluster.delete_pod(pod)
+    status = 200
+    while status == 200:  # until the operator has seen the deletion
+        status, _ = await first_line(op, token)
+    assert status == 403 and cluster.tokens.reviews == 1
+
+
+async def test_a_token_past_its_expiry_is_never_taken_from_memory(
+    cluster: Cluster, shop: tuple[RunningOperator, Any]
+) -> None:
+    op, pod = shop
+    token = cluster.tokens.issue(pod, lifetime=-1)  # its exp has passed (this fake API server accepts it)
+    for _ in range(3):
+        assert (await first_line(op, token))[0] == 200
+    assert cluster.tokens.reviews == 3
+
+
+async def test_a_flood_of_forged_tokens_puts_a_bounded_load_on_the_api_server(
+    cluster: Cluster, start_operator: StartOperator
+) -> None:
+    op = await start_operator(stream__token_reviews=2, stream__token_review_queue=3)
+    cluster.tokens.gate.clear()  # the API server is slow: every review waits
+    flood = [asyncio.create_task(first_line(op, f"eyJhbGciOiJSUzI1NiJ9.forged-{i}.signature")) for i in range(8)]
+    async with asyncio.timeout(10):
+        await cluster.tokens.wait_in_flight(2)
+        finished: set[asyncio.Task[tuple[int, bytes]]] = set()
+        while len(finished) < 3:
+            done, _ = await asyncio.wait(set(flood) - finished, return_when=asyncio.FIRST_COMPLETED)
+            finished |= done
+    assert [t.result()[0] for t in finished] == [429, 429, 429]
+    assert cluster.tokens.in_flight == 2  # the other three wait inside the operator, not at the API server
+    cluster.tokens.gate.set()
+    statuses = sorted(status for status, _ in await asyncio.gather(*flood))
+    assert statuses == [401] * 5 + [429] * 3
+    assert cluster.tokens.reviews == 5 and cluster.tokens.most_at_once == 2  # was 8 and 8
+    assert op.metric("parley_operator_errors_total", kind="throttled") == 3

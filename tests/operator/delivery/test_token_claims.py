@@ -27,6 +27,11 @@ def test_pod_bound_token_names_namespace_pod_and_uid() -> None:
     ({"kind": "TokenReview", "status": {"user": {}, "error": "invalid bearer token"}}, auth.Unauthenticated),
     (review(authenticated=False), auth.Unauthenticated),
     (review(audiences=["https://kubernetes.default.svc"]), auth.Unauthenticated),
+    # An authenticator that ignores spec.audiences answers without status.audiences: not proof enough.
+    ({"kind": "TokenReview", "status": {k: v for k, v in review()["status"].items() if k != "audiences"}},
+     auth.Unauthenticated),
+    (review(audiences=None), auth.Unauthenticated),
+    (review(audiences="parley-operator"), auth.Unauthenticated),
     (review(user={"username": "alice", "extra": {}}), auth.Forbidden),
     (review(user={"username": "system:serviceaccount:shop:default"}), auth.Forbidden),  # not bound to a pod
 ])

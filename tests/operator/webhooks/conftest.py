@@ -30,7 +30,7 @@ def admission_review(obj: dict[str, Any], *, resource: dict[str, str], namespace
         "request": {
             "uid": str(uuid.uuid4()),
             "kind": kind, "resource": resource, "requestKind": kind, "requestResource": resource,
-            "name": obj.get("metadata", {}).get("name", ""),
+            "name": meta.get("name", "") if isinstance(meta := obj.get("metadata"), dict) else "",
             "namespace": namespace,
             "operation": operation,
             "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller",
@@ -67,6 +67,34 @@ async def review() -> Any:
     yield send
     for session in sessions:
         await session.close()
+
+
+Post = Callable[..., Coroutine[Any, Any, tuple[int, Any]]]
+
+
+@pytest.fixture
+async def post() -> Any:
+    """``await post(operator, "/validate", body_bytes)`` → ``(HTTP status, parsed JSON answer)``: any body
+    at all, sent over TLS as kube-apiserver sends it."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def send(op: Any, path: str, body: bytes) -> tuple[int, Any]:
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl.create_default_context(
+            cadata=op.ca_pem)))
+        sessions.append(session)
+        async with session.post(op.op.webhook.url + path, data=body,
+                                headers={"Content-Type": "application/json"}) as resp:
+            assert resp.content_type == "application/json", await resp.text()
+            return resp.status, await resp.json()
+
+    yield send
+    for session in sessions:
+        await session.close()
+
+
+@pytest.fixture
+def make_review() -> Callable[..., dict[str, Any]]:
+    return admission_review
 
 
 def patched(obj: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:

@@ -137,3 +137,19 @@ async def test_native_sidecar_annotation(operator: Any, review: Any, apply_patch
 async def test_webhook_latency_is_measured(operator: Any, review: Any) -> None:
     await review(operator, "/mutate", deployment_pod())
     assert operator.metric("parley_operator_webhook_duration_seconds_count", webhook="mutate") == 1
+
+
+async def test_made_up_app_ids_cannot_grow_the_metrics_without_bound(
+    cluster: Cluster, start_operator: StartOperator, review: Any
+) -> None:
+    op = await start_operator(metrics_app_ids=2)
+    for i in range(5):  # denied pods: creating nothing, each with an app id of the caller's choosing
+        await review(op, "/mutate", deployment_pod({"dapr.io/app-id": f"made-up-{i}", "dapr.io/app-port": "http"}))
+    injected = await review(op, "/mutate", deployment_pod({"dapr.io/app-id": "made-up-0"}))
+    assert injected["allowed"] is True
+    app_ids = {sample.labels["app_id"] for family in op.op.metrics.registry.collect()
+               if family.name.startswith("dapr_injector_") for sample in family.samples if "app_id" in sample.labels}
+    assert app_ids == {"made-up-0", "made-up-1", "other"}  # was one series per app id: 5 of them
+    assert op.metric("dapr_injector_sidecar_injection_failed_total", app_id="other",
+                     reason="invalid_annotation") == 3
+    assert op.metric("dapr_injector_sidecar_injection_succeeded_total", app_id="made-up-0") == 1
