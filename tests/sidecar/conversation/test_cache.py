@@ -281,3 +281,32 @@ async def test_a_shared_call_that_fails_is_logged_once_for_its_waiters(start_sid
     assert len(fake.requests) == 1
     shared = [r.getMessage() for r in caplog.records if "shared provider call failed" in r.getMessage()]
     assert len(shared) == 1 and "3 waiting requests" in shared[0] and "context length exceeded" in shared[0]
+
+
+async def test_first_http_client_disconnects_the_others_still_get_the_answer(start_sidecar: StartSidecar) -> None:
+    from tests.fakes import OpenAIFake
+
+    fake = await OpenAIFake(expected_key=GRPC_KEY).start()
+    try:
+        fake.hold()
+        running = await openai_cached(start_sidecar, fake)
+        first = asyncio.ensure_future(running.post(A2, body("same question")))
+        await fake.wait_until(lambda: fake.holding == 1)
+        second = asyncio.ensure_future(running.post(A2, body("same question")))
+
+        async def second_waits() -> bool:
+            return (await counters(running)).get("hit", 0) == 1
+
+        await until(second_waits)
+        first.cancel()  # the client hangs up: its connection closes
+
+        async def first_gone() -> bool:
+            return await conversations(running, "false") >= 1
+
+        await until(first_gone)
+        fake.release()
+        status, reply = await asyncio.wait_for(second, 10)
+        assert (status, reply["outputs"][0]["choices"][0]["message"]["content"]) == (200, "echo: same question")
+        assert (len(fake.requests), fake.dropped) == (1, 0)
+    finally:
+        await fake.close()
