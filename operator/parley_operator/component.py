@@ -1,6 +1,7 @@
 """Dapr ``Component`` objects as the operator sees them: parsed once, checked once. No I/O here.
 
-:func:`validate` is the validating webhook's whole decision and also feeds the "accepted" /
+:func:`validate` is the validating webhook's decision on a Component whose shape ``admission``
+has already checked (a mapping ``spec`` with a string ``type``), and also feeds the "accepted" /
 "invalid" Events; it reads the metadata declarations of ``parley_sidecar.components.catalog``
 (the same data the sidecar loads with) and never lists a metadata name itself. Every message
 names the field at fault (``spec.metadata[2].secretKeyRef.name``) and never quotes a value that

@@ -92,7 +92,7 @@ async def _read(request: web.Request) -> bytes:
         size += len(chunk)
         if size > admission.MAX_BODY:
             message = f"the AdmissionReview is larger than {admission.MAX_BODY // (1 << 20)} MiB"
-            found = admission.uid_in_prefix(b"".join(chunks[:1]))
+            found = admission.uid_in_prefix(b"".join(chunks)[:4096])  # chunks may be shorter than the prefix
             if found is None:
                 raise admission.Refusal("not an AdmissionReview: " + message, status=413)
             raise admission.Refusal(message, api_version=found[0], uid=found[1])

@@ -3,8 +3,10 @@
 Split by target as Dapr's patcher is (``sidecar_container.go``, ``sidecar_volumes.go``,
 ``patch.go``): :func:`sidecar_container` builds the container, :func:`volume_ops`,
 :func:`container_ops`, :func:`metadata_ops` and :func:`app_env_ops` each return their part, and
-:func:`build` joins them. :func:`apply` applies ``add`` ops to a dict (the webhook hands the result
-to kopf, which computes the final minimal patch). Pure functions, no I/O.
+:func:`build` joins them; parley's webhook server sends those ops as the answer unchanged
+(``webhook.respond_with_patch``). :func:`apply` and :func:`apply_in_place` apply ``add`` ops to a
+dict: for tests, and for a kopf server other than parley's, which diffs the result into its own
+patch. Pure functions, no I/O.
 
 The sidecar reaches the operator with two read-only volumes mounted where ``parley-sidecar``
 expects them (``parley_sidecar.settings.OperatorLink``): a projected ServiceAccount token with the
