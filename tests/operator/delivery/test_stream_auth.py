@@ -123,8 +123,9 @@ async def test_a_remembered_token_of_a_deleted_pod_is_still_refused(
     assert (await first_line(op, token))[0] == 200
     await cluster.delete_pod(pod)
     status = 200
-    while status == 200:  # until the operator has seen the deletion
-        status, _ = await first_line(op, token)
+    async with asyncio.timeout(10):
+        while status == 200:  # until the operator has seen the deletion
+            status, _ = await first_line(op, token)
     assert status == 403 and cluster.tokens.reviews == 1
 
 
