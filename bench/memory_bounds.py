@@ -9,9 +9,9 @@ message is a new string, as a request's would be (shared strings would under-cou
 
 - memory, emoji text: 10,000 conversations each sent 32 KiB of 4-byte emoji; the per-component
   byte bound (``memoryMaxTotalBytes``, 16Mi) keeps the most recent ~512 of them;
-- memory, ASCII with one emoji: the same, each message ASCII after a single emoji. UTF-8 counts one
-  byte per ASCII character, but CPython stores the whole string at four bytes per character once
-  one character is outside the BMP: the byte bound then holds about four times its value;
+- memory, ASCII with one emoji: each message ASCII after a single emoji. UTF-8 would count one byte
+  per ASCII character, but CPython stores the whole string at four bytes per character once one
+  character is outside the BMP; the bounds count what CPython holds, so this costs no more;
 - memory, tiny messages: 10,000 conversations × ``memoryMaxTurns`` (20) messages of one emoji each:
   far under the byte bound, so the count bounds rule, and per-message overhead is what costs;
 - cache: ``cacheMaxEntries`` (1000) answers of emoji text filling ``cacheMaxBytes`` (16Mi).
@@ -81,17 +81,17 @@ async def main() -> None:
         for n in range(limits.max_conversations):
             turn = (message(base.Role.USER, text(n, half)), message(base.Role.ASSISTANT, text(n, half)))
             await store.remember("chat", f"room-{n}", turn, limits)
-        return f"{len(store)} conversations kept, {store.size('chat') / 2**20:.1f} MiB of UTF-8 counted"
+        return f"{len(store)} conversations kept, {store.size('chat') / 2**20:.1f} MiB counted"
 
     async def mixed_memory() -> str:
         store = memory.Memory()
         keep.append(store)
-        half = limits.max_bytes // 2 - 16
+        quarter = limits.max_bytes // 8 - 128  # two messages of this many characters, 4 bytes each, fit
         for n in range(limits.max_conversations):
-            turn = tuple(message(role, f"{EMOJI}{n}:" + "a" * (half - 12))
+            turn = tuple(message(role, f"{EMOJI}{n}:" + "a" * (quarter - 12))
                          for role in (base.Role.USER, base.Role.ASSISTANT))
             await store.remember("chat", f"room-{n}", turn, limits)
-        return f"{len(store)} conversations kept, {store.size('chat') / 2**20:.1f} MiB of UTF-8 counted"
+        return f"{len(store)} conversations kept, {store.size('chat') / 2**20:.1f} MiB counted"
 
     async def tiny_memory() -> str:
         store = memory.Memory()
@@ -100,7 +100,7 @@ async def main() -> None:
             turn = tuple(message(base.Role.USER if i % 2 == 0 else base.Role.ASSISTANT, f"{EMOJI}{n % 10}")
                          for i in range(limits.max_turns))
             await store.remember("chat", f"room-{n}", turn, limits)
-        return f"{len(store)} conversations kept, {store.size('chat') / 2**20:.1f} MiB of UTF-8 counted"
+        return f"{len(store)} conversations kept, {store.size('chat') / 2**20:.1f} MiB counted"
 
     async def full_cache() -> str:
         store = cache.LocalStore(cache_settings.max_entries, cache_settings.max_bytes, lambda reason: None)

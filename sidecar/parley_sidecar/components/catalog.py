@@ -102,10 +102,10 @@ COMMON_FIELDS: tuple[Field, ...] = (
     Field("memory", "bool", default="false", description="Keep conversation history per context id."),
     Field("memoryMaxTurns", "int", default="20", description="Most earlier messages sent per conversation."),
     Field("memoryMaxBytes", "size", minimum=0, default="32Ki", aliases=("memoryMaxChars",),
-          description="Most UTF-8 bytes of history per conversation (memoryMaxChars, its former name, "
-                      "is read as bytes)."),
+          description="Most bytes of memory the history of one conversation holds (memoryMaxChars, its "
+                      "former name, is read as bytes)."),
     Field("memoryMaxTotalBytes", "size", minimum=0, default="16Mi",
-          description="Most UTF-8 bytes of history kept in this sidecar for this component (LRU)."),
+          description="Most bytes of memory the history of this component holds in this sidecar (LRU)."),
     Field("memoryTTL", "duration", default="1h", description="Forget a conversation idle this long."),
     Field("memoryMaxConversations", "int", default="10000", description="Most conversations kept (LRU)."),
     Field("memoryStore", "url", description="redis://host:port/db to keep history across restarts and replicas."),

@@ -47,9 +47,9 @@ class MemorySettings:
     enabled: bool
     max_turns: int
     max_bytes: int
-    """UTF-8 bytes of history kept per conversation (``memoryMaxBytes``)."""
+    """Bytes of memory the history of one conversation holds (``memoryMaxBytes``)."""
     max_total_bytes: int
-    """UTF-8 bytes of history kept in this process for the component, all conversations together
+    """Bytes of memory the component's history holds in this process, all conversations together
     (``memoryMaxTotalBytes``); the least recently used conversations go first."""
     ttl: float
     max_conversations: int

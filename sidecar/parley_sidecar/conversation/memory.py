@@ -2,8 +2,9 @@
 
 Opt-in per component (``memory: "true"``), so daprd's stateless behaviour stays the default.
 History is what went to and came back from the client, after scrubbing: a request that asked for
-PII scrubbing leaves no PII here. Bounded in UTF-8 bytes, not characters (an emoji is four of
-them): per conversation (the most recent ``memoryMaxTurns`` messages within ``memoryMaxBytes``),
+PII scrubbing leaves no PII here. Bounded in bytes of memory, not characters (CPython keeps a
+string that holds one emoji at four bytes per character, and each message costs objects): per
+conversation (the most recent ``memoryMaxTurns`` messages within ``memoryMaxBytes``),
 per component in this process (``memoryMaxTotalBytes`` and ``memoryMaxConversations``, the least
 recently used conversation goes first) and in time (forgotten after ``memoryTTL`` idle).
 Conversations are kept per component name, so two components never see each other's history,
@@ -20,6 +21,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import sys
 import time
 from typing import Any, Protocol
 
@@ -31,16 +33,31 @@ __all__ = ["Memory", "MemoryStore", "RedisMemory", "reply_message"]
 log = logging.getLogger("parley.memory")
 
 
+_MESSAGE_COST = 160
+"""Bytes a stored message costs beyond its strings: the Message, its parts tuple, its slot in the
+conversation's tuple (measured with tracemalloc on CPython 3.11)."""
+_PART_COST = 56
+"""Bytes one part object costs beyond its strings."""
+
+
+def _chars(text: str) -> int:
+    """Bytes CPython holds for ``text``: 1, 2 or 4 per character (one emoji makes the whole string
+    4 per character) plus the object's header; the empty string is shared and costs nothing."""
+    return sys.getsizeof(text) if text else 0
+
+
 def _size(message: base.Message) -> int:
-    """UTF-8 bytes of what a message says (what the bounds count)."""
-    total = len(message.name.encode())
+    """Bytes of this process's memory a remembered message holds (what the bounds count), so that
+    ``memoryMaxTotalBytes`` is what a sidecar's memory limit pays, whatever the text's script."""
+    total = _MESSAGE_COST + _chars(message.name)
     for part in message.parts:
+        total += _PART_COST
         if isinstance(part, base.TextPart):
-            total += len(part.text.encode())
+            total += _chars(part.text)
         elif isinstance(part, base.ToolCall):
-            total += len(part.id.encode()) + len(part.name.encode()) + len(part.arguments.encode())
+            total += _chars(part.id) + _chars(part.name) + _chars(part.arguments)
         else:
-            total += len(part.tool_id.encode()) + len(part.name.encode()) + len(part.content.encode())
+            total += _chars(part.tool_id) + _chars(part.name) + _chars(part.content)
     return total
 
 

@@ -55,6 +55,9 @@ MAX_BACKOFF = 20.0
 
 Sleep = Callable[[float], Awaitable[Any]]
 
+_GUARD_DELAY = 0.05
+"""Seconds after ``callTimeout`` at which the whole call is stopped regardless (see :func:`invoke`)."""
+
 
 class DeadlineExceeded(errors.ProviderError):
     """The whole call (attempts, backoff, fallbacks) ran out of its ``callTimeout``."""
@@ -104,9 +107,11 @@ async def _attempts(
             breaker.before(name)
         try:
             async with store.lease(entry) as component:
+                # The component's own timeout stays the attempt's: when the deadline cuts it, the
+                # cut fires here first and is reported as the deadline, not as a slow upstream.
                 if timeout:
                     async with asyncio.timeout(timeout):
-                        response = await component.converse(request, timeout=timeout)
+                        response = await component.converse(request, timeout=policy.timeout)
                 else:
                     response = await component.converse(request, timeout=None)
         except TimeoutError:
@@ -171,7 +176,9 @@ async def invoke(
     seconds = entry.settings.resiliency.deadline
     deadline = None if seconds is None else _Deadline(asyncio.get_running_loop().time() + seconds, seconds)
     try:
-        async with asyncio.timeout_at(None if deadline is None else deadline.at):
+        # Attempts are cut to the deadline and report it with what failed before; this guard only
+        # ends what is not cut (a lease, a backoff sleep), so it fires a moment later, never first.
+        async with asyncio.timeout_at(None if deadline is None else deadline.at + _GUARD_DELAY):
             response, answered_by = await _chain(store, entry, request, metrics, sleep, deadline,
                                                  visited={entry.spec.name})
     except TimeoutError:

@@ -59,33 +59,34 @@ async def test_bounded_by_turns(start_sidecar: StartSidecar) -> None:
     assert content(reply) == "two\none\none\ntwo\nthree"
 
 
-EMOJI = "\U0001F600" * 10  # 10 characters, 40 UTF-8 bytes: a bound in characters would keep 4x too much
+EMOJI = "\U0001F600" * 10  # 10 characters, 40 bytes in memory (4 each): a bound in characters keeps 4x too much
 
 
 @pytest.mark.parametrize("setting", ["memoryMaxBytes", "memoryMaxChars"])
 async def test_bounded_in_bytes_per_conversation(start_sidecar: StartSidecar, setting: str) -> None:
-    """64 bytes hold one 40-byte emoji message, not two (20 characters would fit a bound in characters).
-    ``memoryMaxChars``, the former name, is read as bytes."""
-    running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true", setting: "64"})})
-    await running.post(A2, turn(EMOJI, "r"))  # remembered: the user's 40 bytes and echo's 40: over 64
+    """400 bytes hold one remembered emoji message (332 bytes of memory: 116 for the string, 216 for
+    its objects), not two; a bound in characters would have kept both. ``memoryMaxChars``, the
+    former name, is read as bytes."""
+    running = await start_sidecar({"c.yaml": component_yaml("chat", metadata={"memory": "true", setting: "400"})})
+    await running.post(A2, turn(EMOJI, "r"))  # remembered: the user's message and echo's: over 400
     _, second = await running.post(A2, turn("hi", "r"))
     assert content(second) == f"{EMOJI}\nhi"  # only the most recent message that fits came back
-    assert running.sidecar.pipeline.memory.size("chat") <= 64
+    assert running.sidecar.pipeline.memory.size("chat") <= 400
 
 
 async def test_bounded_in_bytes_per_component_least_recent_forgotten(start_sidecar: StartSidecar) -> None:
     running = await start_sidecar({
-        "c.yaml": component_yaml("chat", metadata={"memory": "true", "memoryMaxTotalBytes": "200"}),
+        "c.yaml": component_yaml("chat", metadata={"memory": "true", "memoryMaxTotalBytes": "1400"}),
         "o.yaml": component_yaml("other", metadata={"memory": "true"}),
     })
     await running.post("/v1.0-alpha2/conversation/other/converse", turn(EMOJI, "kept"))
-    for room in ("r1", "r2", "r3"):  # 80 bytes each: the third pushes the component over 200
+    for room in ("r1", "r2", "r3"):  # 664 bytes each (two emoji messages): the third goes over 1400
         await running.post(A2, turn(EMOJI, room))
     _, oldest = await running.post(A2, turn("x", "r1"))
     assert content(oldest) == "x"  # the least recently used conversation was forgotten
     _, newest = await running.post(A2, turn("y", "r3"))
     assert content(newest) == f"{EMOJI}\n{EMOJI}\ny"
-    assert running.sidecar.pipeline.memory.size("chat") <= 200
+    assert running.sidecar.pipeline.memory.size("chat") <= 1400
     # another component's history has its own budget: untouched
     _, other = await running.post("/v1.0-alpha2/conversation/other/converse", turn("z", "kept"))
     assert content(other) == f"{EMOJI}\n{EMOJI}\nz"
