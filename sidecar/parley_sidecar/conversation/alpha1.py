@@ -12,6 +12,7 @@ from dapr.proto.runtime.v1 import ai_pb2
 from parley_sidecar import errors
 from parley_sidecar.components import base
 from parley_sidecar.conversation.pipeline import Pipeline
+from parley_sidecar.conversation.scrubbing import Scrub
 
 __all__ = ["ROLES", "converse"]
 
@@ -34,20 +35,24 @@ async def converse(pipeline: Pipeline, req: ai_pb2.ConversationRequest) -> ai_pb
     if not req.inputs:
         raise errors.MissingInputs(name)
     overrides = pipeline.overrides(name, req.metadata)
-    messages = []
-    for item in req.inputs:
-        text = item.content
-        if item.scrubPII:
-            text = pipeline.scrub(name, entry, text, "input", overrides)
-        messages.append(base.Message(ROLES.get(item.role, base.Role.USER), (base.TextPart(text),)))
+
+    def messages(scrub: Scrub) -> tuple[base.Message, ...]:
+        return tuple(
+            base.Message(ROLES.get(item.role, base.Role.USER),
+                         (base.TextPart(scrub.text(item.content) if item.scrubPII else item.content),))
+            for item in req.inputs
+        )
+
+    scrub_inputs = any(item.scrubPII for item in req.inputs)
     request = base.ConverseRequest(
-        messages=tuple(messages),
+        messages=await pipeline.scrubbing.run(name, entry, overrides.pii_entities, "input", messages,
+                                              req.ByteSize() if scrub_inputs else 0),
         temperature=req.temperature,
         model=overrides.model,
         api_key=overrides.api_key,
     )
     result = await pipeline.call(name, entry, request, overrides=overrides, scrub_output=req.scrubPII,
-                                 context_id=req.contextID)
+                                 scrub_history=req.scrubPII or scrub_inputs, context_id=req.contextID)
     response = ai_pb2.ConversationResponse()
     if req.contextID:
         response.contextID = req.contextID

@@ -2,9 +2,9 @@
 
 Order (daprd ``pkg/api/universal/conversation.go``): component lookup, missing inputs, each
 message (type set, assistant tool calls typed, input scrubbing), tool choice, call, output
-scrubbing of ``content`` (not of tool-call arguments, as daprd). ``metadata`` is forwarded to
-the provider, minus the seed's override keys (``model``, ``key``, ``cacheTTL``), which would
-otherwise leak a key upstream.
+scrubbing. ``metadata`` is forwarded to the provider, minus the seed's override keys (``model``,
+``key``, ``cacheTTL``), which would otherwise leak a key upstream. Beyond daprd, scrubbing covers
+everything sent upstream (tool calls, metadata, tools, history; see :mod:`.scrubbing`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from google.protobuf import json_format
 
 from parley_sidecar import errors
 from parley_sidecar.components import base
-from parley_sidecar.components.store import Entry
-from parley_sidecar.conversation.pipeline import OVERRIDE_KEYS, Overrides, Pipeline
+from parley_sidecar.conversation.pipeline import OVERRIDE_KEYS, Pipeline
+from parley_sidecar.conversation.scrubbing import Scrub
 
 __all__ = ["converse"]
 
@@ -32,33 +32,28 @@ _ROLE_OF = {
 _DROP = frozenset(k.lower() for k in OVERRIDE_KEYS) | {"piientities"}
 
 
-def _message(
-    pipeline: Pipeline, name: str, entry: Entry, msg: ai_pb2.ConversationMessage, scrub: bool,
-    overrides: Overrides,
-) -> base.Message:
+def _message(name: str, msg: ai_pb2.ConversationMessage, scrub: Scrub | None) -> base.Message:
+    """One message, validated as daprd validates it, then scrubbed (every string of it) if its
+    input asked."""
     kind = msg.WhichOneof("message_types")
     if kind is None:
         raise errors.InvalidParams(name, "message type cannot be nil")
     body: Any = getattr(msg, kind)
-
-    def text_of(content: ai_pb2.ConversationMessageContent) -> str:
-        return pipeline.scrub(name, entry, content.text, "input", overrides) if scrub else content.text
-
+    message: base.Message
     if kind == "of_tool":
         parts: tuple[base.Part, ...] = tuple(
-            base.ToolResult(tool_id=body.tool_id, name=body.name, content=text_of(c)) for c in body.content
+            base.ToolResult(tool_id=body.tool_id, name=body.name, content=c.text) for c in body.content
         )
-        return base.Message(base.Role.TOOL, parts, body.name)
-    texts: list[base.Part] = [base.TextPart(text_of(c)) for c in body.content]
-    if kind == "of_assistant":
-        for call in body.tool_calls:
-            if call.WhichOneof("tool_types") is None:
-                raise errors.InvalidParams(name, "tool types cannot be nil")
-            arguments = call.function.arguments
-            if scrub:
-                arguments = pipeline.scrub_arguments(name, entry, arguments, "input", overrides)
-            texts.append(base.ToolCall(id=call.id, name=call.function.name, arguments=arguments))
-    return base.Message(_ROLE_OF[kind], tuple(texts), body.name)
+        message = base.Message(base.Role.TOOL, parts, body.name)
+    else:
+        texts: list[base.Part] = [base.TextPart(c.text) for c in body.content]
+        if kind == "of_assistant":
+            for call in body.tool_calls:
+                if call.WhichOneof("tool_types") is None:
+                    raise errors.InvalidParams(name, "tool types cannot be nil")
+                texts.append(base.ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments))
+        message = base.Message(_ROLE_OF[kind], tuple(texts), body.name)
+    return scrub.message(message) if scrub is not None else message
 
 
 def _tool_choice(name: str, choice: str, tools: tuple[base.Tool, ...], declared: int) -> str | None:
@@ -105,11 +100,17 @@ async def converse(
     if not req.inputs:
         raise errors.MissingInputs(name)
     overrides = pipeline.overrides(name, req.metadata)
-    messages = tuple(
-        _message(pipeline, name, entry, msg, item.scrub_pii, overrides)
-        for item in req.inputs
-        for msg in item.messages
-    )
+    scrub_inputs = any(item.scrub_pii for item in req.inputs)
+    scrub_any = scrub_inputs or req.scrub_pii
+
+    def build(scrub: Scrub) -> tuple[base.Message, ...]:
+        return tuple(
+            _message(name, msg, scrub if item.scrub_pii else None) for item in req.inputs for msg in item.messages
+        )
+
+    size = req.ByteSize() if scrub_any else 0
+    messages = await pipeline.scrubbing.run(name, entry, overrides.pii_entities, "input", build,
+                                            size if scrub_inputs else 0)
     tools = tuple(
         base.Tool(
             name=t.function.name,
@@ -133,8 +134,13 @@ async def converse(
         model=overrides.model,
         api_key=overrides.api_key,
     )
+    if scrub_any:
+        # what the request sends beyond its messages (metadata, tools): the request asked
+        unscrubbed = request
+        request = await pipeline.scrubbing.run(name, entry, overrides.pii_entities, "input",
+                                               lambda scrub: scrub.request(unscrubbed), size)
     result = await pipeline.call(name, entry, request, overrides=overrides, scrub_output=req.scrub_pii,
-                                 context_id=req.context_id)
+                                 scrub_history=scrub_any, context_id=req.context_id)
     response = ai_pb2.ConversationResponseAlpha2()
     if req.context_id:
         response.context_id = req.context_id

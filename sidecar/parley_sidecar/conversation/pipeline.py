@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from parley_sidecar import errors
 from parley_sidecar.components import base, catalog
 from parley_sidecar.components.store import ComponentStore, Entry
-from parley_sidecar.conversation import cache, memory, pii, resiliency
+from parley_sidecar.conversation import cache, memory, pii, resiliency, scrubbing
 from parley_sidecar.metrics import Metrics
 
 __all__ = ["OVERRIDE_KEYS", "Overrides", "Pipeline", "check_settings"]
@@ -58,7 +56,7 @@ class Pipeline:
     def __init__(self, store: ComponentStore, metrics: Metrics) -> None:
         self.store = store
         self.metrics = metrics
-        self._scrubbers: dict[frozenset[pii.Entity] | tuple[str, ...], pii.Scrubber] = {}
+        self.scrubbing = scrubbing.Scrubbing(metrics)
         self._caches: dict[str, tuple[Entry, cache.ResponseCache]] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self.memory = memory.Memory()
@@ -96,38 +94,6 @@ class Pipeline:
             cache_ttl=ttl,
             pii_entities=entities,
         )
-
-    # -- PII -----------------------------------------------------------------------------------------
-    def scrub(self, name: str, entry: Entry, text: str, direction: str, overrides: Overrides) -> str:
-        """Scrub one text; fail closed: if the scrubber breaks, the request fails, nothing leaks."""
-        try:
-            scrubber = self._scrubber(entry, overrides)
-            scrubbed: str
-            scrubbed, found = scrubber.scrub(text)
-        except Exception as exc:
-            log.error("PII scrubbing failed for component %r: %s", name, type(exc).__name__)
-            raise errors.InvokeError(name, "PII scrubbing failed; request refused") from None
-        self._count(found, direction)
-        return scrubbed
-
-    def _scrubber(self, entry: Entry, overrides: Overrides) -> pii.Scrubber:
-        """The scrubber for the request's entity set; built once per set (the names were checked
-        at load by :func:`check_settings`, so they are parsed only when first seen here)."""
-        key: frozenset[pii.Entity] | tuple[str, ...] = (
-            overrides.pii_entities if overrides.pii_entities is not None else entry.settings.pii_entities
-        )
-        scrubber = self._scrubbers.get(key)
-        if scrubber is None:
-            if isinstance(key, frozenset):
-                entities = key
-            else:
-                entities = pii.parse_entities(",".join(key)) if key else pii.DEFAULT_ENTITIES
-            scrubber = self._scrubbers[key] = pii.Scrubber(entities)
-        return scrubber
-
-    def _count(self, found: Counter[pii.Entity], direction: str) -> None:
-        for entity, count in found.items():
-            self.metrics.redactions.inc((entity.value, direction), count)
 
     # -- cache and memory ----------------------------------------------------------------------------
     def _cache_for(self, name: str, entry: Entry) -> cache.ResponseCache:
@@ -173,49 +139,6 @@ class Pipeline:
         self._memories[name] = (url, made)
         return made
 
-    def scrub_arguments(self, name: str, entry: Entry, arguments: str, direction: str,
-                        overrides: Overrides) -> str:
-        """Scrub the string values of a tool call's JSON arguments (beyond daprd, which sends them
-        as they are). Arguments that are not a JSON object or array are left as they are: they are
-        not text a model wrote about a person (echo's are parameter names), and daprd keeps them."""
-        if not arguments.lstrip().startswith(("{", "[")):
-            return arguments
-        try:
-            value = json.loads(arguments)
-        except ValueError:
-            return arguments
-        changed = False
-
-        def walk(item: Any) -> Any:
-            nonlocal changed
-            if isinstance(item, str):
-                scrubbed = self.scrub(name, entry, item, direction, overrides)
-                changed = changed or scrubbed != item
-                return scrubbed
-            if isinstance(item, list):
-                return [walk(v) for v in item]
-            if isinstance(item, dict):
-                return {k: walk(v) for k, v in item.items()}
-            return item
-
-        result = walk(value)
-        return json.dumps(result, ensure_ascii=False) if changed else arguments
-
-    def _scrub_choice(self, name: str, entry: Entry, choice: base.Choice, overrides: Overrides) -> base.Choice:
-        content = self.scrub(name, entry, choice.content, "output", overrides) if choice.content else ""
-        calls = tuple(
-            dataclasses.replace(c, arguments=self.scrub_arguments(name, entry, c.arguments, "output", overrides))
-            for c in choice.tool_calls
-        )
-        return dataclasses.replace(choice, content=content, tool_calls=calls)
-
-    def _scrub_response(self, name: str, entry: Entry, response: base.ConverseResponse,
-                        overrides: Overrides) -> base.ConverseResponse:
-        """Output scrubbing covers ``content`` (as daprd) and the tool calls' JSON arguments."""
-        return dataclasses.replace(response, outputs=tuple(
-            base.Output(tuple(self._scrub_choice(name, entry, c, overrides) for c in output.choices))
-            for output in response.outputs))
-
     # -- the call ----------------------------------------------------------------------------------
     async def call(
         self,
@@ -225,9 +148,13 @@ class Pipeline:
         *,
         overrides: Overrides | None = None,
         scrub_output: bool = False,
+        scrub_history: bool = False,
         context_id: str = "",
     ) -> base.ConverseResponse:
-        """Memory, cache, the component call, output scrubbing; failures become ``InvokeError``."""
+        """Memory, cache, the component call, output scrubbing; failures become ``InvokeError``.
+
+        ``scrub_history``: the request asked for PII scrubbing (anywhere), so the history memory
+        prepends is scrubbed too: it may hold turns of requests that did not ask."""
         overrides = overrides or _NO_OVERRIDES
         settings = entry.settings
         limits = settings.memory if settings.memory.enabled and context_id else None
@@ -236,6 +163,10 @@ class Pipeline:
             store = self._memory_for(name, entry)
             history = await store.history(name, context_id, limits)
             if history:
+                if scrub_history:
+                    history = await self.scrubbing.run(
+                        name, entry, overrides.pii_entities, "input", lambda scrub: scrub.messages(history),
+                        scrubbing.size_of_messages(history))
                 sent = dataclasses.replace(request, messages=history + request.messages)
         ttl = overrides.cache_ttl if overrides.cache_ttl is not None else settings.cache.ttl
         started = time.perf_counter()
@@ -251,7 +182,10 @@ class Pipeline:
         finally:
             self.metrics.conversation(name, success, (time.perf_counter() - started) * 1000.0)
         if scrub_output:
-            response = self._scrub_response(name, entry, response, overrides)
+            answered = response
+            response = await self.scrubbing.run(name, entry, overrides.pii_entities, "output",
+                                                lambda scrub: scrub.response(answered),
+                                                scrubbing.size_of_response(answered))
         if limits is not None:
             reply = memory.reply_message(response)
             await store.remember(name, context_id, request.messages + ((reply,) if reply else ()), limits)

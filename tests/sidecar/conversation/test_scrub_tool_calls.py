@@ -23,13 +23,23 @@ async def test_assistant_tool_call_arguments_are_scrubbed_on_input(start_sidecar
         "to": "<EMAIL_ADDRESS>", "note": ["call <PHONE_NUMBER>"], "count": 3}
 
 
-async def test_arguments_that_are_not_json_are_left_as_daprd_leaves_them(start_sidecar: StartSidecar) -> None:
+async def test_arguments_that_are_not_json_are_scrubbed_as_text(start_sidecar: StartSidecar) -> None:
+    # daprd sends them as they are; with scrubPii nothing may reach the provider unscrubbed (#14)
     running = await start_sidecar()
     body = {"inputs": [{"scrubPii": True, "messages": [{"ofAssistant": {
         "toolCalls": [{"id": "c1", "function": {"name": "f", "arguments": "mail test@test.com"}}]}}]}]}
     _, reply = await running.post(A2.format(name="echo"), body)
     assert reply["outputs"][0]["choices"][0]["message"]["toolCalls"][0]["function"]["arguments"] == (
-        "mail test@test.com")
+        "mail <EMAIL_ADDRESS>")
+
+
+async def test_arguments_are_left_exactly_as_sent_when_nothing_in_them_is_pii(start_sidecar: StartSidecar) -> None:
+    running = await start_sidecar()
+    args = '{"a":  1, "b": [true, null, 2.50]}'
+    body = {"inputs": [{"scrubPii": True, "messages": [{"ofAssistant": {
+        "toolCalls": [{"id": "c1", "function": {"name": "f", "arguments": args}}]}}]}]}
+    _, reply = await running.post(A2.format(name="echo"), body)
+    assert reply["outputs"][0]["choices"][0]["message"]["toolCalls"][0]["function"]["arguments"] == args
 
 
 async def test_tool_call_arguments_in_answers_are_scrubbed_on_output(start_sidecar: StartSidecar) -> None:
