@@ -47,6 +47,8 @@ def client(fuzz_sidecar: FuzzSidecar) -> Iterator[HttpClient]:
     c.close()
 
 
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+
 # -- the oracle ------------------------------------------------------------------------------------
 def clean(path: str) -> str:
     """The path as daprd routes it (docs: ``//`` merged, trailing ``/`` dropped, dot segments resolved)."""

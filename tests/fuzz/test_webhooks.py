@@ -82,6 +82,8 @@ def webhooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpClient]:
         host.close()
 
 
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+
 # -- the oracle ------------------------------------------------------------------------------------
 def post(client: HttpClient, path: str, body: bytes, method: str = "POST") -> tuple[int, Any]:
     status, ctype, answer = client.request(method, path, body, {"Content-Type": "application/json"})
