@@ -19,7 +19,7 @@ from aiohttp import web
 from dapr.proto.runtime.v1 import ai_pb2
 from google.protobuf.message import Message
 
-from parley_sidecar import errors
+from parley_sidecar import durations, errors
 from parley_sidecar.api import public, surface, wire
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
@@ -93,6 +93,34 @@ def _query_metadata(request: web.Request) -> dict[str, str]:
     return {k[len("metadata."):]: v for k, v in request.query.items() if k.startswith("metadata.")}
 
 
+TIMEOUT_HEADER = "parley-timeout"
+"""A caller's budget for one conversation (``30s``, ``1m30s``, or seconds); it can only lower the
+component's own ``callTimeout``, and a gRPC caller's deadline does the same."""
+
+
+def _caller_timeout(request: web.Request, name: str) -> float | None:
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw) if raw.replace(".", "", 1).isdigit() else durations.parse_duration(raw)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise errors.InvalidParams(name, f"the {TIMEOUT_HEADER} header must be a positive duration such as 30s")
+    return seconds
+
+
+async def _within(timeout: float, call: Awaitable[Message], name: str) -> Message:
+    try:
+        async with asyncio.timeout(timeout):
+            return await call
+    except TimeoutError:
+        raise errors.InvokeError(
+            name, f"no answer within the caller's timeout of {timeout:g}s ({TIMEOUT_HEADER} header)"
+        ) from None
+
+
 def _converse(
     message: Callable[[], Message], run: Callable[[Pipeline, Any], Awaitable[Message]], *, seed_alpha1: bool
 ) -> Handler:
@@ -103,7 +131,11 @@ def _converse(
             req: Any = wire.decode(await request.read(), message(), query_metadata=_query_metadata(request),
                                    plain_inputs=seed_alpha1)
             req.name = public.param(request, "name")
-            body = wire.encode(await run(request.app[PIPELINE], req))
+            timeout = _caller_timeout(request, req.name)
+            if timeout is None:  # the common request: no timer on the hot path
+                body = wire.encode(await run(request.app[PIPELINE], req))
+            else:
+                body = wire.encode(await _within(timeout, run(request.app[PIPELINE], req), req.name))
         except errors.ParleyError as exc:
             return surface.error_response(exc)
         except web.HTTPException:  # aiohttp's own answers (413 from read()) are the guard's to translate
