@@ -2,7 +2,8 @@
 
 Every failure that reaches an API surface is a :class:`ParleyError`. Its subclass decides the
 daprd ``errorCode``, the HTTP status and the gRPC status code (daprd's ``pkg/messages/predefined.go``
-holds the same table); both API surfaces read :data:`WIRE`, neither keeps its own mapping.
+holds the same table): each subclass's ``wire`` is that row, and both API surfaces read it from
+the exception, neither keeps a mapping of its own.
 
 The hierarchy::
 
@@ -32,7 +33,6 @@ import enum
 from typing import ClassVar
 
 __all__ = [
-    "WIRE",
     "BodyTooLarge",
     "ComponentNotFound",
     "GrpcCode",
@@ -199,9 +199,3 @@ class ProviderUnavailable(ProviderError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason, retryable=True)
 
-
-WIRE: dict[type[ParleyError], WireError] = {
-    cls: cls.wire
-    for cls in (MalformedRequest, BodyTooLarge, ComponentNotFound, MissingInputs, InvalidParams, MetadataFull,
-                Internal, InvokeError)
-}

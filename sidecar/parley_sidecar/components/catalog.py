@@ -1,7 +1,9 @@
 """Component types and their metadata, declared once as data.
 
-The loader (``loading``), the operator's validating webhook and ``/v1.0/metadata`` all read these
-declarations; nothing else lists metadata names. Names and defaults follow daprd
+The component store (``store.build``, through :func:`resolve`) and the operator's validating
+webhook read these declarations, so ``kubectl apply`` refuses what a sidecar would refuse; no other
+module declares a metadata name or a default (``component_settings`` groups what :func:`resolve`
+returns). Names and defaults follow daprd
 (components-contrib ``conversation/<x>/metadata.yaml``, ``conversation/models.go``); keys are
 matched case-insensitively, as Dapr's mapstructure decoding does.
 
