@@ -72,7 +72,7 @@ def scan_once(text: str) -> int:
 
 
 def throughput(scrubber: Scrubber, size: int, rounds: int) -> tuple[str, float]:
-    print(f"{'entity':22} {'text':9} {'scrub MB/s':>10} {'re scan MB/s':>12} {'ratio':>6}")
+    print(f"{'entity':22} {'text':24} {'scrub MB/s':>7} {'re scan MB/s':>10} {'ratio':>8}")
     slowest = ("", float("inf"))
     for entity, (instance, units) in ENTITIES.items():
         texts = [("ordinary", fill(PROSE.format(pii=instance), size))]

@@ -43,9 +43,10 @@ __all__ = ["OFFLOAD_CHARS", "Scrub", "Scrubbing", "size_of_messages", "size_of_r
 
 log = logging.getLogger("parley.conversation")
 
-OFFLOAD_CHARS = 64 * 1024
-"""Above this many characters to scrub, the work runs in a worker thread (bench/pii_throughput.py:
-hostile text scrubs at 0.1 to 1 MB/s, so 64 KiB can hold the loop for up to half a second)."""
+OFFLOAD_CHARS = 16 * 1024
+"""Above this many characters to scrub, the work runs in a worker thread. bench/pii_throughput.py:
+the most hostile text scrubs at about 0.3 MB/s, so below this the loop waits 50 ms at worst
+(ordinary text: a few ms, less than a thread hand-off is worth)."""
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
