@@ -7,8 +7,8 @@ What is scrubbed (``docs/pii.md``, "What is scrubbed"):
   arguments, message names;
 * a request that asks anywhere (on an input or on the request): also what the sidecar adds or
   forwards on the request's behalf — the history that conversation memory prepends, alpha2's
-  ``metadata``, the tool definitions (names, descriptions, the strings of parameter schemas), the
-  tool choice and the response format's strings;
+  ``metadata``, the tool definitions (names, descriptions, keys and strings of parameter schemas), the
+  tool choice and the response format's keys and strings;
 * a request that asks on the request (as daprd): every answer's content, and (beyond daprd) its
   tool calls.
 
@@ -106,7 +106,8 @@ class Scrub:
         if not arguments.strip():
             return arguments
         try:
-            value = json.loads(arguments, parse_int=_JsonNumber, parse_float=_JsonNumber)
+            value = json.loads(arguments, parse_int=_JsonNumber, parse_float=_JsonNumber,
+                               object_pairs_hook=_JsonObject)
         except ValueError:
             return self._text(arguments)
         # RecursionError (nesting deeper than the parser's limit) is not caught: refused.
@@ -124,7 +125,9 @@ class Scrub:
             pairs = [self._json(v) for v in item]
             return any(c for c, _ in pairs), [v for _, v in pairs]
         if isinstance(item, dict):
-            changed, out = False, {}
+            # a repeated key hides its first value from the parsed view: the original text, which
+            # still holds it, must not be sent, so the document is rewritten (without it)
+            changed, out = isinstance(item, _JsonObject) and item.repeated, {}
             for key, v in item.items():
                 new_key = self._text(key)
                 c, out[new_key] = self._json(v)
@@ -185,8 +188,8 @@ class Scrub:
         )
 
     def _schema(self, schema: Mapping[str, Any]) -> dict[str, Any]:
-        """The strings of a JSON schema (descriptions, enums, defaults, examples). Keys are property
-        names the model must answer with, numbers are constraints: both stay."""
+        """The keys and strings of a JSON schema (property names, descriptions, enums, defaults,
+        examples). Numbers are constraints (``maxLength``), not data: they stay."""
 
         def walk(item: Any) -> Any:
             if isinstance(item, str):
@@ -194,10 +197,10 @@ class Scrub:
             if isinstance(item, list):
                 return [walk(v) for v in item]
             if isinstance(item, Mapping):
-                return {k: walk(v) for k, v in item.items()}
+                return {self._text(k): walk(v) for k, v in item.items()}
             return item
 
-        return {k: walk(v) for k, v in schema.items()}
+        return {self._text(k): walk(v) for k, v in schema.items()}
 
     @_fail_closed
     def response(self, response: base.ConverseResponse) -> base.ConverseResponse:
@@ -208,6 +211,14 @@ class Scrub:
     def _choice(self, choice: base.Choice) -> base.Choice:
         return dataclasses.replace(choice, content=self._text(choice.content),
                                    tool_calls=tuple(self._call(t) for t in choice.tool_calls))
+
+
+class _JsonObject(dict[str, Any]):
+    """A JSON object that knows whether a key was repeated in it."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.repeated = len(self) < len(pairs)
 
 
 class _JsonNumber(str):

@@ -75,6 +75,20 @@ async def test_tool_calls_numbers_keys_text_and_ids_reach_the_provider_scrubbed(
     assert sent[2]["tool_call_id"] == sent_call["id"] == "<EMAIL_ADDRESS>"
 
 
+async def test_a_repeated_json_key_does_not_smuggle_its_first_value_through(
+        start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
+    # json.loads keeps the last value of a repeated key; the first must not reach the provider
+    # just because the parsed arguments held no PII
+    running = await sidecar(start_sidecar, fake)
+    arguments = '{"to": "test@test.com", "to": "nobody"}'
+    body = {"inputs": [{"scrubPii": True, "messages": [
+        {"ofAssistant": {"toolCalls": [{"id": "c1", "function": {"name": "mail", "arguments": arguments}}]}}]}]}
+    status, reply = await running.post(A2, body)
+    assert status == 200, reply
+    assert leaked(fake) == []
+    assert json.loads(fake.last.body["messages"][0]["tool_calls"][0]["function"]["arguments"]) == {"to": "nobody"}
+
+
 async def test_metadata_and_tool_definitions_reach_the_provider_scrubbed(
         start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
     running = await sidecar(start_sidecar, fake)
@@ -82,15 +96,16 @@ async def test_metadata_and_tool_definitions_reach_the_provider_scrubbed(
             "metadata": {"customer": "test@test.com", "4111111111111111": "card"},
             "tools": [{"function": {"name": "lookup", "description": "for test@test.com",
                                     "parameters": {"type": "object", "properties": {
-                                        "ip": {"type": "string", "enum": ["10.8.9.1"], "maxLength": 40}}}}}]}
+                                        "ip": {"type": "string", "enum": ["10.8.9.1"], "maxLength": 40},
+                                        "078-05-1120": {"type": "string"}}}}}]}
     status, reply = await running.post(A2, body)
     assert status == 200, reply
     assert leaked(fake) == []
     sent = fake.last.body
     assert sent["metadata"] == {"customer": "<EMAIL_ADDRESS>", "<CREDIT_CARD>": "card"}
-    # a schema keeps its shape: property names and numbers are not text about a person
-    assert sent["tools"][0]["function"]["parameters"]["properties"]["ip"] == {
-        "type": "string", "enum": ["<IP>"], "maxLength": 40}
+    # a schema keeps its shape and its numbers (constraints); its keys and strings are scrubbed
+    assert sent["tools"][0]["function"]["parameters"]["properties"] == {
+        "ip": {"type": "string", "enum": ["<IP>"], "maxLength": 40}, "<US_SSN>": {"type": "string"}}
 
 
 async def test_metadata_is_forwarded_as_is_when_no_scrubbing_is_asked(
