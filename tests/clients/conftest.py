@@ -1,0 +1,142 @@
+"""Real clients nobody here wrote (dapr-agents, the JavaScript SDK, the Python SDK), each run against the
+real daprd and against parley in the same test, so the test is proven right on daprd first.
+
+The clients live outside this venv (dapr-agents pins another ``dapr``; the JavaScript SDK is an npm
+package): ``tests/clients/install.sh`` installs them under ``$PARLEY_CACHE/clients`` and the tests run
+small apps of ours on them as subprocesses. A client that is not installed skips its tests, saying
+so; without daprd the whole tier skips, as the differential tier does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conformance.servers import Pair, Server, cache_root, find_daprd, start_pair
+from tests.fakes.agent_openai import AgentOpenAIFake, ThreadedFake
+from tests.manifests import component_yaml
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+DAPRD, DAPRD_MISSING = find_daprd()
+APP_ID = "clients"
+AGENTS_VERSION = "1.0.9"
+JS_VERSION = "3.18.0"
+SERVERS = ("daprd", "parley")
+INSTALL_HINT = "run `bash tests/clients/install.sh` (or `.ci/run`)"
+
+
+def clients_dir() -> Path:
+    return cache_root() / "clients"
+
+
+def agents_python() -> tuple[Path | None, str]:
+    """dapr-agents' venv interpreter, or None and why not."""
+    home = clients_dir() / f"dapr-agents-{AGENTS_VERSION}"
+    python = home / "venv" / "bin" / "python"
+    if not (home / ".installed").is_file() or not python.is_file():
+        return None, f"dapr-agents {AGENTS_VERSION} is not installed ({home} is missing): {INSTALL_HINT}"
+    return python, ""
+
+
+def js_modules() -> tuple[Path | None, str]:
+    """The npm project holding @dapr/dapr (its node_modules), or None and why not."""
+    home = clients_dir() / f"dapr-js-{JS_VERSION}"
+    if shutil.which("node") is None:
+        return None, "node is not on PATH (the JavaScript SDK tests need Node.js 20 or later)"
+    package = home / "node_modules" / "@dapr" / "dapr" / "package.json"
+    if not (home / ".installed").is_file() or not package.is_file():
+        return None, f"@dapr/dapr {JS_VERSION} is not installed ({home} is missing): {INSTALL_HINT}"
+    if json.loads(package.read_text()).get("version") != JS_VERSION:
+        return None, f"{package} is not version {JS_VERSION}: {INSTALL_HINT}"
+    return home, ""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tier ``daprd`` and skip it without daprd, at collection (before any server starts)."""
+    for item in items:
+        if HERE not in Path(str(item.path)).parents:
+            continue
+        item.add_marker(pytest.mark.daprd)
+        if DAPRD is None:
+            item.add_marker(pytest.mark.skip(reason=DAPRD_MISSING))
+
+
+def sidecar_env(server: Server, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment an app gets next to its sidecar (as ``dapr run`` sets it), nothing else of ours."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DAPR_", "PARLEY_", "PYTEST", "VIRTUAL_ENV")) and k not in ("PYTHONPATH", "APP_ID")}
+    env.update({"DAPR_HTTP_PORT": str(server.ports["http"]), "DAPR_GRPC_PORT": str(server.ports["grpc"]),
+                "DAPR_RUNTIME_HOST": "127.0.0.1", "DAPR_HOST": "127.0.0.1"})
+    env.update(extra or {})
+    return env
+
+
+def run_app(argv: Sequence[str], server: Server, *, timeout: float = 120.0,
+            env: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, Any]:
+    """Run one client app against ``server``; its ``RESULT {json}`` line, parsed. A crash fails the test
+    with the app's output and the sidecar's log tail."""
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False,
+                          env=sidecar_env(server, env), cwd=cwd or HERE)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+            return result
+    raise AssertionError(f"{argv[-1]} against {server.name} printed no result (exit {proc.returncode}).\n"
+                         f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}\n"
+                         f"{server.name} log:\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def clients_dir_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("clients")
+
+
+def _components(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def agent_fake() -> Iterator[ThreadedFake]:
+    fake = ThreadedFake(AgentOpenAIFake()).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_pair(agent_fake: ThreadedFake, clients_dir_tmp: Path) -> Iterator[Pair]:
+    """daprd and parley with one conversation component, ``llm`` (conversation.openai on the fake)."""
+    assert DAPRD is not None
+    resources = _components(clients_dir_tmp / "components-llm", {"llm.yaml": component_yaml(
+        "llm", "conversation.openai", {"key": "sk-clients-0123456789", "model": "gpt-4o-mini",
+                                       "endpoint": agent_fake.endpoint})})
+    try:
+        running = start_pair(DAPRD, "clients-llm", APP_ID, resources, clients_dir_tmp / "logs")
+    except RuntimeError as exc:
+        pytest.skip(f"the daprd build lacks conversation.openai or failed to load it: {exc}")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def echo_pair(clients_dir_tmp: Path) -> Iterator[Pair]:
+    """daprd and parley with the ``echo`` component."""
+    assert DAPRD is not None
+    resources = _components(clients_dir_tmp / "components-echo", {"echo.yaml": component_yaml("echo")})
+    running = start_pair(DAPRD, "clients-echo", APP_ID, resources, clients_dir_tmp / "logs")
+    yield running
+    running.stop()
+
+
+def pick(pair: Pair, name: str) -> Server:
+    return pair.daprd if name == "daprd" else pair.parley
