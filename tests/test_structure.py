@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDECAR = ROOT / "sidecar" / "parley_sidecar"
-# Each layer may import only from the layers listed after it (architecture.md, style.md §2).
+# Each layer may import only from the layers listed after it (docs/architecture.md, "Layers").
 LAYERS = ["cli", "runtime", "api", "loading", "conversation", "components"]
 BASE = {"errors", "durations", "settings", "metrics", "logs"}
 
@@ -85,7 +85,7 @@ OPERATOR_LAYERS: dict[str, int] = {
     "component": 4, "injection": 4, "admission": 4,
     "settings": 5, "metrics": 5, "kube": 5,
 }
-# Pure functions (architecture.md: "annotations → SidecarConfig → patch"; components + pod → what that
+# Pure functions (docs/architecture.md: "annotations → SidecarConfig → patch"; components + pod → what that
 # pod may see): they take data and return data, so they import no I/O library and no module that does I/O.
 PURE = ["injection", "component.py", "admission.py", "delivery/resolve.py", "delivery/review_cache.py"]
 PURE_MAY_IMPORT = {"parley_operator.settings", "parley_operator.injection", "parley_operator.component",
@@ -112,7 +112,7 @@ def operator_layer(module: str) -> str | None:
 def test_operator_layers_only_import_downwards(path: Path) -> None:
     rel = path.relative_to(OPERATOR)
     own = rel.parts[0].removesuffix(".py")
-    if own == "__init__":  # the package root re-exports the public names (style.md §1)
+    if own == "__init__":  # the package root re-exports the public names, as kopf and httpx do
         return
     assert own in OPERATOR_LAYERS, f"{rel}: give this module a layer in OPERATOR_LAYERS"
     for module in imports(path):
@@ -152,7 +152,7 @@ def test_the_sidecar_never_imports_the_operator() -> None:
 
 
 def test_the_component_stream_protocol_is_spelled_once() -> None:
-    """Both ends import ``stream_protocol`` (style.md: a wire protocol is defined once, as Dapr's operator
+    """Both ends import ``stream_protocol`` (a wire protocol is defined once, as Dapr's operator
     and daprd share one ``.proto``): nobody else spells its path or content type, and the two ends
     never encode or decode a line themselves."""
     protocol = SIDECAR / "loading" / "stream_protocol.py"

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in IGNORED_BOOL_FLAGS:
         p.add_argument(f"--{flag}", dest=f"ignored_{flag}", nargs="?", const="true", action="append",
                        help=argparse.SUPPRESS)
-    # The Dapr CLI leaves stray positional values when it blanks a flag (daprd-oracle.md §4).
+    # The Dapr CLI leaves stray positional values when it blanks a flag (dapr/cli ``pkg/standalone/run.go``).
     p.add_argument("stray", nargs="*", help=argparse.SUPPRESS)
     return p
 

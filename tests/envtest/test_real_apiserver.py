@@ -97,7 +97,7 @@ def test_a_bad_component_is_refused_by_the_validating_webhook(installed: Install
         installed.admin.get(f"{COMPONENTS}/typo")
 
 
-# Dapr's documented Component shapes (component-schema.md, component-secrets.md, the conversation
+# Dapr's documented Component shapes (the Dapr docs' component schema and secrets pages, the conversation
 # components' pages, daprd's integration tests), as a user would apply them.
 DAPR_EXAMPLES = [
     component("echo", metadata=[{"name": "key", "value": "testkey"}]),

@@ -40,7 +40,7 @@ def test_daprd_defaults() -> None:
 
 
 def test_dapr_cli_flags_are_accepted_and_the_irrelevant_ones_named() -> None:
-    # exactly what `dapr run` (CLI v1.16) passes, see shared/reference/daprd-oracle.md §4
+    # exactly what `dapr run` (CLI v1.16) passes, as read from its source (dapr/cli ``pkg/standalone/run.go``)
     argv = ["--config", "/root/.dapr/config.yaml", "--app-protocol", "http", "--log-level", "debug", "--app-max-concurrency", "-1", "--placement-host-address", "localhost:50005", "--resources-path", "./config", "--max-body-size", "4Mi", "--read-buffer-size", "4Ki", "--scheduler-host-address", "localhost:50006", "--app-id", "conversation", "--app-port", "0", "--dapr-http-port", "3510", "--dapr-grpc-port", "50011", "--profile-port", "-1", "--metrics-port", "9091", "--dapr-internal-grpc-port", "50012", "--enable-metrics=false", "-enable-mtls"]
     settings, args = cli.settings_from_args(argv, environ={"DAPR_API_TOKEN": "t"})
     assert settings.app_id == "conversation"

@@ -1,4 +1,5 @@
-"""Annotations → SidecarConfig, row by row against Dapr's annotation table (dapr-kubernetes.md §2.1)."""
+"""Annotations → SidecarConfig, row by row against Dapr's annotation table
+(dapr/dapr ``pkg/injector/annotations/annotations.go`` and ``pkg/injector/patcher/sidecar.go``)."""
 
 from __future__ import annotations
 

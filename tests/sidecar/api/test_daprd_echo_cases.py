@@ -1,6 +1,7 @@
 """daprd's own integration cases for echo (dapr tests/integration/suite/daprd/conversation), over HTTP.
 
-Whole JSON bodies are compared. Source of every expectation: shared/reference/dapr-conversation-api.md §5.
+Whole JSON bodies are compared. Source of every expectation: the real daprd 1.18.3's answers
+(the same cases run against it in tests/conformance/).
 """
 
 from __future__ import annotations
