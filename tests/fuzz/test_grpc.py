@@ -114,7 +114,7 @@ def _fill(draw: st.DrawFn, msg: Message, depth: int) -> None:
 def requests(draw: st.DrawFn, cls: type[Message]) -> Message:
     msg = cls()
     _fill(draw, msg, depth=draw(st.integers(1, 6)))
-    msg.name = draw(st.one_of(st.just("echo"), st.just("echo"), st.just(UNKNOWN), VALID_TEXT))  # type: ignore[attr-defined]
+    msg.name = draw(fs.weighted((2, st.just("echo")), (1, st.just(UNKNOWN)), (1, VALID_TEXT)))  # type: ignore[attr-defined]
     return msg
 
 

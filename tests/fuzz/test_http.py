@@ -132,7 +132,7 @@ SEGMENT = st.one_of(
     fs.HOSTILE_TEXT.map(lambda t: urllib.parse.quote(t.encode("utf-8", "surrogatepass"), safe="")),
     st.sampled_from(["%ff", "%c0%af", "%00", "%2F", "..", ".", "", "%2e%2e", "echo", "converse", "v1.0"]),
 )
-COMPONENT = st.one_of(st.just("echo"), st.just("echo"), st.just(UNKNOWN), SEGMENT)
+COMPONENT = fs.weighted((2, st.just("echo")), (1, st.just(UNKNOWN)), (1, SEGMENT))
 QUERY = st.one_of(st.just(""), st.lists(st.tuples(
     st.one_of(st.sampled_from(["metadata.cacheTTL", "metadata.model", "metadata.key", "metadata.piiEntities",
                                "metadata.", "raw_response"]), SEGMENT),

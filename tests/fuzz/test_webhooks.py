@@ -26,7 +26,7 @@ from typing import Any
 import jsonpatch
 import kmock as kmock_lib
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tests.fuzz import strategies as fs
@@ -82,7 +82,8 @@ def webhooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpClient]:
         host.close()
 
 
-pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+pytestmark = [pytest.mark.filterwarnings("ignore:Generating overly large repr"),
+              pytest.mark.filterwarnings("ignore:read_binary is deprecated:DeprecationWarning")]  # kmock 0.8
 
 # -- the oracle ------------------------------------------------------------------------------------
 def post(client: HttpClient, path: str, body: bytes, method: str = "POST") -> tuple[int, Any]:
@@ -136,22 +137,34 @@ def check_alive(client: HttpClient) -> None:
 
 # -- Components ------------------------------------------------------------------------------------
 NAMES = st.from_regex(r"\A[a-z][a-z0-9-]{0,20}\Z")
-ENTRY = fs.maybe(st.fixed_dictionaries({}, optional={
-    "name": fs.maybe(st.sampled_from(["key", "model", "endpoint", "timeout", "responseCacheTTL", "memory",
-                                      "scrubPII", "maxRetries", "temperature", "", "nope"]) | fs.HOSTILE_TEXT),
-    "value": fs.maybe(st.one_of(fs.HOSTILE_TEXT, st.sampled_from(["10s", "1m", "true", "3", "-1", "http://x:1/v1"]),
-                                st.integers(), st.booleans())),
-    "secretKeyRef": fs.maybe(st.fixed_dictionaries({}, optional={"name": fs.maybe(NAMES), "key": fs.maybe(NAMES)})),
+METADATA_NAMES = st.sampled_from(["key", "model", "endpoint", "timeout", "responseCacheTTL", "memory", "scrubPII",
+                                  "maxRetries", "temperature", "nope"])
+GOOD_ENTRY = st.one_of(
+    st.fixed_dictionaries({"name": METADATA_NAMES, "value": st.one_of(
+        st.sampled_from(["10s", "1m", "true", "3", "-1", "http://127.0.0.1:1/v1", "gpt-4o-mini", "sk-123"]),
+        fs.HOSTILE_TEXT, st.integers(), st.booleans())}),
+    st.fixed_dictionaries({"name": METADATA_NAMES, "secretKeyRef": st.fixed_dictionaries({"name": NAMES},
+                                                                                        optional={"key": NAMES})}),
+    st.fixed_dictionaries({"name": METADATA_NAMES, "envRef": st.just("OPENAI_KEY")}),
+)
+ENTRY = fs.weighted((6, GOOD_ENTRY), (1, fs.ANY_JSON), (2, st.fixed_dictionaries({}, optional={  # any defect
+    "name": fs.maybe(METADATA_NAMES | st.just("") | fs.HOSTILE_TEXT),
+    "value": fs.maybe(st.one_of(fs.HOSTILE_TEXT, st.integers(), st.booleans())),
+    "secretKeyRef": fs.maybe(st.fixed_dictionaries({}, optional={"name": fs.maybe(NAMES | st.just("")),
+                                                                 "key": fs.maybe(NAMES | st.just(""))})),
     "envRef": fs.maybe(st.sampled_from(["", "OPENAI_KEY"])),
-}))
-SPEC = fs.maybe(st.fixed_dictionaries({"type": fs.maybe(st.one_of(
-    st.sampled_from(CONVERSATION_TYPES), st.sampled_from(["conversation.gpt", "Conversation.OpenAI", "state.redis",
-                                                          "conversation.", "bindings.http"]), fs.HOSTILE_TEXT))},
-    optional={"version": fs.maybe(st.sampled_from(["v1", "v2", "", "alpha"])),
-              "metadata": fs.maybe(st.lists(ENTRY, max_size=4)),
-              "initTimeout": fs.maybe(st.sampled_from(["5s", "soon", ""])), "ignoreErrors": fs.maybe(st.booleans())}))
+})))
+TYPES = st.one_of(st.sampled_from(CONVERSATION_TYPES), st.sampled_from(
+    ["conversation.gpt", "Conversation.OpenAI", "state.redis", "conversation.", "bindings.http"]))
+WELL_FORMED_SPEC = st.fixed_dictionaries(
+    {"type": TYPES, "version": st.sampled_from(["v1", "v1", "v2", ""]), "metadata": st.lists(ENTRY, max_size=4)},
+    optional={"initTimeout": st.sampled_from(["5s", "soon", ""]), "ignoreErrors": fs.maybe(st.booleans())})
+SPEC = fs.weighted((3, WELL_FORMED_SPEC), (1, fs.maybe(st.fixed_dictionaries(
+    {"type": fs.maybe(TYPES | fs.HOSTILE_TEXT)},
+    optional={"version": fs.ANY_JSON, "metadata": fs.maybe(st.lists(ENTRY, max_size=4)),
+              "initTimeout": fs.ANY_JSON, "ignoreErrors": fs.ANY_JSON}))))
 COMPONENT_OBJ = st.fixed_dictionaries({"apiVersion": st.just("dapr.io/v1alpha1"), "kind": st.just("Component"),
-                                       "metadata": fs.maybe(st.fixed_dictionaries({"name": fs.maybe(NAMES)})),
+                                       "metadata": fs.rarely_wrong(st.fixed_dictionaries({"name": fs.rarely_wrong(NAMES)})),
                                        "spec": SPEC},
                                       optional={"scopes": fs.maybe(st.lists(fs.maybe(NAMES), max_size=3)),
                                                 "auth": fs.maybe(st.fixed_dictionaries({"secretStore": fs.maybe(
@@ -180,6 +193,23 @@ def documented_defect(obj: dict[str, Any]) -> str | None:
     return None
 
 
+def well_formed(obj: Any) -> bool:
+    """Shaped as the Component CRD's schema allows (what reaches a webhook in a real cluster)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict) or not isinstance(
+            obj["metadata"].get("name"), str) or not isinstance(obj.get("spec"), dict):
+        return False
+    spec = obj["spec"]
+    entries = spec.get("metadata", [])
+    scalar = (str, int, float, bool, type(None))
+    return (isinstance(spec.get("type"), str) and isinstance(spec.get("version", ""), str)
+            and isinstance(spec.get("initTimeout", ""), str) and isinstance(spec.get("ignoreErrors", False), bool)
+            and isinstance(entries, list) and all(
+                isinstance(e, dict) and isinstance(e.get("name", ""), str) and isinstance(e.get("value"), scalar)
+                and isinstance(e.get("envRef", ""), str) and isinstance(e.get("secretKeyRef", {}), dict)
+                and all(isinstance(v, str) for v in e.get("secretKeyRef", {}).values()) for e in entries)
+            and isinstance(obj.get("scopes", []), list) and isinstance(obj.get("auth", {}), dict))
+
+
 @examples("webhook_validate")
 @given(obj=COMPONENT_OBJ, operation=st.sampled_from(["CREATE", "CREATE", "UPDATE", "DELETE", "CONNECT"]),
        old=st.one_of(st.none(), COMPONENT_OBJ), namespace=st.one_of(NAMES, st.just("")), dry_run=st.booleans())
@@ -190,26 +220,27 @@ def test_validate_components(webhooks: HttpClient, obj: dict[str, Any], operatio
     status, response = post(webhooks, "/validate", json.dumps(body).encode())
     assert status == 200, f"a well-formed AdmissionReview answered {status}: {body}"
     defect = documented_defect(obj)
+    event(f"{'allowed' if response['allowed'] else 'denied'}{', ' + defect if defect else ''}")
     if operation in ("CREATE", "UPDATE") and defect:
         assert response["allowed"] is False, f"a Component with {defect} was allowed: {obj}"
     if not response["allowed"]:
         message = response.get("status", {}).get("message", "")
         assert isinstance(message, str) and message, f"a denial without its reason: {response}"
-        old_ok = old is None or (isinstance(old, dict) and isinstance(old.get("metadata"), dict))
-        if defect and old_ok and isinstance(obj.get("metadata"), dict) and isinstance(obj["metadata"].get("name"), str):
+        if defect and well_formed(obj) and (old is None or well_formed(old)):
             assert message.startswith(f"Component {obj['metadata']['name']!r}: "), f"a denial not naming it: {response}"
 
 
 # -- Pods ------------------------------------------------------------------------------------------
-ANNOTATION_VALUES = st.one_of(st.sampled_from(["true", "TRUE", "false", "", "1", "3500", "http", "grpc", "info",
-                                               "debug", "100m", "64Mi", "-1", "app", "yes"]), fs.HOSTILE_TEXT)
+GOOD_VALUES = st.sampled_from(["true", "false", "TRUE", "1", "3500", "http", "grpc", "info", "debug", "100m", "64Mi",
+                               "app", "10"])
+ANNOTATION_VALUES = fs.weighted((6, GOOD_VALUES), (1, st.sampled_from(["", "-1", "yes"])), (1, fs.HOSTILE_TEXT))
 DAPR_ANNOTATIONS = st.dictionaries(st.sampled_from([
     "dapr.io/enabled", "dapr.io/app-id", "dapr.io/app-port", "dapr.io/app-protocol", "dapr.io/log-level",
     "dapr.io/sidecar-cpu-limit", "dapr.io/sidecar-memory-request", "dapr.io/enable-native-sidecar",
     "dapr.io/sidecar-image", "dapr.io/config", "dapr.io/http-max-request-size", "dapr.io/env",
     "dapr.io/volume-mounts", "dapr.io/sidecar-liveness-probe-delay-seconds", "dapr.io/enable-metrics",
     "dapr.io/api-token-secret", "dapr.io/unix-domain-socket-path", "dapr.io/placement-host-address",
-]), ANNOTATION_VALUES, max_size=5)
+]), ANNOTATION_VALUES, max_size=3)
 CONTAINER = st.fixed_dictionaries({"name": st.one_of(st.sampled_from(["app", "daprd", "sidecar"]), NAMES),
                                    "image": st.just("app:1")},
                                   optional={"env": st.lists(st.fixed_dictionaries({
@@ -217,14 +248,18 @@ CONTAINER = st.fixed_dictionaries({"name": st.one_of(st.sampled_from(["app", "da
                                       "value": st.text(string.digits, max_size=5)}), max_size=2),
                                       "ports": st.lists(st.fixed_dictionaries({"containerPort": st.integers(1, 65535)}),
                                                         max_size=2)})
+ASKING = st.builds(lambda asked, extra: {**extra, **asked}, st.fixed_dictionaries(
+    {"dapr.io/enabled": st.sampled_from(["true", "true", "TRUE", "false"])}, optional={"dapr.io/app-id": NAMES}),
+    DAPR_ANNOTATIONS)
 POD_OBJ = st.fixed_dictionaries({
     "apiVersion": st.just("v1"), "kind": st.just("Pod"),
-    "metadata": st.fixed_dictionaries({"annotations": fs.maybe(DAPR_ANNOTATIONS)},
-                                      optional={"name": fs.maybe(NAMES), "generateName": NAMES,
-                                                "namespace": NAMES, "labels": fs.maybe(st.dictionaries(
+    "metadata": st.fixed_dictionaries({"annotations": fs.weighted((3, ASKING), (1, fs.maybe(DAPR_ANNOTATIONS)))},
+                                      optional={"name": fs.rarely_wrong(NAMES), "generateName": NAMES,
+                                                "namespace": NAMES, "labels": fs.rarely_wrong(st.dictionaries(
                                                     st.sampled_from(["app", "dapr.io/app-id"]), NAMES, max_size=2))}),
-    "spec": fs.maybe(st.fixed_dictionaries({"containers": fs.maybe(st.lists(CONTAINER, min_size=1, max_size=3))},
-                                           optional={"initContainers": st.lists(CONTAINER, max_size=2)})),
+    "spec": fs.rarely_wrong(st.fixed_dictionaries(
+        {"containers": fs.rarely_wrong(st.lists(CONTAINER, min_size=1, max_size=3))},
+        optional={"initContainers": st.lists(CONTAINER, max_size=2)})),
 })
 
 
@@ -251,6 +286,7 @@ def test_mutate_pods(webhooks: HttpClient, pod: dict[str, Any], operation: str, 
     assert status == 200, f"a well-formed AdmissionReview answered {status}: {body}"
     why = f"\n  pod: {pod}\n  response: {response}"
     patched = pod
+    event(f"{'allowed' if response['allowed'] else 'denied'}{', patched' if 'patch' in response else ''}")
     if "patch" in response:
         assert response.get("patchType") == "JSONPatch", "a patch that is not a JSON Patch" + why
         ops = json.loads(base64.b64decode(response["patch"]))
