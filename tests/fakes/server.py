@@ -12,6 +12,7 @@ import asyncio
 import collections
 import dataclasses
 import json
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Self
@@ -86,6 +87,7 @@ class FakeServer:
         self.big_sent: list[int] = []
         """Body bytes written by each ``big`` answer before it ended or the client hung up."""
         self._transports: set[asyncio.BaseTransport] = set()
+        self.scheme = "http"
 
     # -- scripting ---------------------------------------------------------------------------------
     def reply(self, reply: Reply | None = None, **fields: Any) -> None:
@@ -147,15 +149,17 @@ class FakeServer:
     # -- lifecycle ---------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> Self:
-        """Bind ``host`` (loopback unless a pod of the real-node tier serves it) on ``port`` (0: any)."""
+    async def start(self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None) -> Self:
+        """Bind ``host`` (loopback unless a pod of the real-node tier serves it) on ``port`` (0: any);
+        with ``tls``, serve HTTPS (a private endpoint behind a custom CA)."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        self.scheme = "https" if tls is not None else "http"
+        site = web.TCPSite(self._runner, host, port, ssl_context=tls)
         await site.start()
         server: Any = site._server
         self.port = server.sockets[0].getsockname()[1]

@@ -138,7 +138,7 @@ class Anthropic(http_kit.ComponentSession):
         }
         data = await http_kit.post_json(self.session, self._url, http_kit.encode(body), headers=headers,
                                         timeout=timeout, provider=PROVIDER, secrets=(key, self._key),
-                                        max_bytes=self.context.max_response_bytes)
+                                        max_bytes=self.context.max_response_bytes, proxy=self.proxy(self._url))
         return parse_response(data, model, request, defn)
 
     async def aclose(self) -> None:

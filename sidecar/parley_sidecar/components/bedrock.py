@@ -158,7 +158,7 @@ class Bedrock(http_kit.ComponentSession):
         answer = await http_kit.post_json(
             self.session, url, data, headers=headers, timeout=timeout, provider=PROVIDER,
             secrets=(credentials.secret_key, credentials.session_token or ""), auth_detail=True,
-            credential="AWS credentials", max_bytes=self.context.max_response_bytes,
+            credential="AWS credentials", max_bytes=self.context.max_response_bytes, proxy=self.proxy(url),
         )
         return parse_response(answer, model, request, defn)
 

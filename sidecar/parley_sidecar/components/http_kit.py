@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import ipaddress
 import json
 import time
+import urllib.request
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -192,6 +194,7 @@ async def post_json(
     auth_detail: bool = False,
     credential: str = "API key",
     max_bytes: int,
+    proxy: str | None = None,
 ) -> Any:
     """POST ``data`` (JSON bytes) and return the decoded JSON answer, or raise ProviderError.
 
@@ -200,7 +203,7 @@ async def post_json(
     """
     client_timeout = aiohttp.ClientTimeout(total=timeout if timeout else None)
     try:
-        async with session.post(url, data=data, headers=dict(headers), timeout=client_timeout) as resp:
+        async with session.post(url, data=data, headers=dict(headers), timeout=client_timeout, proxy=proxy) as resp:
             raw = await _read_capped(resp, max_bytes, provider)
             status = resp.status
             resp_headers = resp.headers
@@ -228,6 +231,46 @@ async def post_json(
         ) from None
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _no_proxy(host: str, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` exempts ``host``, as Go reads it: ``*`` exempts all; an IP or a CIDR
+    matches addresses; ``example.com`` matches it and its subdomains, ``.example.com`` (or
+    ``*.example.com``) only its subdomains."""
+    host = host.lower().rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        entry = entry.split(":", 1)[0] if entry.count(":") == 1 else entry  # a host:port entry: its host
+        if entry.startswith("*."):
+            entry = entry[1:]
+        if entry.startswith("."):
+            if host.endswith(entry):
+                return True
+        elif host == entry or host.endswith("." + entry):
+            return True
+    return False
+
+
 def _describe(exc: BaseException) -> str:
     """A short, secret-free description of a connection failure."""
     if isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -251,6 +294,21 @@ class ComponentSession:
 
     context: base.ComponentContext
     _own_session: aiohttp.ClientSession | None = None
+    _proxies: Mapping[str, str] | None = None
+
+    def proxy(self, url: Any) -> str | None:
+        """The proxy for one provider call, by Go's ``http.ProxyFromEnvironment`` rules (what daprd's
+        client follows): ``HTTPS_PROXY``/``HTTP_PROXY`` by scheme, ``NO_PROXY`` honoured, and never
+        for ``localhost`` or a loopback address. The environment is read once, as Go reads it."""
+        if self._proxies is None:
+            self._proxies = urllib.request.getproxies_environment()
+        if not self._proxies:
+            return None
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        if host == "localhost" or _loopback(host) or _no_proxy(host, self._proxies.get("no", "")):
+            return None
+        return self._proxies.get(parts.scheme)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -259,6 +317,8 @@ class ComponentSession:
         if self._own_session is None or self._own_session.closed:
             limit = self.context.max_connections
             # No session-wide timeout: each attempt applies its own.
+            # No session-wide timeout: each attempt applies its own. A CA bundle in SSL_CERT_FILE or
+            # SSL_CERT_DIR is trusted (OpenSSL reads them when the process makes its default context).
             self._own_session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
                 timeout=aiohttp.ClientTimeout(total=None),

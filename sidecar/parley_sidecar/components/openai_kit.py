@@ -297,8 +297,9 @@ class ChatCompletions(http_kit.ComponentSession):
         model = request.model or self.model
         key = request.api_key if request.api_key is not None else self._key
         body = build_body(request, model, self.dialect, max_tokens=self._max_tokens)
+        url = self.url(model)
         data = await http_kit.post_json(
-            self.session, self.url(model), http_kit.encode(body), headers=self.headers(key),
+            self.session, url, http_kit.encode(body), headers=self.headers(key), proxy=self.proxy(url),
             timeout=timeout, provider=self.dialect.provider, secrets=(key, self._key),
             max_bytes=self.context.max_response_bytes,
         )
