@@ -76,6 +76,8 @@ def check_documented(method: str, path: str, headers: dict[str, str], body: byte
     """Asserts the answer is a documented one; returns the parsed JSON body (or None)."""
     why = describe(method, path, headers, body, status, ctype, answer)
     assert status < 500, "a 5xx where no component can fail" + why
+    if status == 400 and answer.startswith(b'{"errorCode":"ERR_MALFORMED_REQUEST","message":"malformed HTTP request: '):
+        return None  # the HTTP parser refused the request (e.g. a method it does not know): never routed
     token_ok = headers.get("dapr-api-token") == API_TOKEN
     if not token_ok and clean(path) not in EXEMPT:
         assert (status, answer if method != "HEAD" else b"invalid api token\n") == (401, b"invalid api token\n"), (

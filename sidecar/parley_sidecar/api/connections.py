@@ -23,6 +23,9 @@ from typing import Any
 
 from aiohttp import web, web_protocol
 
+from parley_sidecar import errors
+from parley_sidecar.api import wire
+
 __all__ = ["Runner"]
 
 
@@ -58,6 +61,19 @@ class _Handler(web_protocol.RequestHandler):
                 self._head_timer = None
         elif self._head_timer is None and self._waiter is not None:
             self._arm()  # the start of another request on an idle keep-alive connection
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """aiohttp's answer to a request its parser refused (an unknown method, a line too long, bad
+        framing), as daprd-shaped JSON instead of aiohttp's text page. Such a request never reached
+        a route, the token check included. Errors of handlers never get here (``surface``)."""
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        detail = errors.truncate(" ".join((message or type(exc).__name__).split()), 200)
+        response = web.Response(status=400, content_type="application/json",
+                                body=wire.error_body("ERR_MALFORMED_REQUEST", f"malformed HTTP request: {detail}"))
+        response.force_close()
+        return response
 
     def _arm(self) -> None:
         if self._head_timeout > 0:

@@ -262,7 +262,8 @@ def _parse(data: Any, message: Message) -> None:
         json_format.ParseDict(data, message, ignore_unknown_fields=True, max_recursion_depth=10 * MAX_DEPTH)
     except json_format.ParseError as exc:
         raise errors.MalformedRequest(str(exc)) from None
-    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        # OverflowError: an integer literal too large for a double field (protojson refuses it too)
         raise errors.MalformedRequest(f"invalid value: {exc}") from None
 
 
@@ -270,7 +271,8 @@ def decode(body: bytes, message: M, *, query_metadata: Mapping[str, str], plain_
     """Fill ``message`` from a request body; raise MalformedRequest like daprd's 400."""
     if body:  # daprd parses any non-empty body: whitespace alone is malformed
         try:
-            data = json.loads(body, object_pairs_hook=_object)
+            # Strict UTF-8 (json.loads would let a surrogate's bytes through): protojson's rule.
+            data = json.loads(body.decode(), object_pairs_hook=_object)
         except RecursionError:
             raise errors.MalformedRequest(f"JSON nested deeper than {MAX_DEPTH} levels") from None
         except (ValueError, UnicodeDecodeError) as exc:
@@ -288,7 +290,7 @@ def decode(body: bytes, message: M, *, query_metadata: Mapping[str, str], plain_
                 data["contextID"] = context
         try:
             simple = _fill_simple(data, message)
-        except (TypeError, ValueError):  # e.g. a lone surrogate in a string: the full path reports it
+        except (TypeError, ValueError, OverflowError):  # e.g. a lone surrogate: the full path reports it
             simple = False
         if not simple:
             message.Clear()

@@ -56,6 +56,19 @@ def _message(name: str, msg: ai_pb2.ConversationMessage, scrub: Scrub | None) ->
     return scrub.message(message) if scrub is not None else message
 
 
+_MAX_DURATION = 315_576_000_000
+"""Seconds: the range of a valid ``google.protobuf.Duration`` (10,000 years either way)."""
+
+
+def _retention(name: str, req: ai_pb2.ConversationRequestAlpha2) -> float:
+    """``promptCacheRetention`` in seconds; a Duration outside protobuf's range (gRPC decodes it
+    without checking, and timedelta cannot hold it) is the caller's error."""
+    duration = req.prompt_cache_retention
+    if abs(duration.seconds) > _MAX_DURATION or abs(duration.nanos) >= 1_000_000_000:
+        raise errors.InvalidParams(name, "promptCacheRetention is not a valid duration")
+    return duration.seconds + duration.nanos / 1e9
+
+
 def _tool_choice(name: str, choice: str, tools: tuple[base.Tool, ...], declared: int) -> str | None:
     """daprd's rules; ``declared`` counts every tools[] entry, typed or not, as daprd does."""
     if not choice and declared:
@@ -128,9 +141,7 @@ async def converse(
         temperature=req.temperature,
         metadata={k: v for k, v in req.metadata.items() if k.lower() not in _DROP},
         response_format=json_format.MessageToDict(req.response_format) if req.HasField("response_format") else None,
-        prompt_cache_retention=(
-            req.prompt_cache_retention.ToTimedelta().total_seconds() if req.HasField("prompt_cache_retention") else None
-        ),
+        prompt_cache_retention=_retention(name, req) if req.HasField("prompt_cache_retention") else None,
         model=overrides.model,
         api_key=overrides.api_key,
     )
