@@ -4,7 +4,7 @@ Parsing uses ``json_format`` with unknown fields ignored, which is what Go's pro
 daprd (``DiscardUnknown``): both lowerCamel and proto names, int64 as strings, ``Any`` by
 ``@type``. Output omits zero fields and writes int64 as strings, like protojson's defaults.
 
-Seed extensions are applied before parsing: alpha1 ``inputs`` given as plain strings, alpha1
+Dapr-docs extensions are applied before parsing: alpha1 ``inputs`` given as plain strings, alpha1
 ``conversationContext`` as the context id, and ``metadata.*`` query parameters merged into ``metadata``.
 """
 
@@ -284,7 +284,7 @@ def decode(body: bytes, message: M, *, query_metadata: Mapping[str, str], plain_
         if plain_inputs:
             if isinstance(data.get("inputs"), list):
                 data["inputs"] = [{"content": i} if isinstance(i, str) else i for i in data["inputs"]]
-            # The seed's API reference names the context `conversationContext`.
+            # The Dapr docs' API reference names the context `conversationContext`.
             context = data.pop("conversationContext", None)
             if isinstance(context, str) and "contextID" not in data:
                 data["contextID"] = context

@@ -95,7 +95,7 @@ class ConverseRequest:
     """One call to a provider.
 
     ``temperature`` 0 means "not set" (daprd sends it only when > 0). ``model`` and ``api_key``
-    are per-request overrides (the seed's ``metadata.model`` / ``metadata.key``); ``None`` means
+    are per-request overrides (the Dapr docs' ``metadata.model`` / ``metadata.key``); ``None`` means
     the component's own. ``metadata`` is what alpha2 forwards upstream (OpenAI ``metadata``).
     """
 

@@ -2,7 +2,7 @@
 
 Order (daprd ``pkg/api/universal/conversation.go``): component lookup, missing inputs, input
 scrubbing, call, output scrubbing. ``parameters`` are copied into every output; ``contextID`` is
-echoed when non-empty. ``metadata`` carries the seed's per-request overrides (daprd drops it).
+echoed when non-empty. ``metadata`` carries the Dapr docs' per-request overrides (daprd drops it).
 """
 
 from __future__ import annotations

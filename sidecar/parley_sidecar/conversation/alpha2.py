@@ -2,7 +2,7 @@
 
 Order (daprd ``pkg/api/universal/conversation.go``): component lookup, missing inputs, each
 message (type set, assistant tool calls typed, input scrubbing), tool choice, call, output
-scrubbing. ``metadata`` is forwarded to the provider, minus the seed's override keys (``model``,
+scrubbing. ``metadata`` is forwarded to the provider, minus the Dapr docs' override keys (``model``,
 ``key``, ``cacheTTL``), which would otherwise leak a key upstream. Beyond daprd, scrubbing covers
 everything sent upstream (tool calls, metadata, tools, history; see :mod:`.scrubbing`).
 """

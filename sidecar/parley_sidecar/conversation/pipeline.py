@@ -26,12 +26,12 @@ __all__ = ["OVERRIDE_KEYS", "Overrides", "Pipeline", "check_settings"]
 log = logging.getLogger("parley.conversation")
 
 OVERRIDE_KEYS = ("model", "key", "cacheTTL")
-"""Request metadata the seed's API reference defines as per-request overrides; never forwarded."""
+"""Request metadata the Dapr docs' API reference defines as per-request overrides; never forwarded."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Overrides:
-    """Per-request settings from ``metadata`` (body or ``?metadata.*``), the seed's extension."""
+    """Per-request settings from ``metadata`` (body or ``?metadata.*``), a Dapr-docs extension."""
 
     model: str | None = None
     api_key: str | None = dataclasses.field(default=None, repr=False)
@@ -70,7 +70,7 @@ class Pipeline:
         return entry
 
     def overrides(self, name: str, metadata: Mapping[str, str]) -> Overrides:
-        """Read the seed's per-request overrides; a bad value is the client's error (400)."""
+        """Read the Dapr docs' per-request overrides; a bad value is the client's error (400)."""
         if not metadata:
             return _NO_OVERRIDES  # the common request: skip the lowering and a dataclass per call
         lowered = {k.lower(): v for k, v in metadata.items()}
