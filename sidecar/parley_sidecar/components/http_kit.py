@@ -25,8 +25,8 @@ import asyncio
 import email.utils
 import ipaddress
 import json
+import os
 import time
-import urllib.request
 from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -231,6 +231,20 @@ async def post_json(
         ) from None
 
 
+def _proxies_from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """Go's ``httpproxy.FromEnvironment``: each variable upper case first, then lower case, the
+    first that is not empty; a proxy without a scheme is ``http://``."""
+
+    def first(*names: str) -> str:
+        return next((environ[n] for n in names if environ.get(n)), "")
+
+    found = {"https": first("HTTPS_PROXY", "https_proxy"), "http": first("HTTP_PROXY", "http_proxy")}
+    proxies = {scheme: url if "://" in url else f"http://{url}" for scheme, url in found.items() if url}
+    if proxies:
+        proxies["no"] = first("NO_PROXY", "no_proxy")
+    return proxies
+
+
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -301,7 +315,7 @@ class ComponentSession:
         client follows): ``HTTPS_PROXY``/``HTTP_PROXY`` by scheme, ``NO_PROXY`` honoured, and never
         for ``localhost`` or a loopback address. The environment is read once, as Go reads it."""
         if self._proxies is None:
-            self._proxies = urllib.request.getproxies_environment()
+            self._proxies = _proxies_from_environment(os.environ)
         if not self._proxies:
             return None
         parts = urlsplit(str(url))
