@@ -9,6 +9,8 @@ everything sent upstream (tool calls, metadata, tools, history; see :mod:`.scrub
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from dapr.proto.runtime.v1 import ai_pb2
@@ -30,6 +32,17 @@ _ROLE_OF = {
     "of_assistant": base.Role.ASSISTANT,
 }
 _DROP = frozenset(k.lower() for k in OVERRIDE_KEYS) | {"piientities"}
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_CREDENTIAL = re.compile(
+    r"(?:^|[_.-])(?:api[_.-]?)?(?:key|token|secret|password|passwd|pwd|credentials?|auth|authorization|bearer)$")
+
+
+def _forwarded(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The request metadata sent upstream: never the per-request overrides, and never a key that
+    looks like a credential (``key``, ``api_key``, ``apiKey``, ``x-api-key``, ``access_token``,
+    ``secretKey``, ``password``, …), which daprd would forward into the provider's request body."""
+    return {k: v for k, v in metadata.items()
+            if k.lower() not in _DROP and not _CREDENTIAL.search(_CAMEL.sub("_", k).lower())}
 
 
 def _message(name: str, msg: ai_pb2.ConversationMessage, scrub: Scrub | None) -> base.Message:
@@ -139,7 +152,7 @@ async def converse(
         tools=tools,
         tool_choice=choice,
         temperature=req.temperature,
-        metadata={k: v for k, v in req.metadata.items() if k.lower() not in _DROP},
+        metadata=_forwarded(req.metadata),
         response_format=json_format.MessageToDict(req.response_format) if req.HasField("response_format") else None,
         prompt_cache_retention=_retention(name, req) if req.HasField("prompt_cache_retention") else None,
         model=overrides.model,
