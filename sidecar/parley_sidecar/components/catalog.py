@@ -114,6 +114,8 @@ COMMON_FIELDS: tuple[Field, ...] = (
 )
 
 _KEY = Field("key", description="API key of the provider.")
+_MAX_TOKENS = Field("maxTokens", "int", description="Most tokens the model may answer with, when the request "
+                    "names none (components-contrib is adding it to every provider).")
 _MODEL_DOC = "Model name; the environment variable named here wins over it, as in daprd."
 
 
@@ -136,6 +138,7 @@ TYPES: dict[str, ComponentType] = {
                 Field("endpoint", "url", description="Base URL, e.g. http://vllm:8000/v1 (OpenAI-compatible)."),
                 Field("apiType", default="open_ai", allowed=("open_ai", "azure")),
                 Field("apiVersion", description="Azure OpenAI API version (required with apiType azure)."),
+                _MAX_TOKENS,
             ),
         ),
         ComponentType(
@@ -155,7 +158,7 @@ TYPES: dict[str, ComponentType] = {
             "parley_sidecar.components.googleai:create",
             (dataclasses.replace(_KEY, required=True), _model("gemini-2.5-flash-lite", "GOOGLEAI_MODEL"),
              Field("endpoint", "url", default="https://generativelanguage.googleapis.com/v1beta/openai/",
-                   description="Google's OpenAI-compatible endpoint (fixed in daprd).")),
+                   description="Google's OpenAI-compatible endpoint (fixed in daprd)."), _MAX_TOKENS),
         ),
         ComponentType(
             "conversation.huggingface",
@@ -163,20 +166,20 @@ TYPES: dict[str, ComponentType] = {
             (dataclasses.replace(_KEY, required=True),
              _model("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "HUGGINGFACE_MODEL"),
              Field("endpoint", "url", default="https://router.huggingface.co/hf-inference/models/{{model}}/v1",
-                   description="{{model}} is replaced by the model of each call.")),
+                   description="{{model}} is replaced by the model of each call."), _MAX_TOKENS),
         ),
         ComponentType(
             "conversation.mistral",
             "parley_sidecar.components.mistral:create",
             (dataclasses.replace(_KEY, required=True), _model("open-mistral-7b", "MISTRAL_MODEL"),
              Field("endpoint", "url", default="https://api.mistral.ai/v1",
-                   description="Ignored by daprd; parley honours it (proxies, gateways).")),
+                   description="Ignored by daprd; parley honours it (proxies, gateways)."), _MAX_TOKENS),
         ),
         ComponentType(
             "conversation.ollama",
             "parley_sidecar.components.ollama:create",
             (dataclasses.replace(_KEY, default="ollama"), _model("llama3.2:latest", "OLLAMA_MODEL"),
-             Field("endpoint", "url", default="http://localhost:11434/v1")),
+             Field("endpoint", "url", default="http://localhost:11434/v1"), _MAX_TOKENS),
         ),
         ComponentType(
             "conversation.deepseek",

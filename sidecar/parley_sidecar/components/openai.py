@@ -49,7 +49,7 @@ class OpenAI(openai_kit.ChatCompletions):
             self.dialect = AZURE
             self.configure(model=model, key=metadata["key"],
                            base_url=checks.base_url("endpoint", endpoint),
-                           azure_api_version=str(metadata["apiVersion"]))
+                           azure_api_version=str(metadata["apiVersion"]), max_tokens=metadata.get("maxTokens"))
             return
         if api_type != "open_ai":  # the catalog checks too; kept for direct use
             raise catalog.MetadataError("apiType", "must be one of open_ai, azure")
@@ -58,7 +58,7 @@ class OpenAI(openai_kit.ChatCompletions):
         host = urlsplit(base_url).hostname or ""
         own = host == "api.openai.com" or host.endswith(".api.openai.com")  # eu.api.openai.com …
         self.dialect = OPENAI if own else COMPATIBLE
-        self.configure(model=model, key=metadata["key"], base_url=base_url)
+        self.configure(model=model, key=metadata["key"], base_url=base_url, max_tokens=metadata.get("maxTokens"))
 
 
 def create(context: base.ComponentContext) -> base.Conversation:

@@ -15,8 +15,17 @@ import pytest
 
 from parley_sidecar import errors
 from parley_sidecar.components import base
-from tests.fakes import Recorded
-from tests.sidecar.components.conftest import Harness, text_request, user
+from tests.fakes import AnthropicFake, BedrockFake, FakeServer, OpenAIFake, Recorded
+from tests.sidecar.components.conftest import (
+    AWS_ACCESS,
+    AWS_SECRET,
+    PROVIDERS,
+    Harness,
+    Provider,
+    text_request,
+    user,
+)
+from tests.sidecar.conftest import Build
 
 Event = tuple[Any, ...]
 
@@ -231,3 +240,28 @@ async def test_unreachable_provider(harness: Harness) -> None:
     await harness.fake.close()
     with pytest.raises(errors.ProviderUnavailable, match="cannot reach"):
         await harness.converse(text_request("Hi"))
+
+
+def _max_tokens_sent(wire: str, body: dict[str, Any]) -> Any:
+    if wire == "anthropic":
+        return body.get("max_tokens")
+    if wire == "bedrock":
+        return body.get("inferenceConfig", {}).get("maxTokens")
+    return body.get("max_completion_tokens", body.get("max_tokens"))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS, ids=[p.id for p in PROVIDERS])
+async def test_max_tokens_metadata_on_every_provider(provider: Provider, build: Build) -> None:
+    """``maxTokens`` in the Component caps the answer on every provider; a request's own limit wins."""
+    fake: FakeServer = (OpenAIFake(expected_key=provider.key) if provider.wire == "openai"
+                        else AnthropicFake(expected_key=provider.key) if provider.wire == "anthropic"
+                        else BedrockFake(credentials={AWS_ACCESS: AWS_SECRET}))
+    await fake.start()
+    try:
+        entry = await build(provider.type, {**provider.metadata(fake.port), "maxTokens": "77"})
+        await entry.instance.converse(text_request("Hi"), timeout=5.0)
+        assert _max_tokens_sent(provider.wire, fake.last.body) == 77
+        await entry.instance.converse(text_request("Hi", max_tokens=12), timeout=5.0)
+        assert _max_tokens_sent(provider.wire, fake.last.body) == 12
+    finally:
+        await fake.close()
