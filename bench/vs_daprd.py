@@ -1,10 +1,12 @@
 """parley next to the real daprd: the same requests, one server after the other, in one run.
 
-    python -m bench.vs_daprd [--seconds 2] [--rounds 2] [--rate 500] [--write]
+    python -m bench.vs_daprd [--seconds 2] [--rounds 2] [--rate 500] [--only LABEL] [--write]
 
-Scenarios: alpha1 and alpha2 echo over HTTP (wrk) and gRPC (bench.grpc_load), and alpha2 through
+Scenarios: alpha1 and alpha2 echo over HTTP (wrk) and gRPC (bench.grpc_load), alpha2 through
 each server's ``conversation.openai`` to one local fake of OpenAI (tests/conformance/fake_openai.py,
-its own process). Each at 1 connection, 16 connections and a fixed 500 req/s (bench.fixed_rate /
+its own process), and gRPC ``GetMetadata`` (what dapr-agents calls before every conversation and the
+JavaScript SDK polls at start; ``python -m bench.vs_daprd metadata-load``, bench.grpc_load's loops).
+``--only`` keeps the scenarios whose label contains the text (repeatable). Each at 1 connection, 16 connections and a fixed 500 req/s (bench.fixed_rate /
 grpc_load --rate: open loop). Per server: time to ready (exec → first 204 from /v1.0/healthz), RSS
 idle and the peak under load. Prints the figures and the ratios parley/daprd; ``--write`` also
 writes docs/performance.md and docs/performance.png (needs matplotlib: ``pip install matplotlib``).
@@ -45,7 +47,7 @@ CHAT_BODY = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "c
 class Scenario:
     label: str
     transport: str  # http | grpc
-    kind: str  # a1 | a2 | openai
+    kind: str  # a1 | a2 | openai | metadata
 
     def path(self) -> str:
         if self.kind == "a1":
@@ -62,6 +64,7 @@ SCENARIOS = (
     Scenario("gRPC alpha1 echo", "grpc", "a1"),
     Scenario("gRPC alpha2 echo", "grpc", "a2"),
     Scenario("HTTP alpha2 → openai → fake", "http", "openai"),
+    Scenario("gRPC GetMetadata", "grpc", "metadata"),
 )
 LOADS = ("1 conn", "16 conns", "fixed rate")
 
@@ -105,7 +108,44 @@ def run_load(scenario: Scenario, load: str, http_url: str, grpc_target: str, sec
         args += ["--rate", str(rate)]
     else:
         args += ["--concurrency", "1" if load == "1 conn" else "16"]
+    if scenario.kind == "metadata":
+        return python_load("bench.vs_daprd", "metadata-load", *args[:1], *args[2:], seconds=seconds)
     return python_load("bench.grpc_load", *args, seconds=seconds)
+
+
+def metadata_load(argv: list[str]) -> None:
+    """``python -m bench.vs_daprd metadata-load TARGET [--concurrency N | --rate R] --seconds S``: gRPC
+    GetMetadata with bench.grpc_load's closed and open loops; prints its JSON line."""
+    import asyncio
+
+    import grpc
+    from dapr.proto.runtime.v1 import dapr_pb2_grpc, metadata_pb2
+
+    from bench import grpc_load
+
+    parser = argparse.ArgumentParser(prog="bench.vs_daprd metadata-load")
+    parser.add_argument("target")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=None)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+
+    async def run() -> dict[str, float]:
+        async with grpc.aio.insecure_channel(args.target) as channel:
+            stub = dapr_pb2_grpc.DaprStub(channel).GetMetadata  # type: ignore[no-untyped-call]
+            request = metadata_pb2.GetMetadataRequest()
+
+            async def call() -> object:
+                return await stub(request, timeout=30)
+
+            for _ in range(20):  # connect and warm up
+                await call()
+            if args.rate:
+                return await grpc_load.open_loop(call, args.rate, args.seconds)
+            return await grpc_load.closed_loop(call, args.concurrency, args.seconds)
+
+    grpc_load.install_uvloop()
+    print(json.dumps(asyncio.run(run())))
 
 
 class PeakRss:
@@ -139,7 +179,7 @@ def mean(loads: list[harness.Load]) -> harness.Load:
 
 
 def measure_all(servers: dict[str, tuple[list[str], int, int]], seconds: float, rate: float,
-                rounds: int) -> dict[str, ServerRun]:
+                rounds: int, scenarios: tuple[Scenario, ...] = SCENARIOS) -> dict[str, ServerRun]:
     """Start each server (timing it to ready), then run every measurement on each in turn, ``rounds``
     times in alternating order (daprd, parley, parley, daprd, …), so that background noise on a
     shared machine falls on both alike; the figures are the means over the rounds."""
@@ -155,7 +195,7 @@ def measure_all(servers: dict[str, tuple[list[str], int, int]], seconds: float, 
             runs[name].rss_idle = server.rss_mb
         peaks = {name: stack.enter_context(PeakRss(server.proc.pid)) for name, server in running.items()}
         names = list(servers)
-        for scenario in SCENARIOS:
+        for scenario in scenarios:
             for load in LOADS:
                 results: dict[str, list[harness.Load]] = {name: [] for name in names}
                 for round_ in range(rounds):
@@ -178,11 +218,12 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def report(daprd: ServerRun, parley: ServerRun, fake: dict[str, harness.Load], rate: float) -> list[str]:
+def report(daprd: ServerRun, parley: ServerRun, fake: dict[str, harness.Load], rate: float,
+           scenarios: tuple[Scenario, ...] = SCENARIOS) -> list[str]:
     lines = ["| scenario | load | daprd req/s | parley req/s | ratio | daprd p50 / p99 ms | parley p50 / p99 ms |"
              " p50 ratio | p99 ratio |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         for load in LOADS:
             d, p = daprd.loads[(scenario.label, load)], parley.loads[(scenario.label, load)]
             shown = f"{rate:.0f} req/s" if load == "fixed rate" else load
@@ -280,8 +321,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="measurements per server and load (alternating)")
     parser.add_argument("--rate", type=float, default=500.0, help="the fixed-rate load, req/s")
+    parser.add_argument("--only", action="append", default=[], metavar="LABEL",
+                        help="only the scenarios whose label contains LABEL (repeatable)")
     parser.add_argument("--write", action="store_true", help="write docs/performance.md and docs/performance.png")
+    if sys.argv[1:2] == ["metadata-load"]:
+        metadata_load(sys.argv[2:])
+        return
     args = parser.parse_args()
+    scenarios = tuple(s for s in SCENARIOS if not args.only or any(o in s.label for o in args.only))
+    if not scenarios:
+        sys.exit(f"no scenario matches {args.only}")
+    if args.write and scenarios != SCENARIOS:
+        sys.exit("--write needs every scenario (no --only)")
     daprd_bin, missing = find_daprd()
     if daprd_bin is None:
         sys.exit(missing)
@@ -294,7 +345,8 @@ def main() -> None:
     ) as fake:
         resources = components(Path(tmp), fake_port)
         fake_loads = {c: harness.wrk(fake.url, CHAT_BODY, connections=1 if c == "1 conn" else 16,
-                                     seconds=args.seconds) for c in ("1 conn", "16 conns")}
+                                     seconds=args.seconds) for c in ("1 conn", "16 conns")
+                      if any(s.kind == "openai" for s in scenarios)}
         servers: dict[str, tuple[list[str], int, int]] = {}
         for name in ("daprd", "parley"):
             ports = {k: harness.free_port() for k in ("http", "grpc", "metrics", "internal", "public")}
@@ -303,9 +355,9 @@ def main() -> None:
             else:
                 argv = harness.sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"], resources)
             servers[name] = (argv, ports["http"], ports["grpc"])
-        runs = measure_all(servers, args.seconds, args.rate, args.rounds)
+        runs = measure_all(servers, args.seconds, args.rate, args.rounds, scenarios)
     took = time.perf_counter() - started
-    lines = report(runs["daprd"], runs["parley"], fake_loads, args.rate)
+    lines = report(runs["daprd"], runs["parley"], fake_loads, args.rate, scenarios)
     print("\n".join(lines))
     if args.write:
         doc = harness.ROOT / "docs" / "performance.md"

@@ -1,8 +1,9 @@
 """Assembles and runs the sidecar: servers, component sources, the pipeline, shutdown.
 
 :class:`Sidecar` starts everything on the configured ports and stops it gracefully; tests use it
-in-process on free ports, ``cli.main`` runs it until SIGTERM. In-flight requests finish on
-shutdown (up to ``--dapr-graceful-shutdown-seconds``): listeners close first, then handlers drain.
+in-process on free ports, ``cli.main`` runs it until SIGTERM or the shutdown API (HTTP
+``POST /v1.0/shutdown``, gRPC ``Shutdown``). In-flight requests finish on shutdown (up to
+``--dapr-graceful-shutdown-seconds``): listeners close first, then handlers drain.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from dapr.proto.runtime.v1 import metadata_pb2
 
-from parley_sidecar.api import connections, public, surface
+from parley_sidecar.api import connections, metadata, public, surface
 from parley_sidecar.api import grpc as grpc_api
 from parley_sidecar.api import http as http_api
 from parley_sidecar.components.spec import ComponentSpec
@@ -48,25 +50,27 @@ class Sidecar:
         self._runners: list[web.AppRunner] = []
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._extended: dict[str, str] = {}
+        self.extended = metadata.ExtendedMetadata()
+        self.shutdown_requested = asyncio.Event()
+        """Set by SIGTERM/SIGINT (in ``_main``) or the shutdown API; ``_main`` then stops the sidecar."""
+        self.force_exit = False
+        """The shutdown API was called with ``dapr-force-shutdown: true``: exit 1 without draining."""
         self.ready = False
         self.bound: dict[str, int] = {}
         """Actual ports after start (useful when a port of 0 asked the OS to choose)."""
 
-    def describe(self) -> dict[str, Any]:
-        """``/v1.0/metadata``: names, types and versions only; never a metadata value."""
-        return {
-            "id": self.settings.app_id,
-            "runtimeVersion": RUNTIME_VERSION,
-            "enabledFeatures": [],
-            "components": [
-                {"name": e.spec.name, "type": e.spec.type, "version": e.spec.version or "v1", "capabilities": []}
-                for e in sorted(self.store.entries(), key=lambda e: e.spec.name)
-            ],
-            "extended": {"daprRuntimeVersion": RUNTIME_VERSION},
-            "appConnectionProperties": {},
-            "actorRuntime": {"runtimeStatus": "DISABLED", "placement": ""},
-        }
+    def describe(self) -> metadata_pb2.GetMetadataResponse:
+        """gRPC ``GetMetadata`` and ``/v1.0/metadata``: names, types and versions only; never a metadata value."""
+        return metadata.describe(self.settings.app_id, (e.spec for e in self.store.entries()), self.extended)
+
+    def request_shutdown(self, force: bool = False) -> None:
+        """The shutdown API: daprd's "Shutdown requested via API", then what SIGTERM does."""
+        if force:
+            log.warning("Force shutdown requested, exiting immediately without graceful shutdown")
+        else:
+            log.info("Shutdown requested via API")
+        self.force_exit = self.force_exit or force
+        self.shutdown_requested.set()
 
     async def _serve(self, app: web.Application, hosts: list[str], port: int, label: str) -> None:
         # Every port: each request counted and no exception let out, a deadline for each request
@@ -75,7 +79,10 @@ class Sidecar:
         limits = self.settings.connections
         runner = connections.Runner(app, access_log=None, shutdown_timeout=self.settings.limits.graceful_shutdown,
                                     head_timeout=limits.read_header_timeout, idle_timeout=limits.idle_timeout,
-                                    handler_cancellation=True)
+                                    handler_cancellation=True,
+                                    # daprd's Go server never decodes a request's Content-Encoding:
+                                    # the body is parsed as sent, so a gzip body is a malformed one.
+                                    auto_decompress=False)
         await runner.setup()
         self._runners.append(runner)
         for host in hosts:
@@ -103,10 +110,10 @@ class Sidecar:
             await self.store.apply(BUILTIN_ECHO)
         api = http_api.build_app(self.pipeline, self.metrics, api_token=s.api_token,
                                  max_body_size=s.limits.max_body_size, describe=self.describe,
-                                 extended=self._extended)
+                                 extended=self.extended, shutdown=self.request_shutdown)
         await self._serve(api, s.listen_addresses, s.ports.http, "http")
         pub = web.Application()
-        public.add_routes(pub, self.describe, extended=self._extended, extended_writable=False,
+        public.add_routes(pub, self.describe, extended=self.extended, extended_writable=False,
                           ready=lambda: self.ready)
         await self._serve(pub, [s.public_listen_address], s.ports.public, "public")
         if s.enable_metrics:
@@ -117,7 +124,8 @@ class Sidecar:
             options=[("grpc.max_receive_message_length", s.limits.max_body_size),
                      ("grpc.so_reuseport", 0), *grpc_api.connection_options(s.connections.grpc_max_idle)],
         )
-        grpc_api.add_to_server(self._grpc, self.pipeline, self.metrics)
+        grpc_api.add_to_server(self._grpc, self.pipeline, self.metrics, runtime=grpc_api.RuntimeServicer(
+            self.describe, self.extended, self.request_shutdown, self.metrics))
         grpc_port = s.ports.grpc
         for host in s.listen_addresses:
             bound = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
@@ -165,17 +173,19 @@ class Sidecar:
 
 async def _main(settings: SidecarSettings) -> None:
     sidecar = Sidecar(settings)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, sidecar.shutdown_requested.set)
     try:
         await sidecar.start()
     except OSError as exc:
         log.error("cannot start: %s", exc)
         await sidecar.stop()
         raise SystemExit(1) from None
-    await stop.wait()
+    await sidecar.shutdown_requested.wait()
+    if sidecar.force_exit:  # daprd's dapr-force-shutdown: the answer gets 100 ms to leave, then exit 1
+        await asyncio.sleep(0.1)
+        os._exit(1)
     log.info("shutting down: finishing in-flight requests (up to %gs)", settings.limits.graceful_shutdown)
     await sidecar.stop()
 

@@ -135,20 +135,46 @@ def _grpc_too_large(answer: Answer) -> Answer:
     return answer.replace(body={"details": "<gRPC library's own words>"})
 
 
+RUNTIME_OWN = "<runtime's own>"
+
+
+def _daprd_version(value: Any) -> Any:
+    """``1.18.3-parley.0.1.0`` → ``1.18.3``: the daprd API level must still match."""
+    return value.split("-", 1)[0] if isinstance(value, str) else value
+
+
 def _metadata_runtime(answer: Answer) -> Answer:
-    if not isinstance(answer.body, dict):
+    """HTTP /v1.0/metadata (daprd's JSON), gRPC GetMetadata (protojson) and the SDK's get_metadata()."""
+    if not isinstance(answer.body, dict) or "id" not in answer.body:
         return answer
     body = dict(answer.body)
-    for key in ("runtimeVersion", "enabledFeatures", "appConnectionProperties", "actorRuntime"):
-        if key in body:
-            body[key] = "<runtime's own>"
-    body["extended"] = {k: v for k, v in body.get("extended", {}).items()
-                        if k != "daprRuntimeVersion" and not k.startswith(PUBLIC_PORT_KEY_PREFIX)}
-    # daprd omits an empty capabilities list (protojson); parley writes "capabilities": []. daprd lists
-    # components in load order, parley by name.
-    body["components"] = sorted(({k: v for k, v in c.items() if not (k == "capabilities" and v == [])}
-                                 for c in body.get("components", [])), key=lambda c: str(c.get("name")))
+    if "runtimeVersion" in body:
+        body["runtimeVersion"] = _daprd_version(body["runtimeVersion"])
+    if "runtimeVersion" in body or answer.content_type == "grpc":  # not in the SDK's dataclass
+        # Present in daprd's answers; protojson leaves out parley's empty list and message.
+        body["enabledFeatures"] = body["appConnectionProperties"] = RUNTIME_OWN
+    if isinstance(body.get("actorRuntime"), dict):
+        body["actorRuntime"] = {k: v for k, v in body["actorRuntime"].items() if k != "placement"}
+    body["extended"] = {k: _daprd_version(v) if k == "daprRuntimeVersion" else v
+                        for k, v in body.get("extended", {}).items() if not k.startswith(PUBLIC_PORT_KEY_PREFIX)}
+    # daprd lists components in load order, parley by name.
+    body["components"] = sorted(body.get("components", []), key=lambda c: str(c.get("name")))
     return answer.replace(body=body)
+
+
+def _metadata_limit(case: Case, answer: Answer) -> Answer:
+    """daprd stores the key (204 / OK); parley refuses it (public.py, api/metadata.py)."""
+    key = case.request.get("key", "") if isinstance(case.request, dict) else ""
+    reason = (f"extended metadata already holds {METADATA_MAX_KEYS} keys, the most kept" if "-keys" in case.id
+              else f"keys and values would exceed {METADATA_MAX_BYTES} bytes in all")
+    message = f"failed setting extended metadata {key!r}: {reason}"
+    if case.id.startswith(("grpc/", "sdk/")):
+        return Answer("RESOURCE_EXHAUSTED", answer.content_type, {"details": message})
+    return Answer(400, "application/json", {"errorCode": "ERR_METADATA_LIMIT", "message": message})
+
+
+METADATA_MAX_KEYS = 100
+METADATA_MAX_BYTES = 64 * 1024
 
 
 PUBLIC_PORT_KEY_PREFIX = "via-public-port"
@@ -450,9 +476,10 @@ DIFFERENCES: tuple[Difference, ...] = (
         cases=("grpc/other-*",),
         daprd=lambda d: d.status != "UNAUTHENTICATED",
         expect=lambda case, d: Answer("UNIMPLEMENTED", "grpc", {"details": "Method not found!"}),
-        reason="Parley serves the conversation API only: every other method of dapr.proto.runtime.v1.Dapr "
-               "(state, pub/sub, GetMetadata, …) answers UNIMPLEMENTED, where daprd serves them. "
-               "Metadata is served over HTTP (/v1.0/metadata). The API token is still checked first.",
+        reason="Parley serves the conversation API and the sidecar's own methods (GetMetadata, SetMetadata, "
+               "Shutdown): every other method of dapr.proto.runtime.v1.Dapr (state, pub/sub, configuration, "
+               "actors, workflows, …) answers UNIMPLEMENTED, where daprd serves them. The API token is "
+               "still checked first.",
     ),
     Difference(
         id="public-port-read-only",
@@ -522,13 +549,39 @@ DIFFERENCES: tuple[Difference, ...] = (
     ),
     Difference(
         id="metadata-runtime-fields",
-        cases=("http/metadata*",),
+        cases=("http/metadata*", "grpc/metadata*", "sdk/metadata*"),
         normalise=_metadata_runtime,
-        reason="/v1.0/metadata: the id, the component list (name, type, version) and extended metadata "
-               "are the same; runtimeVersion (`1.18.3-parley.<v>`), enabledFeatures, "
-               "appConnectionProperties and actorRuntime describe the runtime itself (parley has no "
-               "actors, no app channel, no workflow features). Components are listed by name (daprd: "
-               "in load order), and parley writes `capabilities: []` where daprd omits the empty list.",
+        reason="/v1.0/metadata and gRPC GetMetadata: the id, the components (name, type, version; "
+               "conversation components have no capabilities in daprd either), the extended metadata, "
+               "actorRuntime's status (DISABLED) and workflows are the same. The runtime version and "
+               "`extended.daprRuntimeVersion` are `1.18.3-parley.<v>` (daprd: `1.18.3`; the daprd part must "
+               "match). enabledFeatures, appConnectionProperties and actorRuntime.placement describe the "
+               "runtime itself and are empty in parley (daprd: its feature flags, its app channel "
+               "`{protocol: http, channelAddress: 127.0.0.1}`, `placement: disconnected`): parley has no "
+               "preview features, never calls the app and has no actors. Components are listed by name "
+               "(daprd: in load order); only conversation components are listed (parley loads no other "
+               "kind, so a secret store in the resources path is listed by daprd only).",
+    ),
+    Difference(
+        id="metadata-extended-bound",
+        cases=("http/metadata-limit*", "grpc/metadata-limit*"),
+        expect=_metadata_limit,
+        reason=f"Extended metadata (`PUT /v1.0/metadata/{{key}}`, gRPC SetMetadata) is bounded in parley: "
+               f"at most {METADATA_MAX_KEYS} keys and {METADATA_MAX_BYTES} UTF-8 bytes of keys and values "
+               "together. A write beyond that is refused and changes nothing: HTTP 400 ERR_METADATA_LIMIT, "
+               "gRPC RESOURCE_EXHAUSTED (the request is well-formed, the store is full: gRPC's code for "
+               "an exhausted quota) with the same message; an existing key may still be replaced "
+               "within the bytes. daprd stores any number (204 / OK): 50,000 PUTs of new keys grew it to "
+               "473 MB.",
+    ),
+    Difference(
+        id="metrics-port-scrapes-counted",
+        cases=("http/metrics-scrape-counted",),
+        expect=lambda case, d: d.replace(body={"scrapeCounted": True}),
+        reason="Parley counts requests to the metrics port (Prometheus' scrapes of `/`) in "
+               "dapr_http_server_request_count and dapr_http_server_latency, as it counts every HTTP port; "
+               "daprd counts only its API and public ports. A dashboard summing the metric over all paths "
+               "sees one request per scrape more on parley.",
     ),
 )
 

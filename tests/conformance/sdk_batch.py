@@ -7,6 +7,8 @@ and against parley and the two outputs compared.
 
 A call: ``{"api": "alpha1"|"alpha2", "client": "sync"|"async", "name": …, "inputs": …, other kwargs}``;
 alpha2 messages are written ``{"user"|"system"|"developer"|"assistant"|"tool": {...}}``.
+``{"api": "metadata"}`` calls ``get_metadata()`` (written with the protojson key names ``id``,
+``components``, ``extended``), ``{"api": "set_metadata", "key": …, "value": …}`` ``set_metadata()``.
 """
 
 from __future__ import annotations
@@ -90,13 +92,26 @@ def _error(exc: Exception) -> dict[str, Any]:
             "details": details() if callable(details) else str(exc)}
 
 
+def _metadata(response: Any) -> dict[str, Any]:
+    return {"id": response.application_id, "extended": dict(response.extended_metadata),
+            "components": [{"name": c.name, "type": c.type, "version": c.version,
+                            "capabilities": list(c.capabilities)} for c in response.registered_components],
+            "actors": dict(response.active_actors_count)}
+
+
 def run_sync(calls: list[dict[str, Any]]) -> list[Any]:
     out: list[Any] = []
     with DaprClient() as client:
         for call in calls:
             method = client.converse_alpha1 if call["api"] == "alpha1" else client.converse_alpha2
             try:
-                out.append(_plain(method(**_kwargs(call))))
+                if call["api"] == "metadata":
+                    out.append(_metadata(client.get_metadata()))
+                elif call["api"] == "set_metadata":
+                    client.set_metadata(call["key"], call["value"])
+                    out.append({})
+                else:
+                    out.append(_plain(method(**_kwargs(call))))
             except Exception as exc:
                 out.append(_error(exc))
     return out
@@ -108,7 +123,13 @@ async def run_async(calls: list[dict[str, Any]]) -> list[Any]:
         for call in calls:
             method = client.converse_alpha1 if call["api"] == "alpha1" else client.converse_alpha2
             try:
-                out.append(_plain(await method(**_kwargs(call))))
+                if call["api"] == "metadata":
+                    out.append(_metadata(await client.get_metadata()))
+                elif call["api"] == "set_metadata":
+                    await client.set_metadata(call["key"], call["value"])
+                    out.append({})
+                else:
+                    out.append(_plain(await method(**_kwargs(call))))
             except Exception as exc:
                 out.append(_error(exc))
     return out

@@ -17,10 +17,11 @@ from typing import Any
 
 import grpc
 import pytest
-from dapr.proto.runtime.v1 import ai_pb2, configuration_pb2, dapr_pb2_grpc, metadata_pb2
+from dapr.proto.runtime.v1 import ai_pb2, configuration_pb2, dapr_pb2, dapr_pb2_grpc, metadata_pb2, state_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from tests.conformance.compare import check_http
 from tests.conformance.conftest import API_TOKEN
 from tests.conformance.differences import Answer, Case, assert_same
 from tests.conformance.servers import Pair, Server, clean_env
@@ -126,10 +127,41 @@ def test_grpc_case(pair: Pair, case_id: str, method: str, request_: Message, sta
 
 
 def test_grpc_other_building_blocks_are_unimplemented(pair: Pair) -> None:
-    """daprd serves every building block; parley only conversation (intended difference)."""
-    check_grpc(pair, "other-get-metadata", "GetMetadata", metadata_pb2.GetMetadataRequest(), status="OK")
+    """daprd serves every building block; parley only conversation and metadata (intended difference)."""
     check_grpc(pair, "other-get-configuration", "GetConfiguration",
                configuration_pb2.GetConfigurationRequest(store_name="nope", keys=["k"]))
+    check_grpc(pair, "other-get-state", "GetState", state_pb2.GetStateRequest(store_name="nope", key="k"))
+
+
+# -- GetMetadata / SetMetadata (Shutdown and the extended-metadata bound: test_lifecycle.py) ---------------
+def test_grpc_get_metadata(pair: Pair) -> None:
+    d, p = check_grpc(pair, "metadata-get", "GetMetadata", metadata_pb2.GetMetadataRequest(), status="OK")
+    assert sorted(c["name"] for c in d.body["components"]) == ["echo", "test-alpha2-echo"]
+    assert d.body["extended"]["daprRuntimeVersion"] == "1.18.3"
+    assert p.body["runtimeVersion"].startswith("1.18.3-parley.")
+    assert sorted(d.body) == sorted({**p.body, "enabledFeatures": 1})  # parley's is empty: protojson omits it
+
+
+def test_grpc_set_metadata_then_get_on_both_transports(pair: Pair) -> None:
+    check_grpc(pair, "metadata-set", "SetMetadata", metadata_pb2.SetMetadataRequest(key="grpcKey", value="v é"),
+               status="OK")
+    check_grpc(pair, "metadata-set-empty-key", "SetMetadata", metadata_pb2.SetMetadataRequest(value="ignored"),
+               status="OK")
+    # daprd sets daprRuntimeVersion after the stored keys: a stored one cannot override it.
+    check_grpc(pair, "metadata-set-runtime-version", "SetMetadata",
+               metadata_pb2.SetMetadataRequest(key="daprRuntimeVersion", value="0.0.1"), status="OK")
+    d, _ = check_grpc(pair, "metadata-get-after-set", "GetMetadata", metadata_pb2.GetMetadataRequest(), status="OK")
+    assert d.body["extended"]["grpcKey"] == "v é" and "" not in d.body["extended"]
+    assert d.body["extended"]["daprRuntimeVersion"] == "1.18.3"
+    d, _ = check_http(pair, "metadata-after-grpc-set", "/v1.0/metadata", method="GET", status=200)
+    assert d.body["extended"]["grpcKey"] == "v é"
+
+
+def test_python_sdk_get_and_set_metadata(pair: Pair) -> None:
+    got = compare_sdk(pair, [("metadata-set", {"api": "set_metadata", "key": "sdkKey", "value": "sdk value"}),
+                             ("metadata-get", {"api": "metadata"}),
+                             ("metadata-get-async", {"api": "metadata", "client": "async"})])
+    assert got[1]["id"] == "conformance" and got[1]["extended"]["sdkKey"] == "sdk value"
 
 
 TOKEN_CASES: list[tuple[str, Metadata | None, str]] = [
@@ -148,8 +180,34 @@ def test_grpc_token(token_pair: Pair, case_id: str, metadata: Metadata | None, s
 
 
 def test_grpc_token_checked_before_the_method_exists(token_pair: Pair) -> None:
-    check_grpc(token_pair, "token-missing-other-method", "GetMetadata", metadata_pb2.GetMetadataRequest(),
-               status="UNAUTHENTICATED")
+    check_grpc(token_pair, "token-missing-other-method", "GetConfiguration",
+               configuration_pb2.GetConfigurationRequest(store_name="nope", keys=["k"]), status="UNAUTHENTICATED")
+
+
+RUNTIME_TOKEN_CASES: list[tuple[str, str, Message, Metadata | None, str]] = [
+    ("token-missing-get-metadata", "GetMetadata", metadata_pb2.GetMetadataRequest(), None, "UNAUTHENTICATED"),
+    ("token-wrong-get-metadata", "GetMetadata", metadata_pb2.GetMetadataRequest(), (("dapr-api-token", "x"),),
+     "UNAUTHENTICATED"),
+    ("token-missing-set-metadata", "SetMetadata", metadata_pb2.SetMetadataRequest(key="k", value="v"), None,
+     "UNAUTHENTICATED"),
+    # Shutdown without the token is refused, so the servers keep running for the cases after it.
+    ("token-missing-shutdown", "Shutdown", dapr_pb2.ShutdownRequest(), None, "UNAUTHENTICATED"),
+    ("token-wrong-shutdown", "Shutdown", dapr_pb2.ShutdownRequest(), (("dapr-api-token", "x"),), "UNAUTHENTICATED"),
+    ("metadata-token-right", "GetMetadata", metadata_pb2.GetMetadataRequest(), (("dapr-api-token", API_TOKEN),),
+     "OK"),
+    ("metadata-set-token-right", "SetMetadata", metadata_pb2.SetMetadataRequest(key="k", value="v"),
+     (("dapr-api-token", API_TOKEN),), "OK"),
+]
+
+
+@pytest.mark.parametrize(("case_id", "method", "request_", "metadata", "status"), RUNTIME_TOKEN_CASES,
+                         ids=[c[0] for c in RUNTIME_TOKEN_CASES])
+def test_grpc_token_for_runtime_methods(token_pair: Pair, case_id: str, method: str, request_: Message,
+                                        metadata: Metadata | None, status: str) -> None:
+    """The API token guards GetMetadata, SetMetadata and Shutdown too; none is exempt on daprd."""
+    check_grpc(token_pair, case_id, method, request_, metadata=metadata, status=status)
+    for server in token_pair.both():
+        assert server.alive(), f"{server.name} stopped after {case_id}"
 
 
 # -- the real Python SDK, one subprocess per batch and server -------------------------------------------------

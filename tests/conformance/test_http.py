@@ -13,8 +13,8 @@ import pytest
 
 from tests.conformance.compare import UNSET, check_http
 from tests.conformance.conftest import API_TOKEN
-from tests.conformance.differences import PUBLIC_PORT_KEY_PREFIX
-from tests.conformance.servers import Pair
+from tests.conformance.differences import PUBLIC_PORT_KEY_PREFIX, Answer, Case, assert_same
+from tests.conformance.servers import Pair, Server
 
 A1 = "/v1.0-alpha1/conversation/echo/converse"
 A2 = "/v1.0-alpha2/conversation/echo/converse"
@@ -411,6 +411,10 @@ CASES: list[C] = [
     C("path-metadata-post", "/v1.0/metadata", method="POST", status=404),
     C("path-metadata-delete-key", "/v1.0/metadata/foo", method="DELETE", status=404),
     C("path-metadata-get-key", "/v1.0/metadata/foo", method="GET", status=404),
+    # Only POST on the API port shuts down (test_lifecycle.py); these must not.
+    C("path-shutdown-get", "/v1.0/shutdown", method="GET", status=404),
+    C("path-shutdown-put", "/v1.0/shutdown", method="PUT", status=404),
+    C("path-shutdown-public", "/v1.0/shutdown", method="POST", status=404, port="public"),
     # -- health ------------------------------------------------------------------------------------------
     C("healthz", "/v1.0/healthz", method="GET", status=204),
     C("healthz-outbound", "/v1.0/healthz/outbound", method="GET", status=204),
@@ -460,6 +464,10 @@ TOKEN_CASES = [
     C("token-healthz-public-open", "/v1.0/healthz", method="GET", status=204, port="public"),
     C("token-metadata-closed", "/v1.0/metadata", method="GET", status=401),
     C("token-metadata-put-closed", "/v1.0/metadata/x", raw=b"y", method="PUT", status=401),
+    C("token-shutdown-closed", "/v1.0/shutdown", method="POST", status=401),
+    C("token-shutdown-wrong", "/v1.0/shutdown", method="POST", status=401, headers=(("dapr-api-token", "nope"),)),
+    C("token-shutdown-public", "/v1.0/shutdown", method="POST", status=404, port="public"),
+    C("metadata-token-right", "/v1.0/metadata", method="GET", status=200, headers=(("dapr-api-token", API_TOKEN),)),
     C("token-healthz-trailing-slash", "/v1.0/healthz/", method="GET", status=204),
     C("token-healthz-double-slash", "//v1.0/healthz", method="GET", status=204),
     C("metadata-put-public-token", f"/v1.0/metadata/{PUBLIC_PORT_KEY_PREFIX}-2", raw=b"x", method="PUT", status=204, port="public"),
@@ -471,6 +479,8 @@ TOKEN_CASES = [
 def test_http_token_case(token_pair: Pair, case: C) -> None:
     check_http(token_pair, case.id, case.path, case.body, raw=case.raw, method=case.method,
                headers=dict(case.headers), port=case.port, status=case.status)
+    for server in token_pair.both():
+        assert server.alive(), f"{server.name} stopped after {case.id}"
 
 
 # -- /v1.0/metadata -------------------------------------------------------------------------------------
@@ -490,6 +500,20 @@ def test_metadata_put_then_get(pair: Pair) -> None:
     check_http(pair, "metadata-put-empty-key", "/v1.0/metadata/", raw=b"x", method="PUT", status=404)
     check_http(pair, "metadata-put-public", f"/v1.0/metadata/{PUBLIC_PORT_KEY_PREFIX}-1", raw=b"x", method="PUT",
                port="public", status=204)
+
+
+def _scrape_counted(server: Server) -> Answer:
+    """Scrape the metrics port twice: is the first scrape counted in dapr_http_server_request_count?"""
+    answer = Answer(0, "", None)
+    for _ in range(2):
+        answer = server.request("GET", "/", port=server.ports["metrics"])
+    counted = any(line.startswith("dapr_http_server_request_count{") and 'path="/"' in line
+                  for line in str(answer.body).splitlines())
+    return Answer(answer.status, answer.content_type.split(";")[0], {"scrapeCounted": counted})
+
+
+def test_metrics_port_scrapes(pair: Pair) -> None:
+    assert_same(Case("http/metrics-scrape-counted"), _scrape_counted(pair.daprd), _scrape_counted(pair.parley))
 
 
 def test_public_port_serves_no_api(pair: Pair) -> None:

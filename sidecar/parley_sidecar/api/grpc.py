@@ -1,8 +1,12 @@
 """The Dapr gRPC API on ``--dapr-grpc-port``, through the ``dapr`` package's generated servicer.
 
-Only ``ConverseAlpha1`` and ``ConverseAlpha2`` are registered; every other method of
-``dapr.proto.runtime.v1.Dapr`` answers grpc's UNIMPLEMENTED ``Method not found!``. The API
-token is checked for every method, as daprd does, with daprd's messages.
+Registered: ``ConverseAlpha1`` and ``ConverseAlpha2``, and the methods clients call to find and
+manage the sidecar, answered as daprd 1.18.3 answers them: ``GetMetadata`` (the description
+``GET /v1.0/metadata`` writes too, see ``metadata``), ``SetMetadata`` (the same bounded store as
+``PUT /v1.0/metadata/{key}``; beyond its bounds RESOURCE_EXHAUSTED ``ERR_METADATA_LIMIT``'s message)
+and ``Shutdown`` (Empty, then a graceful shutdown; ``dapr-force-shutdown: true`` exits 1 at once).
+Every other method of ``dapr.proto.runtime.v1.Dapr`` answers grpc's UNIMPLEMENTED ``Method not
+found!``. The API token is checked for every method, as daprd does, with daprd's messages.
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from dapr.proto.runtime.v1 import ai_pb2, dapr_pb2_grpc
+from dapr.proto.runtime.v1 import ai_pb2, dapr_pb2, dapr_pb2_grpc, metadata_pb2
+from google.protobuf import empty_pb2
 
 from parley_sidecar import errors
+from parley_sidecar.api import metadata
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.metrics import Metrics
 
-__all__ = ["ConversationServicer", "TokenInterceptor", "add_to_server", "connection_options"]
+__all__ = ["ConversationServicer", "RuntimeServicer", "TokenInterceptor", "add_to_server", "connection_options"]
 
 log = logging.getLogger("parley.grpc")
 
@@ -95,6 +101,46 @@ class ConversationServicer(dapr_pb2_grpc.DaprServicer):
         return await self._run("ConverseAlpha2", request.name, alpha2.converse(self._pipeline, request), context)  # type: ignore[no-any-return]
 
 
+class RuntimeServicer:
+    """``GetMetadata``, ``SetMetadata`` and ``Shutdown``, each counted with the status the caller gets."""
+
+    def __init__(self, describe: Callable[[], metadata_pb2.GetMetadataResponse], extended: metadata.ExtendedMetadata,
+                 shutdown: Callable[[bool], None], metrics: Metrics) -> None:
+        self._describe = describe
+        self._extended = extended
+        self._shutdown = shutdown
+        self._metrics = metrics
+
+    async def GetMetadata(self, request: metadata_pb2.GetMetadataRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> metadata_pb2.GetMetadataResponse:
+        started = time.perf_counter()
+        response = self._describe()
+        self._metrics.grpc(_SERVICE + "GetMetadata", "OK", (time.perf_counter() - started) * 1000)
+        return response
+
+    async def SetMetadata(self, request: metadata_pb2.SetMetadataRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> empty_pb2.Empty:
+        started = time.perf_counter()
+        status = "OK"
+        try:
+            self._extended.set(request.key, request.value)
+        except errors.MetadataFull as exc:
+            status = _code(exc).name
+            await context.abort(_code(exc), exc.message)
+        finally:
+            self._metrics.grpc(_SERVICE + "SetMetadata", status, (time.perf_counter() - started) * 1000)
+        return empty_pb2.Empty()
+
+    async def Shutdown(self, request: dapr_pb2.ShutdownRequest,
+                       context: grpc.aio.ServicerContext[Any, Any]) -> empty_pb2.Empty:
+        force = any(k == "dapr-force-shutdown" and str(v).lower() == "true"
+                    for k, v in context.invocation_metadata() or ())
+        self._metrics.grpc(_SERVICE + "Shutdown", "OK", 0.0)
+        # After this answer is on its way: the server's graceful stop lets this call complete.
+        asyncio.get_running_loop().call_soon(self._shutdown, force)
+        return empty_pb2.Empty()
+
+
 def connection_options(max_idle: float) -> list[tuple[str, int]]:
     """Server options so dead and idle connections do not pile up: daprd's keepalive settings
     (``pkg/api/grpc/server.go``). ``max_idle`` seconds without a call: GOAWAY (0: never)."""
@@ -120,9 +166,11 @@ def _code(exc: errors.ParleyError) -> grpc.StatusCode:
     return _CODES[int(exc.wire.grpc_code)]
 
 
-def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics) -> None:
-    """Registers the two conversation methods only: any other method of the Dapr service gets
-    grpc's own UNIMPLEMENTED ``Method not found!`` (not a Python exception text)."""
+def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics, *,
+                  runtime: RuntimeServicer | None = None) -> None:
+    """Registers the conversation methods (and, with ``runtime``, GetMetadata, SetMetadata and
+    Shutdown) only: any other method of the Dapr service gets grpc's own UNIMPLEMENTED ``Method not
+    found!`` (not a Python exception text)."""
     servicer = ConversationServicer(pipeline, metrics)
     handlers = {
         "ConverseAlpha1": grpc.unary_unary_rpc_method_handler(
@@ -132,4 +180,16 @@ def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics)
             servicer.ConverseAlpha2, request_deserializer=ai_pb2.ConversationRequestAlpha2.FromString,
             response_serializer=ai_pb2.ConversationResponseAlpha2.SerializeToString),
     }
+    if runtime is not None:
+        handlers.update({
+            "GetMetadata": grpc.unary_unary_rpc_method_handler(
+                runtime.GetMetadata, request_deserializer=metadata_pb2.GetMetadataRequest.FromString,
+                response_serializer=metadata_pb2.GetMetadataResponse.SerializeToString),
+            "SetMetadata": grpc.unary_unary_rpc_method_handler(
+                runtime.SetMetadata, request_deserializer=metadata_pb2.SetMetadataRequest.FromString,
+                response_serializer=empty_pb2.Empty.SerializeToString),
+            "Shutdown": grpc.unary_unary_rpc_method_handler(
+                runtime.Shutdown, request_deserializer=dapr_pb2.ShutdownRequest.FromString,
+                response_serializer=empty_pb2.Empty.SerializeToString),
+        })
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE.strip("/"), handlers),))

@@ -1,4 +1,4 @@
-"""The Dapr HTTP API on ``--dapr-http-port``: converse alpha1/alpha2, health, metadata.
+"""The Dapr HTTP API on ``--dapr-http-port``: converse alpha1/alpha2, health, metadata, shutdown.
 
 Answers as daprd does: 200 with protojson bodies, ``{"errorCode","message"}`` errors with daprd's
 statuses, 401 ``invalid api token`` (plain text, as daprd) when ``DAPR_API_TOKEN`` is set and the
@@ -20,7 +20,7 @@ from dapr.proto.runtime.v1 import ai_pb2
 from google.protobuf.message import Message
 
 from parley_sidecar import durations, errors
-from parley_sidecar.api import public, surface, wire
+from parley_sidecar.api import metadata, public, surface, wire
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.metrics import Metrics
@@ -33,6 +33,9 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 METRICS = surface.METRICS  # set: the API app counts its own requests (surface.install leaves it)
 TOKEN = web.AppKey("api_token", str)
 MAX_BODY = web.AppKey("max_body_size", int)
+Shutdown = Callable[[bool], None]
+"""Asks the sidecar to shut down (True: daprd's ``dapr-force-shutdown``, exit 1 at once)."""
+SHUTDOWN: web.AppKey[Shutdown] = web.AppKey("shutdown")
 
 _JSON = "application/json"
 _FALLBACK = wire.error_body(
@@ -149,8 +152,20 @@ def _converse(
     return handle
 
 
+async def _shutdown(request: web.Request) -> web.StreamResponse:
+    """``POST /v1.0/shutdown``: daprd's 204 with no body, written out before the shutdown starts
+    (in-flight requests then finish, as on SIGTERM). ``dapr-force-shutdown: true`` exits at once."""
+    force = request.headers.get("dapr-force-shutdown", "").lower() == "true"
+    response = web.Response(status=204)
+    await response.prepare(request)
+    await response.write_eof()
+    request.app[SHUTDOWN](force)
+    return response
+
+
 def build_app(pipeline: Pipeline, metrics: Metrics, *, api_token: str, max_body_size: int,
-              describe: public.Describe, extended: dict[str, str]) -> web.Application:
+              describe: public.Describe, extended: metadata.ExtendedMetadata,
+              shutdown: Shutdown | None = None) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=max_body_size)
     app[PIPELINE] = pipeline
     app[METRICS] = metrics
@@ -162,4 +177,7 @@ def build_app(pipeline: Pipeline, metrics: Metrics, *, api_token: str, max_body_
     app.router.add_post("/v1.0-alpha2/conversation/{name}/converse",
                         _converse(ai_pb2.ConversationRequestAlpha2, alpha2.converse, seed_alpha1=False))
     public.add_routes(app, describe, extended=extended, extended_writable=True)
+    if shutdown is not None:
+        app[SHUTDOWN] = shutdown
+        app.router.add_post("/v1.0/shutdown", _shutdown)
     return app

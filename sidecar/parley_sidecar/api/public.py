@@ -1,10 +1,11 @@
 """Health and metadata routes, served on the API port and on ``--dapr-public-port`` (for probes).
 
-``/v1.0/metadata`` lists components by name, type and version only: a metadata value (a key, an
-endpoint with credentials) never appears. ``PUT /v1.0/metadata/{key}`` stores extended metadata
-as daprd does; the Dapr CLI writes ``cliPID``/``appPID``/``appCommand`` there and retries on 5xx.
-Unlike daprd's, that store is bounded (:data:`MAX_EXTENDED_KEYS`, :data:`MAX_EXTENDED_BYTES`): a
-PUT beyond the bounds gets 400 ``ERR_METADATA_LIMIT`` and changes nothing.
+``/v1.0/metadata`` is :func:`metadata.http_body` of the same description gRPC ``GetMetadata``
+answers: components by name, type and version only, a metadata value (a key, an endpoint with
+credentials) never appears. ``PUT /v1.0/metadata/{key}`` stores extended metadata as daprd does;
+the Dapr CLI writes ``cliPID``/``appPID``/``appCommand`` there and retries on 5xx. Unlike daprd's,
+that store is bounded (:data:`MAX_EXTENDED_KEYS`, :data:`MAX_EXTENDED_BYTES`, shared with gRPC
+``SetMetadata``): a PUT beyond the bounds gets 400 ``ERR_METADATA_LIMIT`` and changes nothing.
 
 Paths are routed as daprd's router does: a path that matches only once cleaned (``//`` merged, a
 trailing ``/`` dropped, dot segments resolved) is served as the clean one. On the public port,
@@ -18,26 +19,20 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from dapr.proto.runtime.v1 import metadata_pb2
 
 from parley_sidecar import errors
-from parley_sidecar.api import surface
+from parley_sidecar.api import metadata, surface
+from parley_sidecar.api.metadata import MAX_EXTENDED_BYTES, MAX_EXTENDED_KEYS
 
 __all__ = ["MAX_EXTENDED_BYTES", "MAX_EXTENDED_KEYS", "Describe", "add_routes", "clean_path", "param", "reroute"]
 
-Describe = Callable[[], dict[str, Any]]
+Describe = Callable[[], metadata_pb2.GetMetadataResponse]
 Ready = Callable[[], bool]
 DESCRIBE: web.AppKey[Describe] = web.AppKey("describe")
-EXTENDED: web.AppKey[dict[str, str]] = web.AppKey("extended")
+EXTENDED: web.AppKey[metadata.ExtendedMetadata] = web.AppKey("extended")
 READY: web.AppKey[Ready] = web.AppKey("ready")
 MATCH = surface.MATCH
-
-MAX_EXTENDED_KEYS = 100
-"""Extended metadata keys kept. The Dapr CLI writes three; daprd keeps any number, so 50,000 PUTs
-grew a sidecar to 473 MB."""
-MAX_EXTENDED_BYTES = 64 * 1024
-"""UTF-8 bytes of all extended metadata keys and values together (in memory: at most 4 bytes a
-character, so about 256 KiB plus 100 small dict entries in the worst case)."""
-
 
 def clean_path(raw_path: str) -> str:
     """chi's CleanPath and StripSlashes, as daprd routes: ``/a//b/./c/`` → ``/a/b/c``."""
@@ -99,41 +94,22 @@ async def _outbound(request: web.Request) -> web.Response:
 
 
 async def _metadata(request: web.Request) -> web.Response:
-    body = request.app[DESCRIBE]()
-    extended: dict[str, str] = request.app[EXTENDED]
-    body["extended"] = {**body.get("extended", {}), **extended}
+    body = metadata.http_body(request.app[DESCRIBE]())
     return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), content_type="application/json")
 
 
 async def _put_metadata(request: web.Request) -> web.Response:
-    key = param(request, "key")
     value = (await request.read()).decode("utf-8", "replace")
-    extended = request.app[EXTENDED]
-    problem = _no_room(extended, key, value)
-    if problem:
-        return surface.error_response(errors.MetadataFull(key, problem))
-    extended[key] = value
+    try:
+        request.app[EXTENDED].set(param(request, "key"), value)
+    except errors.MetadataFull as exc:
+        return surface.error_response(exc)
     return web.Response(status=204)
 
 
-def _size(key: str, value: str) -> int:
-    return len(key.encode("utf-8", "replace")) + len(value.encode("utf-8", "replace"))
-
-
-def _no_room(extended: dict[str, str], key: str, value: str) -> str:
-    """Why ``key = value`` does not fit in ``extended`` (empty when it does). At most 100 entries
-    are summed, so each PUT pays little and no running total can drift."""
-    if key not in extended and len(extended) >= MAX_EXTENDED_KEYS:
-        return f"extended metadata already holds {MAX_EXTENDED_KEYS} keys, the most kept"
-    others = sum(_size(k, v) for k, v in extended.items() if k != key)
-    if others + _size(key, value) > MAX_EXTENDED_BYTES:
-        return f"keys and values would exceed {MAX_EXTENDED_BYTES} bytes in all"
-    return ""
-
-
-def add_routes(app: web.Application, describe: Describe, *, extended: dict[str, str], extended_writable: bool,
-               ready: Callable[[], bool] | None = None) -> None:
-    """``extended`` is shared between the API and the public port, so both report the same."""
+def add_routes(app: web.Application, describe: Describe, *, extended: metadata.ExtendedMetadata,
+               extended_writable: bool, ready: Callable[[], bool] | None = None) -> None:
+    """``extended`` is the store ``describe`` reads; the API port writes it (and gRPC ``SetMetadata``)."""
     app[DESCRIBE] = describe
     app[EXTENDED] = extended
     if ready is not None:
@@ -142,6 +118,7 @@ def add_routes(app: web.Application, describe: Describe, *, extended: dict[str, 
     app.router.add_get("/v1.0/healthz/outbound", _outbound, allow_head=False)
     app.router.add_get("/v1.0/metadata", _metadata, allow_head=False)
     if extended_writable:
-        app.router.add_put("/v1.0/metadata/{key}", _put_metadata)
+        # Any key but a slash, braces included (aiohttp's default pattern excludes them; chi's does not).
+        app.router.add_put("/v1.0/metadata/{key:[^/]+}", _put_metadata)
     else:  # the public port: no API middleware of its own, answer as Go's mux does
         app.middlewares.append(_go_mux)
