@@ -68,27 +68,28 @@ class ConversationServicer(dapr_pb2_grpc.DaprServicer):
 
     async def _run(self, method: str, name: str, call: Awaitable[Any],
                    context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        """Await the conversation; every outcome is counted with the status the caller gets."""
+        """Await the conversation; every outcome is counted with the status the caller gets, before
+        the caller has it (so a scrape right after the answer sees the call)."""
         started = time.perf_counter()
-        status = "OK"
         try:
-            return await call
+            response = await call
         except errors.ParleyError as exc:
-            status = _code(exc).name
+            _count(self._metrics, method, _code(exc).name, started)
             await context.abort(_code(exc), exc.message)
         except asyncio.CancelledError:
             # grpc.aio cancels this task when the caller cancels or its deadline passes.
             remaining = context.time_remaining()
-            status = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            _count(self._metrics, method,
+                   "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED", started)
             raise
         except Exception:
             # Not grpc's UNKNOWN "Unexpected <class …>: text": daprd's invoke error, the traceback logged once.
             log.exception("conversation with component %r failed unexpectedly", name)
-            status = "INTERNAL"
+            _count(self._metrics, method, "INTERNAL", started)
             await context.abort(grpc.StatusCode.INTERNAL,
                                 errors.InvokeError(name, "internal error (see the sidecar log)").message)
-        finally:
-            self._metrics.grpc(_SERVICE + method, status, (time.perf_counter() - started) * 1000)
+        _count(self._metrics, method, "OK", started)
+        return response
 
     async def ConverseAlpha1(
         self, request: ai_pb2.ConversationRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -115,27 +116,25 @@ class RuntimeServicer:
                           context: grpc.aio.ServicerContext[Any, Any]) -> metadata_pb2.GetMetadataResponse:
         started = time.perf_counter()
         response = self._describe()
-        self._metrics.grpc(_SERVICE + "GetMetadata", "OK", (time.perf_counter() - started) * 1000)
+        _count(self._metrics, "GetMetadata", "OK", started)
         return response
 
     async def SetMetadata(self, request: metadata_pb2.SetMetadataRequest,
                           context: grpc.aio.ServicerContext[Any, Any]) -> empty_pb2.Empty:
         started = time.perf_counter()
-        status = "OK"
         try:
             self._extended.set(request.key, request.value)
         except errors.MetadataFull as exc:
-            status = _code(exc).name
+            _count(self._metrics, "SetMetadata", _code(exc).name, started)
             await context.abort(_code(exc), exc.message)
-        finally:
-            self._metrics.grpc(_SERVICE + "SetMetadata", status, (time.perf_counter() - started) * 1000)
+        _count(self._metrics, "SetMetadata", "OK", started)
         return empty_pb2.Empty()
 
     async def Shutdown(self, request: dapr_pb2.ShutdownRequest,
                        context: grpc.aio.ServicerContext[Any, Any]) -> empty_pb2.Empty:
         force = any(k == "dapr-force-shutdown" and str(v).lower() == "true"
                     for k, v in context.invocation_metadata() or ())
-        self._metrics.grpc(_SERVICE + "Shutdown", "OK", 0.0)
+        _count(self._metrics, "Shutdown", "OK", time.perf_counter())
         # After this answer is on its way: the server's graceful stop lets this call complete.
         asyncio.get_running_loop().call_soon(self._shutdown, force)
         return empty_pb2.Empty()
@@ -160,6 +159,10 @@ def connection_options(max_idle: float) -> list[tuple[str, int]]:
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _count(metrics: Metrics, method: str, status: str, started: float) -> None:
+    metrics.grpc(_SERVICE + method, status, (time.perf_counter() - started) * 1000)
 
 
 def _code(exc: errors.ParleyError) -> grpc.StatusCode:
