@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 from dapr.proto.runtime.v1 import ai_pb2, dapr_pb2, dapr_pb2_grpc, metadata_pb2
 from google.protobuf import empty_pb2
+from google.protobuf.message import DecodeError
 
 from parley_sidecar import errors
 from parley_sidecar.api import metadata
@@ -169,6 +170,36 @@ def _code(exc: errors.ParleyError) -> grpc.StatusCode:
     return _CODES[int(exc.wire.grpc_code)]
 
 
+class _Undecodable:
+    """A request whose bytes are not the method's message (grpc.aio would answer UNKNOWN with the
+    exception's text; grpc-go, daprd's, answers INTERNAL)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
+           request_type: Any, response_type: Any, metrics: Metrics) -> grpc.RpcMethodHandler[Any, Any]:
+    """A unary method whose undecodable requests get grpc-go's INTERNAL answer, counted."""
+
+    def decode(data: bytes) -> Any:
+        try:
+            return request_type.FromString(data)
+        except DecodeError as exc:
+            return _Undecodable(str(exc))
+
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if type(request) is _Undecodable:
+            _count(metrics, method, "INTERNAL", time.perf_counter())
+            await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
+        return await behaviour(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(call, request_deserializer=decode,
+                                               response_serializer=response_type.SerializeToString)
+
+
 def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics, *,
                   runtime: RuntimeServicer | None = None) -> None:
     """Registers the conversation methods (and, with ``runtime``, GetMetadata, SetMetadata and
@@ -176,23 +207,17 @@ def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics,
     found!`` (not a Python exception text)."""
     servicer = ConversationServicer(pipeline, metrics)
     handlers = {
-        "ConverseAlpha1": grpc.unary_unary_rpc_method_handler(
-            servicer.ConverseAlpha1, request_deserializer=ai_pb2.ConversationRequest.FromString,
-            response_serializer=ai_pb2.ConversationResponse.SerializeToString),
-        "ConverseAlpha2": grpc.unary_unary_rpc_method_handler(
-            servicer.ConverseAlpha2, request_deserializer=ai_pb2.ConversationRequestAlpha2.FromString,
-            response_serializer=ai_pb2.ConversationResponseAlpha2.SerializeToString),
+        "ConverseAlpha1": _unary(servicer.ConverseAlpha1, "ConverseAlpha1", ai_pb2.ConversationRequest,
+                                 ai_pb2.ConversationResponse, metrics),
+        "ConverseAlpha2": _unary(servicer.ConverseAlpha2, "ConverseAlpha2", ai_pb2.ConversationRequestAlpha2,
+                                 ai_pb2.ConversationResponseAlpha2, metrics),
     }
     if runtime is not None:
         handlers.update({
-            "GetMetadata": grpc.unary_unary_rpc_method_handler(
-                runtime.GetMetadata, request_deserializer=metadata_pb2.GetMetadataRequest.FromString,
-                response_serializer=metadata_pb2.GetMetadataResponse.SerializeToString),
-            "SetMetadata": grpc.unary_unary_rpc_method_handler(
-                runtime.SetMetadata, request_deserializer=metadata_pb2.SetMetadataRequest.FromString,
-                response_serializer=empty_pb2.Empty.SerializeToString),
-            "Shutdown": grpc.unary_unary_rpc_method_handler(
-                runtime.Shutdown, request_deserializer=dapr_pb2.ShutdownRequest.FromString,
-                response_serializer=empty_pb2.Empty.SerializeToString),
+            "GetMetadata": _unary(runtime.GetMetadata, "GetMetadata", metadata_pb2.GetMetadataRequest,
+                                  metadata_pb2.GetMetadataResponse, metrics),
+            "SetMetadata": _unary(runtime.SetMetadata, "SetMetadata", metadata_pb2.SetMetadataRequest,
+                                  empty_pb2.Empty, metrics),
+            "Shutdown": _unary(runtime.Shutdown, "Shutdown", dapr_pb2.ShutdownRequest, empty_pb2.Empty, metrics),
         })
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE.strip("/"), handlers),))

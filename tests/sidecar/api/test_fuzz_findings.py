@@ -73,3 +73,16 @@ async def test_an_extended_metadata_key_may_hold_braces(sidecar: Running) -> Non
     assert status == 204
     async with sidecar.session.get(sidecar.http + "/v1.0/metadata") as resp:
         assert (await resp.json())["extended"]["{x}"] == "v"
+
+
+@pytest.mark.parametrize("method", ["ConverseAlpha1", "ConverseAlpha2", "GetMetadata"])
+async def test_bytes_that_are_not_the_message_get_internal_as_grpc_go_answers(sidecar: Running, method: str) -> None:
+    import grpc
+
+    async with grpc.aio.insecure_channel(sidecar.grpc) as channel:
+        call = channel.unary_unary(f"/dapr.proto.runtime.v1.Dapr/{method}",
+                                   request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(b"\x00", timeout=10)
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    assert (info.value.details() or "").startswith("grpc: error unmarshalling request: ")
