@@ -382,6 +382,43 @@ def _plain_strings_as_objects(request: Any) -> Any:
     return {**request, "inputs": [{"content": i} if isinstance(i, str) else i for i in request["inputs"]]}
 
 
+_SCRUB_FLAGS = ("scrubPii", "scrub_pii", "scrubPII")
+
+
+def _asks_scrubbing(request: Any) -> bool:
+    """Whether a request (HTTP body or gRPC/SDK dict) asks for scrubbing anywhere."""
+    if not isinstance(request, dict):
+        return False
+    inputs = request.get("inputs")
+    parts = [request, *(i for i in inputs if isinstance(i, dict))] if isinstance(inputs, list) else [request]
+    return any(part.get(flag) is True for part in parts for flag in _SCRUB_FLAGS)
+
+
+def _has_tool_calls(answer: Answer) -> bool:
+    return '"toolCalls"' in json.dumps(answer.body, default=str) or '"tool_calls"' in json.dumps(
+        answer.body, default=str)
+
+
+def _tool_calls_scrubbed(case: Case, answer: Answer) -> Answer:
+    """daprd's answer with each tool call's id, name and arguments as parley's scrubber leaves them."""
+    from parley_sidecar.conversation import pii, scrubbing
+
+    scrub = scrubbing.Scrub("oracle", pii.Scrubber(pii.DEFAULT_ENTITIES))
+    body = copy.deepcopy(answer.body)
+    for output in body.get("outputs", []):
+        for choice in output.get("choices", []):
+            message = choice.get("message", {})
+            for call in message.get("toolCalls", message.get("tool_calls", [])):
+                if "id" in call:
+                    call["id"] = scrub.text(call["id"])
+                function = call.get("function", {})
+                if "name" in function:
+                    function["name"] = scrub.text(function["name"])
+                if "arguments" in function:
+                    function["arguments"] = scrub.arguments(function["arguments"])
+    return answer.replace(body=body)
+
+
 DIFFERENCES: tuple[Difference, ...] = (
     Difference(
         id="invalid-params-message",
@@ -458,6 +495,19 @@ DIFFERENCES: tuple[Difference, ...] = (
                "malformed cacheTTL is visible: parley answers 400 ERR_CONVERSATION_INVALID_PARMS, daprd "
                "200 (gRPC: INVALID_ARGUMENT, daprd OK). Valid overrides are compared like any other case "
                "(http/a1-metadata-seed-overrides).",
+    ),
+    Difference(
+        id="pii-scrub-tool-calls",
+        cases=("http/a2*", "gen/a2*", "grpc/*", "sdk/*"),
+        request=lambda c: _asks_scrubbing(c.request),
+        daprd=_has_tool_calls,
+        expect=_tool_calls_scrubbed,
+        reason="When a request asks for PII scrubbing, daprd scrubs message texts only and sends tool "
+               "calls (ids, names, arguments) upstream, and returns them, as they are. Parley scrubs "
+               "everything that leaves for the provider and every answer's tool calls: JSON arguments' "
+               "keys, strings and numbers, arguments that are not JSON as text (docs/pii.md, \"What is "
+               "scrubbed\"). With echo, whose answer repeats the request's tool calls, that shows as "
+               "scrubbed tool calls in the answer.",
     ),
     Difference(
         id="pii-scrubber-improvements",

@@ -125,14 +125,14 @@ async def _within(timeout: float, call: Awaitable[Message], name: str) -> Messag
 
 
 def _converse(
-    message: Callable[[], Message], run: Callable[[Pipeline, Any], Awaitable[Message]], *, seed_alpha1: bool
+    message: Callable[[], Message], run: Callable[[Pipeline, Any], Awaitable[Message]], *, plain_inputs: bool
 ) -> Handler:
     """One handler shape for both API versions: decode, name from the URL, pipeline, encode."""
 
     async def handle(request: web.Request) -> web.Response:
         try:
             req: Any = wire.decode(await request.read(), message(), query_metadata=_query_metadata(request),
-                                   plain_inputs=seed_alpha1)
+                                   plain_inputs=plain_inputs)
             req.name = public.param(request, "name")
             timeout = _caller_timeout(request, req.name)
             if timeout is None:  # the common request: no timer on the hot path
@@ -173,9 +173,9 @@ def build_app(pipeline: Pipeline, metrics: Metrics, *, api_token: str, max_body_
     app[MAX_BODY] = max_body_size
     app[surface.PATH_LABEL] = _metric_path
     app.router.add_post("/v1.0-alpha1/conversation/{name}/converse",
-                        _converse(ai_pb2.ConversationRequest, alpha1.converse, seed_alpha1=True))
+                        _converse(ai_pb2.ConversationRequest, alpha1.converse, plain_inputs=True))
     app.router.add_post("/v1.0-alpha2/conversation/{name}/converse",
-                        _converse(ai_pb2.ConversationRequestAlpha2, alpha2.converse, seed_alpha1=False))
+                        _converse(ai_pb2.ConversationRequestAlpha2, alpha2.converse, plain_inputs=False))
     public.add_routes(app, describe, extended=extended, extended_writable=True)
     if shutdown is not None:
         app[SHUTDOWN] = shutdown
