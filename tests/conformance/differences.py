@@ -399,23 +399,55 @@ def _has_tool_calls(answer: Answer) -> bool:
         answer.body, default=str)
 
 
+def _asks(part: Any) -> bool:
+    return isinstance(part, dict) and any(part.get(flag) is True for flag in _SCRUB_FLAGS)
+
+
+def _echo_call_flags(request: dict[str, Any]) -> tuple[int, list[bool]]:
+    """Echo answers one call per declared tool, then every tool call of the messages, in order.
+    For each: whether parley scrubbed it (the tools' definitions when the request asks anywhere;
+    a message's calls when its input asks; all of them on output when the request itself asks)."""
+    on_output = _asks(request)
+    tools = request.get("tools") or []
+    flags = [on_output or _asks_scrubbing(request)] * len(tools)
+    for item in request.get("inputs") or []:
+        asked = on_output or _asks(item)
+        for message in (item.get("messages") or []) if isinstance(item, dict) else []:
+            for body in message.values() if isinstance(message, dict) else ():
+                calls = (body.get("toolCalls") or body.get("tool_calls") or []) if isinstance(body, dict) else []
+                flags += [asked] * len(calls)
+    return len(tools), flags
+
+
 def _tool_calls_scrubbed(case: Case, answer: Answer) -> Answer:
-    """daprd's answer with each tool call's id, name and arguments as parley's scrubber leaves them."""
+    """daprd's answer with the tool calls parley scrubbed as parley's scrubber leaves them: a
+    message's call has its id, name and arguments scrubbed; a call echo makes for a declared tool
+    has the tool's scrubbed name and its scrubbed parameter names, sorted."""
     from parley_sidecar.conversation import pii, scrubbing
 
     scrub = scrubbing.Scrub("oracle", pii.Scrubber(pii.DEFAULT_ENTITIES))
+    declared, flags = _echo_call_flags(case.request)
     body = copy.deepcopy(answer.body)
     for output in body.get("outputs", []):
         for choice in output.get("choices", []):
             message = choice.get("message", {})
-            for call in message.get("toolCalls", message.get("tool_calls", [])):
-                if "id" in call:
-                    call["id"] = scrub.text(call["id"])
+            for index, call in enumerate(message.get("toolCalls", message.get("tool_calls", []))):
+                if index >= len(flags) or not flags[index]:
+                    continue
                 function = call.get("function", {})
                 if "name" in function:
                     function["name"] = scrub.text(function["name"])
-                if "arguments" in function:
-                    function["arguments"] = scrub.arguments(function["arguments"])
+                arguments = function.get("arguments")
+                if index < declared:
+                    if arguments:
+                        function["arguments"] = ",".join(sorted(scrub.text(a) for a in arguments.split(",")))
+                    if _asks(case.request) and arguments:
+                        function["arguments"] = scrub.arguments(function["arguments"])
+                    continue
+                if "id" in call:
+                    call["id"] = scrub.text(call["id"])
+                if arguments is not None:
+                    function["arguments"] = scrub.arguments(arguments)
     return answer.replace(body=body)
 
 
