@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from google.protobuf import json_format
 
 from parley_sidecar.api.metadata import MAX_EXTENDED_KEYS
 from parley_sidecar.settings import RUNTIME_VERSION
+from tests.conformance.servers import free_port
 from tests.conftest import ECHO, Running, StartSidecar, component_yaml
 from tests.sidecar.api.test_metrics import scrape
 
@@ -178,16 +178,6 @@ async def test_python_sdk_with_a_wrong_token_is_refused(token_sidecar: Running) 
 
 
 # -- shutdown of a real process ------------------------------------------------------------------------------
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.fixture
 async def slow_upstream() -> AsyncIterator[int]:
     """OpenAI's chat completions, answered after a second."""
@@ -216,7 +206,7 @@ async def _shutdown_process(tmp_path: Path, upstream: int, shutdown: Callable[[i
     the conversation gets its answer, then the process exits 0. Returns the process output."""
     (tmp_path / "slow.yaml").write_text(component_yaml("slow", "conversation.openai", {
         "key": "sk-test", "model": "gpt-test", "endpoint": f"http://127.0.0.1:{upstream}/v1"}))
-    http, grpc_port, metrics, public = _free_ports(4)
+    http, grpc_port, metrics, public = (free_port() for _ in range(4))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "parley_sidecar", "--app-id", "lifecycle", "--resources-path", str(tmp_path),
         "--dapr-http-port", str(http), "--dapr-grpc-port", str(grpc_port), "--metrics-port", str(metrics),
