@@ -136,6 +136,9 @@ class Metrics:
         self.component_errors = Counter(
             "parley_component_load_errors_total",
             "Failed loads of a component spec (at start, on a file change, on an operator update).", ("component",))
+        self.resiliency_errors = Counter(
+            "parley_resiliency_load_errors_total",
+            "Resiliency problems found in a resources file (the last good Resiliency stays applied).", ("file",))
         self._all: tuple[Counter | Histogram, ...] = tuple(
             v for v in vars(self).values() if isinstance(v, (Counter, Histogram))
         )

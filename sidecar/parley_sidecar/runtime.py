@@ -97,7 +97,8 @@ class Sidecar:
         started = time.perf_counter()
         if s.resources_paths:
             self.loader = ResourcesLoader(s.resources_paths, self.store, app_id=s.app_id,
-                                          interval=s.reload_interval)
+                                          interval=s.reload_interval,
+                                          on_resiliency_error=lambda file: self.metrics.resiliency_errors.inc((file,)))
             await self.loader.load()
             self._tasks.append(asyncio.create_task(self.loader.watch(), name="resources-watch"))
         if s.operator.address:

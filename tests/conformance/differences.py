@@ -317,6 +317,15 @@ def _provider_error(case: Case, answer: Answer) -> Answer:
     return _set_message(answer, prefix + rest)
 
 
+_TIMED_OUT = re.compile(r"(failed conversing with component [^:]+: )(?:context deadline exceeded|request timed out after \S+s)")
+
+
+def _timed_out(answer: Answer) -> Answer:
+    """daprd's and parley's words for an attempt a Resiliency timeout ended → one placeholder."""
+    found = _TIMED_OUT.fullmatch(_message(answer))
+    return answer if found is None else _set_message(answer, found.group(1) + "<timed out>")
+
+
 def _unreachable_detail(answer: Answer) -> Answer:
     text = _message(answer)
     if _UNREACHABLE.search(text):
@@ -628,6 +637,15 @@ DIFFERENCES: tuple[Difference, ...] = (
                "connection failures (default maxRetries 3, exponential backoff from retryBackoff 500ms "
                "with jitter, honouring Retry-After) before answering the same 500. `maxRetries: \"0\"` "
                "in the Component turns this off.",
+    ),
+    Difference(
+        id="resiliency-timeout-message",
+        cases=("resiliency/timeout",),
+        daprd=lambda d: _error_code(d) == "ERR_CONVERSATION_INVOKE",
+        normalise=_timed_out,
+        reason="When a Resiliency `timeouts` policy ends a component call both answer 500 "
+               "ERR_CONVERSATION_INVOKE after one upstream call. daprd's message ends with Go's "
+               "`context deadline exceeded`; parley's says what ended it: `request timed out after 0.5s`.",
     ),
     Difference(
         id="metadata-runtime-fields",

@@ -101,6 +101,10 @@ class FakeServer:
         for _ in range(times):
             self._script.append(_Step("fail", status=status, message=message, headers=tuple(extra.items())))
 
+    def clear(self) -> None:
+        """Forget the scripted steps not used yet: the next requests get the normal answer."""
+        self._script.clear()
+
     def slow(self, delay: float, times: int = 1) -> None:
         for _ in range(times):
             self._script.append(_Step("slow", delay=delay))

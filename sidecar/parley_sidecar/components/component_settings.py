@@ -31,8 +31,9 @@ class ResiliencySettings:
     timeout: float | None
     """Seconds per attempt; None: no per-attempt limit (``timeout: 0``)."""
     max_retries: int
+    """Retries after the first attempt; -1: no limit but ``deadline`` (a Resiliency's ``maxRetries: -1``)."""
     backoff: float
-    """Seconds before the first retry; doubles with full jitter."""
+    """Seconds before the first retry (see ``backoff_policy``)."""
     breaker_failures: int
     """Consecutive failures that open the circuit; 0 disables the breaker."""
     breaker_timeout: float
@@ -40,6 +41,13 @@ class ResiliencySettings:
     deadline: float | None
     """Seconds for the whole call: every attempt, backoff and fallback (``callTimeout``);
     None: no overall limit (``callTimeout: 0``)."""
+    backoff_policy: str = "jitter"
+    """``jitter`` (parley's metadata: a uniform draw in ``[0, backoff·2ⁿ]``), or a Resiliency
+    retry policy's ``constant`` / ``exponential``."""
+    max_interval: float = 20.0
+    """Seconds: the ceiling of one backoff wait (a Resiliency's ``maxInterval``)."""
+    breaker_max_requests: int = 1
+    """Trial calls let through while the circuit is half-open (a Resiliency's ``maxRequests``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -4,6 +4,10 @@ Sources (files, the operator stream) hand specs to :meth:`ComponentStore.sync`; 
 a new instance, and only once its ``init`` succeeded replaces the old one. A spec that fails keeps
 the last good instance serving and is reported to the caller. A replaced instance is closed when
 its last in-flight request finishes. The pipeline reads with :meth:`ComponentStore.lease`.
+
+The store is also the one place an entry's effective resiliency policy is made: the component's
+own metadata (``Entry.own``) under the outbound target of the loaded Resiliency resources
+(:meth:`ComponentStore.set_overlays`), so ``conversation.resiliency`` reads one policy.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import aiohttp
 
 from parley_sidecar.components import base, catalog
 from parley_sidecar.components.breaker import Breaker
-from parley_sidecar.components.component_settings import ComponentSettings
+from parley_sidecar.components.component_settings import ComponentSettings, ResiliencySettings
+from parley_sidecar.components.resiliency_resource import Outbound
 from parley_sidecar.components.spec import ComponentSpec
 
 __all__ = ["ComponentStore", "Entry", "LoadError"]
@@ -47,9 +52,17 @@ class Entry:
     instance: base.Conversation
     breaker: Breaker | None
     """This instance's circuit breaker (None when ``circuitBreakerFailures`` is 0)."""
+    own: ResiliencySettings
+    """The policy from the component's metadata alone; ``settings.resiliency`` is the effective one."""
     in_flight: int = 0
     retired: bool = False
     closed: bool = False
+
+
+def _breaker(policy: ResiliencySettings) -> Breaker | None:
+    if policy.breaker_failures <= 0:
+        return None
+    return Breaker(policy.breaker_failures, policy.breaker_timeout, max_requests=policy.breaker_max_requests)
 
 
 def _load_factory(path: str) -> Callable[[base.ComponentContext], base.Conversation]:
@@ -67,6 +80,7 @@ class ComponentStore:
         self._on_load_error = on_load_error
         """Called with the component's name each time a spec fails to load (the metrics count it)."""
         self._entries: dict[str, Entry] = {}
+        self._overlays: dict[str, Outbound] = {}
         self._sources: dict[str, str] = {}
         self._session_factory = session_factory
         self._lock = asyncio.Lock()
@@ -116,9 +130,33 @@ class ComponentStore:
             await instance.init(resolved)
         except (catalog.MetadataError, ValueError, ImportError) as exc:
             raise LoadError(f"{spec.describe()}: {exc}") from None
-        policy = settings.resiliency
-        breaker = Breaker(policy.breaker_failures, policy.breaker_timeout) if policy.breaker_failures > 0 else None
-        return Entry(spec=spec, ctype=ctype, settings=settings, instance=instance, breaker=breaker)
+        own = settings.resiliency
+        overlay = self._overlays.get(spec.name)
+        policy = own if overlay is None else overlay.apply(own)
+        return Entry(spec=spec, ctype=ctype, settings=dataclasses.replace(settings, resiliency=policy),
+                     instance=instance, breaker=_breaker(policy), own=own)
+
+    async def set_overlays(self, overlays: Mapping[str, Outbound]) -> list[str]:
+        """Make ``overlays`` (component name → a Resiliency's outbound target) the policies over
+        the components' own; returns the names whose effective policy changed. A changed breaker
+        policy starts a closed breaker; an unchanged one keeps its state."""
+        changed: list[str] = []
+        async with self._lock:
+            self._overlays = dict(overlays)
+            for entry in self._entries.values():
+                overlay = self._overlays.get(entry.spec.name)
+                policy = entry.own if overlay is None else overlay.apply(entry.own)
+                old = entry.settings.resiliency
+                if policy == old:
+                    continue
+                entry.settings = dataclasses.replace(entry.settings, resiliency=policy)
+                if (policy.breaker_failures, policy.breaker_timeout, policy.breaker_max_requests) != (
+                        old.breaker_failures, old.breaker_timeout, old.breaker_max_requests):
+                    entry.breaker = _breaker(policy)
+                changed.append(entry.spec.name)
+        for name in changed:
+            log.info("resiliency policy of component %r updated", name)
+        return changed
 
     async def apply(self, spec: ComponentSpec) -> bool:
         """Load or replace one component. Returns True when it changed; raises LoadError."""

@@ -2,7 +2,8 @@
 
 Kept apart from the pipeline so the pipeline reads as the list of steps, and so the policies can
 be tested against a local fake upstream without the API layers. Every setting comes from the
-component's own metadata, parsed once at load (``entry.settings.resiliency``);
+component's own metadata, parsed once at load, under a Dapr ``Resiliency`` resource's target when
+one names the component; the store makes that one effective policy (``entry.settings.resiliency``).
 ``docs/resiliency.md`` explains them.
 
 One call, in order, all of it within the component's ``callTimeout`` (the whole call's deadline:
@@ -14,9 +15,11 @@ attempts, backoff and fallbacks together; each attempt's timeout is cut to what 
    Only failures that say something about the upstream's health count (429, 5xx, timeouts,
    connection errors); a 400 or 401 proves the upstream is up.
 2. **Attempt** with ``timeout`` (per attempt; 0 means none).
-3. **Retry** retryable failures up to ``maxRetries`` times: exponential backoff from
-   ``retryBackoff`` with full jitter (a uniform draw in ``[0, backoff·2^n]``, capped at
-   :data:`MAX_BACKOFF`), or exactly the upstream's ``Retry-After`` when it sent one. A
+3. **Retry** retryable failures up to ``maxRetries`` times (-1: until the deadline): by default
+   exponential backoff from ``retryBackoff`` with full jitter (a uniform draw in
+   ``[0, backoff·2^n]``, capped at ``max_interval``); a Resiliency's ``constant`` policy waits
+   ``duration`` each time, its ``exponential`` one follows dapr/kit (×1.5 per retry, ±50 %
+   randomised, capped at ``maxInterval``); or exactly the upstream's ``Retry-After`` when it sent one. A
    ``Retry-After`` longer than :data:`MAX_RETRY_AFTER` ends the retries at once: waiting that
    long would hold the client's request for nothing, and a fallback may answer now.
 4. **Fallback**: when the component still fails with a provider error, the components named in
@@ -41,6 +44,7 @@ from typing import Any
 
 from parley_sidecar import errors
 from parley_sidecar.components import base
+from parley_sidecar.components.component_settings import ResiliencySettings
 from parley_sidecar.components.store import ComponentStore, Entry
 from parley_sidecar.metrics import Metrics
 
@@ -51,7 +55,10 @@ log = logging.getLogger("parley.resiliency")
 MAX_RETRY_AFTER = 30.0
 """Seconds: the longest upstream ``Retry-After`` we wait for before giving up on retries."""
 MAX_BACKOFF = 20.0
-"""Seconds: the ceiling of one exponential backoff step."""
+"""Seconds: the ceiling of one exponential backoff step (the metadata policy's ``max_interval``)."""
+_MULTIPLIER = 1.5
+_RANDOMIZATION = 0.5
+"""dapr/kit's exponential backoff: each interval ×1.5, the wait drawn within ±50 % of it."""
 
 Sleep = Callable[[float], Awaitable[Any]]
 
@@ -88,6 +95,18 @@ def _cut(timeout: float | None, deadline: _Deadline | None) -> float | None:
         return timeout
     left = deadline.left()
     return left if timeout is None else min(timeout, left)
+
+
+def _backoff(policy: ResiliencySettings, attempt: int) -> float:
+    """Seconds to wait before retry ``attempt + 1`` when the upstream named none."""
+    if policy.backoff_policy == "constant":
+        return policy.backoff
+    if policy.backoff_policy == "exponential":
+        # The exponent is capped: with maxRetries -1 it would otherwise overflow a float one day.
+        interval = min(policy.max_interval, policy.backoff * _MULTIPLIER ** min(attempt, 64))
+        low, high = interval * (1 - _RANDOMIZATION), interval * (1 + _RANDOMIZATION)
+        return min(policy.max_interval, random.uniform(low, high))
+    return random.uniform(0.0, min(policy.max_interval, policy.backoff * 2 ** min(attempt, 64)))
 
 
 async def _attempts(
@@ -138,7 +157,8 @@ async def _attempts(
                 breaker.failure(failure.reason)
             else:
                 breaker.success()  # the upstream answered: it is up
-        if not failure.retryable or attempt >= policy.max_retries or (breaker is not None and breaker.is_open):
+        if (not failure.retryable or 0 <= policy.max_retries <= attempt
+                or (breaker is not None and breaker.is_open)):
             raise failure
         if failure.retry_after is not None:
             if failure.retry_after > MAX_RETRY_AFTER:
@@ -147,15 +167,15 @@ async def _attempts(
                 raise failure
             delay = failure.retry_after
         else:
-            delay = random.uniform(0.0, min(MAX_BACKOFF, policy.backoff * 2**attempt))
+            delay = _backoff(policy, attempt)
         if deadline is not None and delay >= deadline.left():
             # Waiting would outlive the call's deadline: the last failure says more than a timeout.
             raise failure
         attempt += 1
         if metrics is not None:
             metrics.provider_retries.inc((name, _label(failure)))
-        log.warning("component %r attempt %d failed (%s); retry %d of %d in %.2fs",
-                    name, attempt, failure.reason, attempt, policy.max_retries, delay)
+        log.warning("component %r attempt %d failed (%s); retry %d of %s in %.2fs", name, attempt, failure.reason,
+                    attempt, policy.max_retries if policy.max_retries >= 0 else "unlimited", delay)
         await sleep(delay)
 
 

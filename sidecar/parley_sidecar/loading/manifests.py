@@ -2,8 +2,9 @@
 
 Accepts what daprd accepts in ``--resources-path``: multi-document files, ``apiVersion:
 dapr.io/v1alpha1``, ``kind: Component``, ``spec.metadata`` entries with ``value``, ``secretKeyRef``
-or ``envRef``, ``auth.secretStore`` and ``scopes``. Other kinds (Configuration, Resiliency,
-Subscription …) and non-conversation component types are skipped by the caller with a log line.
+or ``envRef``, ``auth.secretStore`` and ``scopes``; and ``kind: Resiliency`` documents, checked by
+``components.resiliency_resource``. Other kinds (Configuration, Subscription …) and
+non-conversation component types are skipped by the caller with a log line.
 Secret references are resolved here through the given lookups. No file I/O here: callers pass text.
 """
 
@@ -15,9 +16,10 @@ from typing import Any
 
 import yaml
 
+from parley_sidecar.components import resiliency_resource
 from parley_sidecar.components.spec import ComponentSpec
 
-__all__ = ["Document", "ManifestError", "SecretLookup", "parse_documents", "to_spec"]
+__all__ = ["Document", "ManifestError", "Parsed", "SecretLookup", "parse_documents", "to_spec"]
 
 SecretLookup = Callable[[str, str, str], str | None]
 """``(store, secret name, key) -> value``; None when the store or the secret is missing."""
@@ -42,35 +44,50 @@ class Document:
     """``file.yaml (document 2)`` for error messages."""
 
 
-def parse_documents(text: str, where: str) -> tuple[list[Document], list[str], list[str]]:
-    """Split a YAML text into Component documents.
+@dataclasses.dataclass(slots=True)
+class Parsed:
+    """What one file holds."""
 
-    Returns ``(components, skipped, errors)``: ``skipped`` describes documents of other kinds,
-    ``errors`` describes malformed ones. A YAML syntax error fails the whole file (one error).
-    """
+    components: list[Document] = dataclasses.field(default_factory=list)
+    resiliencies: list[resiliency_resource.Resiliency] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    """Documents of other kinds."""
+    errors: list[str] = dataclasses.field(default_factory=list)
+    """Malformed Components."""
+    resiliency_errors: list[str] = dataclasses.field(default_factory=list)
+    """Malformed Resiliencies (kept apart: the caller keeps the file's last good ones then)."""
+
+
+def parse_documents(text: str, where: str) -> Parsed:
+    """Split a YAML text into Component and Resiliency documents; a YAML syntax error fails the
+    whole file (raises ManifestError)."""
     try:
         raw_docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         raise ManifestError(f"{where}: not valid YAML{line}") from None
-    docs: list[Document] = []
-    skipped: list[str] = []
-    errors: list[str] = []
+    parsed = Parsed()
     for index, raw in enumerate(raw_docs, start=1):
         label = where if len(raw_docs) == 1 else f"{where} (document {index})"
         if not isinstance(raw, dict):
-            errors.append(f"{label}: expected a mapping, got {type(raw).__name__}")
+            parsed.errors.append(f"{label}: expected a mapping, got {type(raw).__name__}")
             continue
         kind = raw.get("kind")
+        if kind == "Resiliency":
+            try:
+                parsed.resiliencies.append(resiliency_resource.parse(raw, label))
+            except resiliency_resource.ResiliencyError as exc:
+                parsed.resiliency_errors.append(str(exc))
+            continue
         if kind != "Component":
-            skipped.append(f"{label}: kind {kind!r}")
+            parsed.skipped.append(f"{label}: kind {kind!r}")
             continue
         try:
-            docs.append(_document(raw, label))
+            parsed.components.append(_document(raw, label))
         except ManifestError as exc:
-            errors.append(str(exc))
-    return docs, skipped, errors
+            parsed.errors.append(str(exc))
+    return parsed
 
 
 def _document(raw: Mapping[str, Any], label: str) -> Document:

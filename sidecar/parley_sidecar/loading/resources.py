@@ -1,9 +1,13 @@
-"""Standalone mode: Component files from ``--resources-path`` directories, hot-reloaded.
+"""Standalone mode: Component and Resiliency files from ``--resources-path`` directories, hot-reloaded.
 
 Polls the directories (a few ``stat`` calls every 250 ms: cheaper in memory than an inotify
 library, and it works on every filesystem a pod mounts, ConfigMap symlink swaps included). On any
 change every file is read again and handed to the store per file, so a broken file keeps its last
-good components and a deleted file removes its own.
+good components and a deleted file removes its own. Resiliency documents are read in the same
+pass (those whose ``scopes`` leave this app out are skipped, as daprd does); a file whose
+Resiliency is malformed, or targets a component that is not loaded, keeps its last good
+Resiliencies applied. Their component targets go to the store, which makes each component's
+effective policy (``ComponentStore.set_overlays``); files later in path order win a conflict.
 
 The ``secretsFile`` of every local file secret store is watched too (its identity, mtime, size and
 a digest of its content), since a rotated secret changes no YAML: the reload resolves the
@@ -17,9 +21,10 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from parley_sidecar.components.resiliency_resource import Outbound, Resiliency
 from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore
 from parley_sidecar.loading import manifests, secrets
@@ -45,6 +50,7 @@ class ResourcesLoader:
         app_id: str,
         environ: Mapping[str, str] | None = None,
         interval: float = 0.25,
+        on_resiliency_error: Callable[[str], None] | None = None,
     ) -> None:
         self._paths = list(paths)
         self._store = store
@@ -55,6 +61,11 @@ class ResourcesLoader:
         self._secrets_files: list[Path] = []
         self._secrets_signature: SecretsSignature = ()
         self.errors: list[str] = []
+        self._resiliencies: dict[str, list[Resiliency]] = {}
+        """Per file: its last good Resiliencies (in scope for this app)."""
+        self._on_resiliency_error = on_resiliency_error
+        """Called with the file's name for each Resiliency problem (the metrics count it)."""
+        self.resiliency_errors: list[str] = []
 
     def _files(self) -> list[Path]:
         files: list[Path] = []
@@ -106,17 +117,29 @@ class ResourcesLoader:
         problems: list[str] = []
         documents: dict[str, list[manifests.Document]] = {}
         stores: list[secrets.SecretStoreSpec] = []
+        resiliencies: dict[str, list[Resiliency]] = {}
+        resiliency_problems: list[tuple[str, str]] = []
         for source, text in texts.items():
             if not isinstance(text, str):
                 problems.append(f"{source}: cannot read: {text}")
+                if source in self._resiliencies:
+                    resiliencies[source] = self._resiliencies[source]
                 continue
             try:
-                docs, skipped, errors = manifests.parse_documents(text, source)
+                parsed = manifests.parse_documents(text, source)
             except manifests.ManifestError as exc:
                 problems.append(str(exc))
+                if source in self._resiliencies:
+                    resiliencies[source] = self._resiliencies[source]
                 continue
-            problems.extend(errors)
-            for item in skipped:
+            problems.extend(parsed.errors)
+            if parsed.resiliency_errors:
+                resiliency_problems.extend((source, problem) for problem in parsed.resiliency_errors)
+                resiliencies[source] = self._resiliencies.get(source, [])
+            else:
+                resiliencies[source] = [r for r in parsed.resiliencies if self._in_scope(r)]
+            docs = parsed.components
+            for item in parsed.skipped:
                 log.debug("skipped %s (not a Component)", item)
             documents[source] = []
             for doc in docs:
@@ -158,7 +181,36 @@ class ResourcesLoader:
         for problem in problems:
             log.error("component not loaded: %s", problem)
         self.errors = problems
+        await self._apply_resiliencies(resiliencies, resiliency_problems)
         return problems
+
+    def _in_scope(self, resiliency: Resiliency) -> bool:
+        if resiliency.scopes and self._app_id not in resiliency.scopes:
+            log.info("skipped %s: app id %r is not in its scopes", resiliency.where, self._app_id)
+            return False
+        return True
+
+    async def _apply_resiliencies(self, found: dict[str, list[Resiliency]], problems: list[tuple[str, str]]) -> None:
+        """Check targets against the loaded components, keep each bad file's last good set, and
+        hand the merged targets to the store. Problems are logged, never raised."""
+        loaded = {entry.spec.name for entry in self._store.entries()}
+        for source, items in list(found.items()):
+            missing = [f"{r.where}: field 'spec.targets.components.{name}': no component named {name!r} is loaded"
+                       for r in items for name in r.targets if name not in loaded]
+            if missing and items is not self._resiliencies.get(source):
+                problems.extend((source, problem) for problem in missing)
+                found[source] = self._resiliencies.get(source, [])
+        self._resiliencies = found  # files gone since the last load give up their Resiliencies
+        overlays: dict[str, Outbound] = {}
+        for source in sorted(found):
+            for resiliency in found[source]:
+                overlays.update(resiliency.targets)
+        await self._store.set_overlays(overlays)
+        for source, problem in problems:
+            log.error("resiliency not applied (the last good one stays): %s", problem)
+            if self._on_resiliency_error is not None:
+                self._on_resiliency_error(source)
+        self.resiliency_errors = [problem for _, problem in problems]
 
     async def watch(self) -> None:
         """Reload whenever a file is added, changed or removed, or a secrets file is rotated;
