@@ -639,6 +639,15 @@ DIFFERENCES: tuple[Difference, ...] = (
                "in the Component turns this off.",
     ),
     Difference(
+        id="resiliency-retries-retryable-only",
+        cases=("openai/resiliency-client-error/calls",),
+        expect=lambda case, d: Answer(1, "", None),
+        reason="Under a Resiliency retry policy daprd's runner retries every error a component returns, "
+               "a 400 from the provider too (`maxRetries: 3`: 4 calls). Parley retries only failures a "
+               "retry can mend (408, 425, 429, 5xx, timeouts, connection errors) and answers a 400 after "
+               "one call; 5xx failures are retried as the policy says, in both.",
+    ),
+    Difference(
         id="resiliency-timeout-message",
         cases=("resiliency/timeout",),
         daprd=lambda d: _error_code(d) == "ERR_CONVERSATION_INVOKE",

@@ -138,3 +138,12 @@ def test_a_timeout_policy_ends_a_slow_call(resiliency_pair: Pair, fake: SlowFake
     assert d.status == 500, f"daprd answered {d}"
     assert fake.slow_calls - before == 2, "each server called upstream once (no retry policy)"
     assert_same(Case("resiliency/timeout", None), d, p)
+
+
+def test_a_client_error_under_a_retry_policy(resiliency_pair: Pair, fake: SlowFakeOpenAI) -> None:
+    d, p, d_calls, p_calls = ask(resiliency_pair, fake, "gpt-constant", "refuse #status-400")
+    assert d.status == 500, f"daprd answered {d}"
+    assert d_calls == 4, f"daprd called upstream {d_calls} times (its runner retries any error)"
+    case = Case("openai/resiliency-client-error/calls", None)
+    assert_same(case, Answer(d_calls, "", None), Answer(p_calls, "", None))
+    assert_same(Case("openai/resiliency-client-error", None), d, p)  # openai-provider-error-text

@@ -16,7 +16,8 @@ import pytest
 
 from parley_sidecar import errors
 from parley_sidecar.components import base
-from parley_sidecar.components.breaker import CircuitOpen
+from parley_sidecar.components.breaker import Breaker, CircuitOpen
+from parley_sidecar.components.resiliency_resource import BreakerPolicy, Outbound, RetryPolicy
 from parley_sidecar.components.store import ComponentStore, Entry
 from parley_sidecar.conversation import resiliency
 from parley_sidecar.metrics import Metrics
@@ -373,3 +374,66 @@ async def test_the_client_sees_the_deadline_through_the_sidecar(start_sidecar: S
         "errorCode": "ERR_CONVERSATION_INVOKE",
         "message": "failed conversing with component slow: no answer within the call deadline of 0.3s (callTimeout)",
     })
+
+
+# -- a Resiliency resource's policy (set on the store, as the resources loader does) -----------------
+
+
+async def waits_under(store: ComponentStore, entry: Entry, fake: OpenAIFake, retry: RetryPolicy) -> list[float]:
+    """The backoff waits of one call that fails until the policy gives up (the sleeps are recorded, not slept)."""
+    await store.set_overlays({entry.spec.name: Outbound(retry=retry)})
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    fake.fail(503, "busy", times=retry.max_retries + 1)
+    with pytest.raises(errors.ProviderError, match="503"):
+        await resiliency.invoke(store, entry, text_request("Hi"), sleep=record)
+    assert len(fake.requests) == retry.max_retries + 1
+    return waits
+
+
+async def test_a_constant_retry_policy_waits_its_duration_each_time(build: Build, store: ComponentStore,
+                                                                   fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a", circuitBreakerFailures="0")
+    retry = RetryPolicy(policy="constant", duration=0.25, initial_interval=0.5, max_interval=60.0, max_retries=4)
+    assert await waits_under(store, entry, fake, retry) == [0.25, 0.25, 0.25, 0.25]
+
+
+async def test_an_exponential_retry_policy_grows_and_stops_at_max_interval(build: Build, store: ComponentStore,
+                                                                           fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a", circuitBreakerFailures="0")
+    retry = RetryPolicy(policy="exponential", duration=5.0, initial_interval=0.1, max_interval=0.3, max_retries=6)
+    waits = await waits_under(store, entry, fake, retry)
+    intervals = [min(0.3, 0.1 * 1.5**n) for n in range(6)]  # dapr/kit: ×1.5, each drawn within ±50 %
+    assert all(0.5 * i <= w <= min(0.3, 1.5 * i) for w, i in zip(waits, intervals, strict=True)), waits
+    assert max(waits) <= 0.3
+
+
+async def test_a_resiliency_policy_replaces_and_then_restores_the_components_own(
+        build: Build, store: ComponentStore, fakes: list[OpenAIFake]) -> None:
+    entry, fake = await component(build, fakes, "a", maxRetries="0", circuitBreakerFailures="0")
+    await store.set_overlays({"a": Outbound(timeout=2.0, breaker=BreakerPolicy(failures=1, timeout=60.0,
+                                                                               max_requests=1))})
+    fake.fail(500, times=1)
+    with pytest.raises(errors.ProviderError, match="500"):
+        await call(store, entry)
+    with pytest.raises(CircuitOpen):  # trip consecutiveFailures >= 1
+        await call(store, entry)
+    await store.set_overlays({})
+    assert entry.breaker is None and entry.settings.resiliency == entry.own
+    assert (await call(store, entry)).outputs[0].choices[0].content == "echo: Hi"
+
+
+def test_half_open_lets_max_requests_trials_through() -> None:
+    now = [0.0]
+    breaker = Breaker(1, 10.0, clock=lambda: now[0], max_requests=2)
+    breaker.failure("boom")
+    now[0] = 11.0
+    breaker.before("a")
+    breaker.before("a")
+    with pytest.raises(CircuitOpen, match="half-open"):
+        breaker.before("a")
+    breaker.success()
+    assert not breaker.is_open
