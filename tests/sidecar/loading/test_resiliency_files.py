@@ -96,12 +96,11 @@ async def test_unlimited_retries_end_with_the_first_answer(start_sidecar: StartS
 
 async def test_timeout_policy_ends_a_slow_call(start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
     running = await start_sidecar({"gpt.yaml": gpt(fake), "res.yaml": resiliency(timeout="200ms")})
-    fake.slow(30)
-    started = time.monotonic()
+    fake.slow(30)  # would answer 200 after 30 s: a 500 now is the policy ending the attempt
     status, body = await converse(running)
     assert status == 500 and isinstance(body, dict)
     assert body["errorCode"] == "ERR_CONVERSATION_INVOKE"
-    assert time.monotonic() - started < 10  # far below the fake's 30 s: the policy ended it
+    assert "timed out after 0.2s" in body["message"]
     assert len(fake.requests) == 1
 
 
