@@ -26,8 +26,8 @@ log = logging.getLogger("parley.cli")
 # daprd flags (cmd/daprd/options/options.go, dapr/kit logger and metrics options) that do not apply
 # to a conversation-only sidecar. Accepted so `dapr run` and injectors can pass them.
 IGNORED_VALUE_FLAGS = (
-    "mode", "dapr-internal-grpc-port", "dapr-internal-grpc-listen-address", "app-port", "profile-port",
-    "app-protocol", "config", "control-plane-trust-domain", "control-plane-namespace",
+    "dapr-internal-grpc-port", "dapr-internal-grpc-listen-address", "app-port", "profile-port",
+    "app-protocol", "control-plane-trust-domain", "control-plane-namespace",
     "sentry-address", "sentry-request-jwt-audiences", "allowed-origins", "app-max-concurrency",
     "dapr-http-read-buffer-size", "read-buffer-size", "unix-domain-socket", "app-health-check-path",
     "app-health-probe-interval", "app-health-probe-timeout", "app-health-threshold", "app-channel-address",
@@ -37,7 +37,7 @@ IGNORED_VALUE_FLAGS = (
 )
 IGNORED_BOOL_FLAGS = (
     "enable-profiling", "build-info", "wait", "enable-mtls", "app-ssl", "disable-builtin-k8s-secret-store",
-    "enable-app-health-check", "enable-api-logging", "metrics-push-enable",
+    "enable-app-health-check", "metrics-push-enable",
 )
 
 
@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dapr-public-listen-address", default="")
     p.add_argument("--metrics-listen-address", default="0.0.0.0")
     p.add_argument("--enable-metrics", type=_bool, nargs="?", const=True, default=True)
+    p.add_argument("--mode", default="standalone", help="standalone or kubernetes (daprd's).")
+    p.add_argument("--config", default="", metavar="FILE", help="Dapr Configuration resource (YAML).")
+    p.add_argument("--enable-api-logging", type=_bool, nargs="?", const=True, default=None,
+                   help="Log one line per API call (overrides spec.logging.apiLogging.enabled).")
     p.add_argument("--log-level", default="info", help="debug, info, warn, error or fatal.")
     p.add_argument("--log-as-json", type=_bool, nargs="?", const=True, default=False)
     p.add_argument("--max-body-size", default="4Mi", help="Largest request body, e.g. 4Mi.")
@@ -152,6 +156,12 @@ def settings_from_args(
     s.namespace = env.get("NAMESPACE", "")
     s.operator.address = args.control_plane_address or env.get("PARLEY_OPERATOR_ADDRESS", "")
     s.operator.namespace = s.namespace
+    if args.mode == "kubernetes":
+        # There --config names a Configuration resource the operator would deliver, not a file.
+        s.kubernetes_config = args.config
+    else:
+        s.config_file = Path(args.config) if args.config else None
+    s.enable_api_logging = args.enable_api_logging
     return s, args
 
 
@@ -177,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     skipped = ignored_flags(args)
     if skipped:
         log.info("ignoring daprd flags that do not apply to parley: %s", " ".join(skipped))
+    if settings.kubernetes_config:
+        log.warning("parley ignores the Configuration %r (dapr.io/config): the operator does not deliver "
+                    "Configurations yet; only --config FILE in standalone mode is read", settings.kubernetes_config)
     if args.stray:
         log.info("ignoring %d stray positional argument(s)", len(args.stray))
     runtime.run(settings)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 __all__ = ["CONTENT_TYPE", "Counter", "Histogram", "Metrics"]
 
@@ -45,6 +47,37 @@ GENAI_SECONDS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.
 GENAI_TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 
 Labels = tuple[str, ...]
+Rewrite = Callable[[Labels], Labels]
+Replacement = Callable[[re.Match[str]], str]
+
+
+def label_rewrite(index: int, pairs: Sequence[tuple[re.Pattern[str], Replacement]]) -> Rewrite:
+    """daprd's metric rule for one label (``NormalizeTagValue``): each regex's matches in the value
+    are replaced, in turn. Results are memoised: label values come from a bounded set (routes,
+    component names, statuses), so after warm-up a record costs one dict lookup."""
+    seen: dict[str, str] = {}
+
+    def rewrite(labels: Labels) -> Labels:
+        value = labels[index]
+        new = seen.get(value)
+        if new is None:
+            new = value
+            for pattern, replace in pairs:
+                new = pattern.sub(replace, new)
+            if len(seen) < 4096:
+                seen[value] = new
+        return labels if new == value else (*labels[:index], new, *labels[index + 1:])
+
+    return rewrite
+
+
+def _chain(first: Rewrite, second: Rewrite) -> Rewrite:
+    return lambda labels: second(first(labels))
+
+
+class ApiCallSink(Protocol):
+    def http(self, method: str, path: str, status: int, elapsed_ms: float, user_agent: str) -> None: ...
+    def grpc(self, method: str, status: str, elapsed_ms: float) -> None: ...
 
 
 class Counter:
@@ -53,8 +86,12 @@ class Counter:
     def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
         self.name, self.doc, self.labels = name, doc, tuple(labels)
         self.values: dict[Labels, float] = {}
+        self.rewrite: Rewrite | None = None
+        """Set by ``spec.metric.rules`` naming this metric; None costs one check per record."""
 
     def inc(self, labels: Labels, amount: float = 1.0) -> None:
+        if self.rewrite is not None:
+            labels = self.rewrite(labels)
         self.values[labels] = self.values.get(labels, 0.0) + amount
 
     def render(self) -> Iterator[str]:
@@ -70,8 +107,11 @@ class Histogram:
         self.buckets = tuple(buckets)
         self.values: dict[Labels, list[float]] = {}
         """Per label set: one count per bucket (+Inf last), then sum, then count."""
+        self.rewrite: Rewrite | None = None
 
     def observe(self, labels: Labels, value: float) -> None:
+        if self.rewrite is not None:
+            labels = self.rewrite(labels)
         row = self.values.get(labels)
         if row is None:
             row = self.values[labels] = [0.0] * (len(self.buckets) + 3)
@@ -142,9 +182,34 @@ class Metrics:
         self._all: tuple[Counter | Histogram, ...] = tuple(
             v for v in vars(self).values() if isinstance(v, (Counter, Histogram))
         )
+        self.enabled = True
+        """``spec.metric.enabled: false``: as daprd, the port still answers, with no series."""
+        self.api_log: ApiCallSink | None = None
+        """Told of every API call (HTTP API port and gRPC) when API logging is on."""
+
+    def apply_rules(self, rules: Sequence[tuple[str, str, Sequence[tuple[re.Pattern[str], Replacement]]]]) -> list[str]:
+        """Install ``(metric, label, pairs)`` rules; returns the rules that name no metric or label
+        of parley's. Names match as daprd matches them: a first ``dapr_`` dropped, ``_`` as ``/``."""
+
+        def norm(name: str) -> str:
+            return name.replace("dapr_", "", 1).replace("_", "/")
+
+        by_name = {norm(m.name): m for m in self._all}
+        unmatched: list[str] = []
+        for name, label, pairs in rules:
+            metric = by_name.get(norm(name))
+            if metric is None or label not in metric.labels:
+                unmatched.append(f"{name}/{label}")
+                continue
+            step = label_rewrite(metric.labels.index(label), pairs)
+            before = metric.rewrite
+            metric.rewrite = step if before is None else _chain(before, step)
+        return unmatched
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
+        if not self.enabled:
+            return b""
         lines: list[str] = []
         for metric in self._all:
             lines.extend(metric.render())

@@ -23,10 +23,12 @@ from dapr.proto.runtime.v1 import metadata_pb2
 from parley_sidecar.api import connections, metadata, public, surface
 from parley_sidecar.api import grpc as grpc_api
 from parley_sidecar.api import http as http_api
+from parley_sidecar.api.api_log import ApiLog
 from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore
 from parley_sidecar.conversation import pipeline as pipeline_mod
 from parley_sidecar.conversation.pipeline import Pipeline
+from parley_sidecar.loading import configuration
 from parley_sidecar.loading.resources import ResourcesLoader
 from parley_sidecar.metrics import Metrics
 from parley_sidecar.settings import RUNTIME_VERSION, SidecarSettings
@@ -95,6 +97,9 @@ class Sidecar:
     async def start(self) -> None:
         s = self.settings
         started = time.perf_counter()
+        if s.config_file is not None:
+            s.configuration = configuration.load(s.config_file)  # ConfigurationError: the start stops
+        self._apply_configuration()
         if s.resources_paths:
             self.loader = ResourcesLoader(s.resources_paths, self.store, app_id=s.app_id,
                                           interval=s.reload_interval,
@@ -141,6 +146,19 @@ class Sidecar:
             ", ".join(sorted(e.spec.name for e in self.store.entries())) or "none",
         )
 
+    def _apply_configuration(self) -> None:
+        s, config = self.settings, self.settings.configuration
+        self.metrics.enabled = config.metrics_enabled
+        unmatched = self.metrics.apply_rules([
+            (rule.name, label.label, [(pattern, configuration.go_template(repl)) for pattern, repl in label.pairs])
+            for rule in config.metric_rules for label in rule.labels])
+        if unmatched:
+            log.warning("Configuration spec.metric.rules name no metric label of parley's: %s", ", ".join(unmatched))
+        api = config.api_logging
+        if s.enable_api_logging if s.enable_api_logging is not None else api.enabled:
+            self.metrics.api_log = ApiLog(obfuscate_urls=api.obfuscate_urls, omit_health_checks=api.omit_health_checks)
+            log.info("API logging is enabled")
+
     def _metrics_app(self) -> web.Application:
         from parley_sidecar.metrics import CONTENT_TYPE
 
@@ -179,6 +197,10 @@ async def _main(settings: SidecarSettings) -> None:
         loop.add_signal_handler(sig, sidecar.shutdown_requested.set)
     try:
         await sidecar.start()
+    except configuration.ConfigurationError as exc:  # daprd: a fatal log line, exit 1
+        log.critical("%s", exc)
+        await sidecar.stop()
+        raise SystemExit(1) from None
     except OSError as exc:
         log.error("cannot start: %s", exc)
         await sidecar.stop()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from parley_sidecar.loading.configuration import Configuration
+
 __all__ = ["Connections", "Limits", "Logging", "OperatorLink", "Ports", "SidecarSettings"]
 
 RUNTIME_VERSION = "1.18.3-parley.0.1.0"
@@ -91,4 +93,12 @@ class SidecarSettings:
     logging: Logging = dataclasses.field(default_factory=Logging)
     operator: OperatorLink = dataclasses.field(default_factory=OperatorLink)
     reload_interval: float = 0.25
+    config_file: Path | None = None
+    """Dapr ``Configuration`` file (``--config``); read by ``Sidecar.start`` into :attr:`configuration`."""
+    kubernetes_config: str = ""
+    """``--config NAME`` with ``--mode kubernetes``: a Configuration resource's name (not read yet)."""
+    enable_api_logging: bool | None = None
+    """``--enable-api-logging``; when given it wins over ``spec.logging.apiLogging.enabled``, as in daprd."""
+    configuration: Configuration = dataclasses.field(default_factory=Configuration)
+    """What the Configuration file set (defaults without one); ``tracing`` waits for Observability."""
     """Seconds between checks of ``--resources-path`` for changed files."""

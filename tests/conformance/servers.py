@@ -206,11 +206,13 @@ def _wait_ready(server: Server, timeout: float) -> None:
 
 
 def start_server(name: str, executable: Sequence[str], app_id: str, resources: Path, log_dir: Path, *,
-                 env: Mapping[str, str] | None = None, timeout: float = 30.0, attempts: int = 3) -> Server:
+                 env: Mapping[str, str] | None = None, timeout: float = 30.0, attempts: int = 3,
+                 extra_args: Sequence[str] = ()) -> Server:
     """Start and wait for health; on a port taken meanwhile by someone else, again on new ports."""
     for attempt in range(attempts):
         try:
-            return _start_server(name, executable, app_id, resources, log_dir, env=env, timeout=timeout)
+            return _start_server(name, executable, app_id, resources, log_dir, env=env, timeout=timeout,
+                                 extra_args=extra_args)
         except RuntimeError as exc:
             if "in use" not in str(exc) or attempt == attempts - 1:
                 raise
@@ -218,12 +220,12 @@ def start_server(name: str, executable: Sequence[str], app_id: str, resources: P
 
 
 def _start_server(name: str, executable: Sequence[str], app_id: str, resources: Path, log_dir: Path, *,
-                  env: Mapping[str, str] | None, timeout: float) -> Server:
+                  env: Mapping[str, str] | None, timeout: float, extra_args: Sequence[str] = ()) -> Server:
     ports = {k: free_port() for k in ("http", "grpc", "metrics", "internal", "public")}
     log_path = log_dir / f"{name}.log"
     started = time.perf_counter()
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([*executable, *daprd_flags(app_id, resources, ports)], stdout=log,
+        proc = subprocess.Popen([*executable, *daprd_flags(app_id, resources, ports), *extra_args], stdout=log,
                                 stderr=subprocess.STDOUT, env=clean_env(env), cwd=log_dir,
                                 start_new_session=True)
     server = Server(name, proc, ports, log_path, started)
@@ -249,14 +251,17 @@ class Pair:
 
 
 def start_pair(daprd: Path, label: str, app_id: str, resources: Path, log_dir: Path, *,
-               env: Mapping[str, str] | None = None) -> Pair:
-    """daprd and parley started side by side (concurrently: the slower decides the wait)."""
+               env: Mapping[str, str] | None = None, extra_args: Sequence[str] = ()) -> Pair:
+    """daprd and parley started side by side (concurrently: the slower decides the wait);
+    ``extra_args`` are given to both after the usual flags (e.g. ``--config FILE``)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     import concurrent.futures
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        d = pool.submit(start_server, f"daprd-{label}", [str(daprd)], app_id, resources, log_dir, env=env)
-        p = pool.submit(start_server, f"parley-{label}", parley_argv(), app_id, resources, log_dir, env=env)
+        d = pool.submit(start_server, f"daprd-{label}", [str(daprd)], app_id, resources, log_dir, env=env,
+                        extra_args=extra_args)
+        p = pool.submit(start_server, f"parley-{label}", parley_argv(), app_id, resources, log_dir, env=env,
+                        extra_args=extra_args)
         errors = []
         servers: list[Server] = []
         for fut in (d, p):

@@ -3,8 +3,8 @@
 The CLI (tests/daprd/build-cli.sh, cached) runs ``$HOME/.dapr/bin/daprd`` in self-hosted mode. A
 temporary HOME holds a small wrapper there that execs parley's sidecar, so the CLI starts parley
 with every flag it passes to daprd, waits for its ports, runs the app and writes the metadata PUTs.
-Nothing is downloaded: the CLI needs no ``dapr init`` files for this (it passes ``--config`` to a
-file that may not exist, as with daprd).
+Nothing is downloaded. The CLI passes ``--config $HOME/.dapr/config.yaml`` whether or not it exists,
+and daprd, like parley, stops on a missing one; so the HOME gets the file ``dapr init`` writes.
 
 This test needs the CLI, not daprd (it does not compare with daprd).
 """
@@ -66,6 +66,20 @@ EXPECTED = ("== APP == conversation output: Please write a witty haiku about the
             "framework at dapr.io")
 
 
+# What `dapr init` writes to $HOME/.dapr/config.yaml (dapr/cli ``pkg/standalone/standalone.go``).
+DAPR_INIT_CONFIG = """\
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: daprConfig
+spec:
+  tracing:
+    samplingRate: "1"
+    zipkin:
+      endpointAddress: http://localhost:9411/api/v2/spans
+"""
+
+
 def install_parley_as_daprd(home: Path, public_port: int) -> Path:
     """$HOME/.dapr/bin/daprd → parley. The loopback flags keep the test on 127.0.0.1 (the CLI passes
     none, so daprd and parley alike would listen on every interface)."""
@@ -78,6 +92,7 @@ def install_parley_as_daprd(home: Path, public_port: int) -> Path:
         exec {shlex.quote(sys.executable)} -m parley_sidecar "$@" {loopback}
         """))
     daprd.chmod(0o755)
+    (home / ".dapr" / "config.yaml").write_text(DAPR_INIT_CONFIG)
     return daprd
 
 

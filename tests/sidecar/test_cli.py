@@ -50,7 +50,7 @@ def test_dapr_cli_flags_are_accepted_and_the_irrelevant_ones_named() -> None:
     assert settings.enable_metrics is False
     assert settings.api_token == "t"
     assert cli.ignored_flags(args) == sorted([
-        "--config", "--app-protocol", "--app-max-concurrency", "--placement-host-address", "--read-buffer-size",
+        "--app-protocol", "--app-max-concurrency", "--placement-host-address", "--read-buffer-size",
         "--scheduler-host-address", "--app-port", "--profile-port", "--dapr-internal-grpc-port", "--enable-mtls"])
 
 

@@ -163,7 +163,10 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def _count(metrics: Metrics, method: str, status: str, started: float) -> None:
-    metrics.grpc(_SERVICE + method, status, (time.perf_counter() - started) * 1000)
+    elapsed = (time.perf_counter() - started) * 1000
+    metrics.grpc(_SERVICE + method, status, elapsed)
+    if metrics.api_log is not None:
+        metrics.api_log.grpc(_SERVICE + method, status, elapsed)
 
 
 def _code(exc: errors.ParleyError) -> grpc.StatusCode:

@@ -66,7 +66,10 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = request.headers.get("dapr-api-token", "")
         if not hmac.compare_digest(given.encode(), token.encode()):
             # Go's http.Error, as daprd: the text and a newline.
-            metrics.http(request.method, _metric_path(request), 401, (time.perf_counter() - started) * 1000)
+            path, elapsed = _metric_path(request), (time.perf_counter() - started) * 1000
+            metrics.http(request.method, path, 401, elapsed)
+            if metrics.api_log is not None:
+                metrics.api_log.http(request.method, path, 401, elapsed, request.headers.get("User-Agent", ""))
             return web.Response(status=401, text="invalid api token\n")
     status = surface.CLIENT_GONE
     try:
@@ -89,7 +92,10 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = 500
         return surface.unexpected(request)
     finally:
-        metrics.http(request.method, _metric_path(request), status, (time.perf_counter() - started) * 1000)
+        path, elapsed = _metric_path(request), (time.perf_counter() - started) * 1000
+        metrics.http(request.method, path, status, elapsed)
+        if metrics.api_log is not None:
+            metrics.api_log.http(request.method, path, status, elapsed, request.headers.get("User-Agent", ""))
 
 
 def _query_metadata(request: web.Request) -> dict[str, str]:
