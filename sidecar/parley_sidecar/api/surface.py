@@ -7,9 +7,9 @@ answered as daprd answers an internal error: 500 ``{"errorCode":"ERR_INTERNAL",â
 aiohttp's ``text/plain`` "Server got itself in trouble". A request whose client went away before
 the answer is counted with status 499 (nginx's "client closed request": no status was sent).
 
-The API port's own middleware (``http._guard``) calls :func:`record` and :func:`unexpected`
-itself, so that port pays for one middleware, not two; the public and metrics ports get
-:func:`install`. No routes here.
+The API port's own middleware (``http._guard``) does the same duties itself (with its own path
+label, :data:`PATH_LABEL`, and API logging), so that port pays for one middleware, not two; the
+public and metrics ports get :func:`install`. No routes here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from parley_sidecar import errors
 from parley_sidecar.api import wire
 from parley_sidecar.metrics import Metrics
 
-__all__ = ["CLIENT_GONE", "MATCH", "PATH_LABEL", "error_response", "install", "record", "route_path", "unexpected"]
+__all__ = ["CLIENT_GONE", "MATCH", "PATH_LABEL", "error_response", "install", "route_path", "unexpected"]
 
 log = logging.getLogger("parley.http")
 
@@ -47,7 +47,7 @@ def route_path(request: web.Request) -> str:
     return (resource.canonical if resource is not None else "") or "/unmatched"
 
 
-def record(request: web.Request, metrics: Metrics, status: int, started: float) -> None:
+def _record(request: web.Request, metrics: Metrics, status: int, started: float) -> None:
     label = request.app.get(PATH_LABEL, route_path)
     metrics.http(request.method, label(request), status, (time.perf_counter() - started) * 1000)
 
@@ -83,7 +83,7 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
         status = 500
         return unexpected(request)
     finally:
-        record(request, request.app[METRICS], status, started)
+        _record(request, request.app[METRICS], status, started)
 
 
 def install(app: web.Application, metrics: Metrics) -> None:
