@@ -169,10 +169,10 @@ class ComponentContext:
     name: str
     type: str
     session: aiohttp.ClientSession | None = None
-    max_connections: int = 64
-    """``maxConnections``: the most connections of this component's own pool."""
-    max_response_bytes: int = 4 << 20
-    """``maxResponseBytes``: the largest provider answer read."""
+    max_connections: int = dataclasses.field(kw_only=True)
+    """``maxConnections``: the most connections of this component's own pool (default: the catalog's)."""
+    max_response_bytes: int = dataclasses.field(kw_only=True)
+    """``maxResponseBytes``: the largest provider answer read (default: the catalog's)."""
 
 
 class Conversation(Protocol):
