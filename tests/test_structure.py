@@ -49,6 +49,14 @@ def test_layers_only_import_downwards(path: Path) -> None:
             assert target in allowed, f"{rel} imports {module}: {own} must not import {target}"
 
 
+@pytest.mark.parametrize("name", sorted(BASE))
+def test_helper_modules_import_no_layer(name: str) -> None:
+    """errors, durations, settings, metrics and logs sit beside the layers: any layer (and the
+    operator) may import them, so they import none (docs/architecture.md, "Layers")."""
+    for module in imports(SIDECAR / f"{name}.py"):
+        assert layer_of(module) not in LAYERS, f"{name}.py imports {module}"
+
+
 def test_provider_modules_are_imported_only_through_the_catalog() -> None:
     providers = {"openai", "anthropic", "googleai", "huggingface", "mistral", "ollama", "deepseek", "bedrock"}
     for path in SIDECAR.rglob("*.py"):

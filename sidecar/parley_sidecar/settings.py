@@ -6,16 +6,61 @@ Defaults are daprd's, so a pod spec or a ``dapr run`` written for daprd behaves 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
-from parley_sidecar.loading.configuration import Configuration
-
-__all__ = ["Connections", "Limits", "Logging", "OperatorLink", "Ports", "SidecarSettings"]
+__all__ = ["ApiLogging", "Configuration", "Connections", "LabelRule", "Limits", "Logging", "MetricRule",
+           "OperatorLink", "Ports", "SidecarSettings", "Tracing"]
 
 RUNTIME_VERSION = "1.18.3-parley.0.1.0"
 """What ``--version`` and ``/v1.0/metadata`` report: the daprd API level we match, then our own
 version as a semver pre-release, so tools that parse daprd's version (the Dapr CLI needs ≥ 1.14)
 keep working while the answer stays honest."""
+
+
+# What a Dapr Configuration file sets (``loading.configuration`` reads it): plain data, here so that
+# settings imports no layer (the operator imports this module too).
+@dataclasses.dataclass(frozen=True, slots=True)
+class LabelRule:
+    label: str
+    pairs: tuple[tuple[re.Pattern[str], str], ...]
+    """(regex, replacement) in file order: each regex's matches in the label value are replaced."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MetricRule:
+    name: str
+    labels: tuple[LabelRule, ...]
+
+
+@dataclasses.dataclass(slots=True)
+class ApiLogging:
+    enabled: bool = False
+    obfuscate_urls: bool = False
+    omit_health_checks: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class Tracing:
+    """Parsed and validated only; the Observability work exports spans from these."""
+
+    enabled: bool = False
+    sampling_rate: float = 1.0
+    otel_endpoint: str = ""
+    otel_secure: bool = True
+    otel_protocol: str = ""
+    zipkin_endpoint: str = ""
+
+
+@dataclasses.dataclass(slots=True)
+class Configuration:
+    metrics_enabled: bool = True
+    metric_rules: tuple[MetricRule, ...] = ()
+    api_logging: ApiLogging = dataclasses.field(default_factory=ApiLogging)
+    tracing: Tracing = dataclasses.field(default_factory=Tracing)
+    ignored: tuple[str, ...] = ()
+    """``spec.X`` paths named in the ignored-fields warning."""
+
 
 
 @dataclasses.dataclass(slots=True)

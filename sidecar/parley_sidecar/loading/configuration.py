@@ -10,7 +10,6 @@ apply to a conversation sidecar are each named once in a warning, never silently
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import re
@@ -20,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from parley_sidecar.settings import ApiLogging, Configuration, LabelRule, MetricRule, Tracing
+
 __all__ = ["ApiLogging", "Configuration", "ConfigurationError", "LabelRule", "MetricRule", "Tracing", "go_template",
            "load"]
 
@@ -28,48 +29,6 @@ log = logging.getLogger("parley.configuration")
 
 class ConfigurationError(Exception):
     """The file cannot be used at all (missing, not YAML, not a Configuration): the start stops."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LabelRule:
-    label: str
-    pairs: tuple[tuple[re.Pattern[str], str], ...]
-    """(regex, replacement) in file order: each regex's matches in the label value are replaced."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MetricRule:
-    name: str
-    labels: tuple[LabelRule, ...]
-
-
-@dataclasses.dataclass(slots=True)
-class ApiLogging:
-    enabled: bool = False
-    obfuscate_urls: bool = False
-    omit_health_checks: bool = False
-
-
-@dataclasses.dataclass(slots=True)
-class Tracing:
-    """Parsed and validated only; the Observability work exports spans from these."""
-
-    enabled: bool = False
-    sampling_rate: float = 1.0
-    otel_endpoint: str = ""
-    otel_secure: bool = True
-    otel_protocol: str = ""
-    zipkin_endpoint: str = ""
-
-
-@dataclasses.dataclass(slots=True)
-class Configuration:
-    metrics_enabled: bool = True
-    metric_rules: tuple[MetricRule, ...] = ()
-    api_logging: ApiLogging = dataclasses.field(default_factory=ApiLogging)
-    tracing: Tracing = dataclasses.field(default_factory=Tracing)
-    ignored: tuple[str, ...] = ()
-    """``spec.X`` paths named in the ignored-fields warning."""
 
 
 # Why each Configuration field a conversation sidecar leaves alone does not apply.
