@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -22,14 +22,17 @@ __all__ = [
     "Conversation",
     "ConverseRequest",
     "ConverseResponse",
+    "Delta",
     "Message",
     "Output",
     "Part",
     "PromptDetails",
     "Role",
+    "Streaming",
     "TextPart",
     "Tool",
     "ToolCall",
+    "ToolCallDelta",
     "ToolResult",
     "Usage",
 ]
@@ -158,6 +161,33 @@ class ConverseResponse:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call. ``index`` says which call of the answer it belongs to;
+    ``id`` and ``name`` come on the call's first piece, ``arguments`` is a fragment of its JSON."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delta:
+    """One piece of a streamed answer. A stream has one choice (streams are ``n`` = 1).
+
+    ``finish_reason`` is set on the piece that ends the answer, ``usage`` on at most one piece
+    (usually the last), ``model`` whenever the upstream names it. Concatenating every piece's
+    ``content`` gives the answer's text; ``streaming.Assembler`` rebuilds the whole
+    :class:`ConverseResponse`."""
+
+    content: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    finish_reason: str = ""
+    usage: Usage | None = None
+    model: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ComponentContext:
     """What a component receives from the runtime instead of reaching for globals.
 
@@ -186,3 +216,18 @@ class Conversation(Protocol):
 
     async def aclose(self) -> None:
         """Release what ``init`` acquired."""
+
+
+class Streaming(Protocol):
+    """A conversation component that can answer piece by piece as its upstream produces them.
+
+    Optional: ``streaming.open_stream`` replays ``converse`` for a component without it."""
+
+    def stream(self, request: ConverseRequest, *, timeout: float | None) -> AsyncIterator[Delta]:
+        """Send the request when iteration starts and yield each piece as it arrives.
+
+        Raise ``errors.ProviderError`` for upstream failures, before the first piece (a status, a
+        refused connection) or after it (a malformed event, a cut connection). ``timeout`` bounds
+        the wait for the first piece. Closing the iterator early (``aclose``) must close the
+        upstream connection, so a client that leaves stops the provider's work."""
+        ...
