@@ -113,6 +113,13 @@ class ConverseRequest:
     max_tokens: int | None = None
     model: str | None = None
     api_key: str | None = dataclasses.field(default=None, repr=False)
+    top_p: float | None = None
+    """OpenAI-style sampling options (the OpenAI-compatible API sets them; ``None``/empty: not set).
+    A provider that has no place for one ignores it (``docs/openai.md`` says which)."""
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    user: str = ""
+    """The end user the caller names (OpenAI ``user``), for a provider's abuse monitoring."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

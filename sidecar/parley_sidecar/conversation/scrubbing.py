@@ -57,6 +57,8 @@ _REQUEST_FIELDS = frozenset({
     "messages",  # scrubbed per input, by the API version's module, and history in the pipeline
     "tools", "tool_choice", "metadata", "response_format",  # scrubbed by Scrub.request
     "temperature", "prompt_cache_retention", "max_tokens",  # numbers the client set: no text
+    "top_p", "seed",  # numbers too (the OpenAI-compatible API's)
+    "stop", "user",  # texts sent upstream: scrubbed by Scrub.request
     "model", "api_key",  # per-request overrides, never forwarded as text (pipeline.OVERRIDE_KEYS)
 })
 
@@ -185,6 +187,8 @@ class Scrub:
             tool_choice=self._text(request.tool_choice) if request.tool_choice else request.tool_choice,
             metadata={self._text(k): self._text(v) for k, v in request.metadata.items()},
             response_format=self._schema(request.response_format) if request.response_format else None,
+            stop=tuple(self._text(s) for s in request.stop),
+            user=self._text(request.user) if request.user else "",
         )
 
     def _schema(self, schema: Mapping[str, Any]) -> dict[str, Any]:
