@@ -9,14 +9,16 @@ imports a provider and never compares a component type: it only sees ``base.Conv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from parley_sidecar import errors
-from parley_sidecar.components import base, catalog
+from parley_sidecar.components import base, catalog, streaming
+from parley_sidecar.components.component_settings import MemorySettings
 from parley_sidecar.components.store import ComponentStore, Entry
 from parley_sidecar.conversation import cache, memory, pii, resiliency, scrubbing
 from parley_sidecar.metrics import Metrics
@@ -158,16 +160,9 @@ class Pipeline:
         overrides = overrides or _NO_OVERRIDES
         settings = entry.settings
         limits = settings.memory if settings.memory.enabled and context_id else None
-        sent = request
-        if limits is not None:
-            store = self._memory_for(name, entry)
-            history = await store.history(name, context_id, limits)
-            if history:
-                if scrub_history:
-                    history = await self.scrubbing.run(
-                        name, entry, overrides.pii_entities, "input", lambda scrub: scrub.messages(history),
-                        scrubbing.size_of_messages(history))
-                sent = dataclasses.replace(request, messages=history + request.messages)
+        store = self._memory_for(name, entry) if limits is not None else None
+        sent = await self._with_history(name, entry, request, store, limits, context_id,
+                                        overrides if scrub_history else None)
         ttl = overrides.cache_ttl if overrides.cache_ttl is not None else settings.cache.ttl
         started = time.perf_counter()
         success = False
@@ -186,10 +181,83 @@ class Pipeline:
             response = await self.scrubbing.run(name, entry, overrides.pii_entities, "output",
                                                 lambda scrub: scrub.response(answered),
                                                 scrubbing.size_of_response(answered))
-        if limits is not None:
+        if store is not None and limits is not None:
             reply = memory.reply_message(response)
             await store.remember(name, context_id, request.messages + ((reply,) if reply else ()), limits)
         return response
+
+    async def _with_history(self, name: str, entry: Entry, request: base.ConverseRequest,
+                            store: memory.MemoryStore | None, limits: MemorySettings | None, context_id: str,
+                            scrub_for: Overrides | None) -> base.ConverseRequest:
+        """The request with the conversation's earlier turns first (scrubbed when ``scrub_for``)."""
+        if store is None or limits is None:
+            return request
+        history = await store.history(name, context_id, limits)
+        if not history:
+            return request
+        if scrub_for is not None:
+            history = await self.scrubbing.run(
+                name, entry, scrub_for.pii_entities, "input", lambda scrub: scrub.messages(history),
+                scrubbing.size_of_messages(history))
+        return dataclasses.replace(request, messages=history + request.messages)
+
+    # -- the stream --------------------------------------------------------------------------------
+    async def stream(
+        self,
+        name: str,
+        entry: Entry,
+        request: base.ConverseRequest,
+        *,
+        overrides: Overrides | None = None,
+        scrub_output: bool = False,
+        scrub_history: bool = False,
+        context_id: str = "",
+    ) -> AsyncGenerator[base.Delta, None]:
+        """:meth:`call`, piece by piece. A failure before the first piece raises from the first
+        ``__anext__`` (so the API can still answer a plain error status); after it, ``InvokeError``
+        mid-iteration. Closing the generator (the client left) closes the upstream stream."""
+        overrides = overrides or _NO_OVERRIDES
+        settings = entry.settings
+        limits = settings.memory if settings.memory.enabled and context_id else None
+        store = self._memory_for(name, entry) if limits is not None else None
+        sent = await self._with_history(name, entry, request, store, limits, context_id,
+                                        overrides if scrub_history else None)
+        started = time.perf_counter()
+        success = False
+        answer = streaming.Assembler()
+        try:
+            async with contextlib.aclosing(self._upstream(name, entry, sent)) as pieces:
+                async for delta in pieces:
+                    answer.add(delta)
+                    yield delta
+            success = True
+        finally:
+            self.metrics.conversation(name, success, (time.perf_counter() - started) * 1000.0)
+        if store is not None and limits is not None:
+            reply = memory.reply_message(answer.response())
+            await store.remember(name, context_id, request.messages + ((reply,) if reply else ()), limits)
+
+    async def _upstream(self, name: str, entry: Entry,
+                        request: base.ConverseRequest) -> AsyncGenerator[base.Delta, None]:
+        """The component's stream; any failure becomes ``InvokeError`` with the bare reason."""
+        try:
+            async with self.store.lease(entry) as component:
+                pieces = streaming.open_stream(component, request, timeout=entry.settings.resiliency.timeout)
+                try:
+                    async for delta in pieces:
+                        yield delta
+                finally:
+                    # Closing the component's stream closes its upstream connection (base.Streaming).
+                    close = getattr(pieces, "aclose", None)
+                    if close is not None:
+                        await close()
+        except errors.ProviderError as exc:
+            raise errors.InvokeError(name, exc.reason) from None
+        except ValueError as exc:
+            raise errors.InvokeError(name, str(exc)) from None
+        except Exception:
+            log.exception("component %r failed while streaming", name)
+            raise errors.InvokeError(name, "internal error in the component (see the sidecar log)") from None
 
     async def _invoke(self, name: str, entry: Entry, request: base.ConverseRequest) -> base.ConverseResponse:
         """One resilient component call; any failure becomes ``InvokeError`` with the bare reason."""
