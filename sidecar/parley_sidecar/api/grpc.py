@@ -1,12 +1,14 @@
 """The Dapr gRPC API on ``--dapr-grpc-port``, through the ``dapr`` package's generated servicer.
 
-Registered: ``ConverseAlpha1`` and ``ConverseAlpha2``, and the methods clients call to find and
-manage the sidecar, answered as daprd 1.18.3 answers them: ``GetMetadata`` (the description
-``GET /v1.0/metadata`` writes too, see ``metadata``), ``SetMetadata`` (the same bounded store as
-``PUT /v1.0/metadata/{key}``; beyond its bounds RESOURCE_EXHAUSTED ``ERR_METADATA_LIMIT``'s message)
-and ``Shutdown`` (Empty, then a graceful shutdown; ``dapr-force-shutdown: true`` exits 1 at once).
-Every other method of ``dapr.proto.runtime.v1.Dapr`` answers grpc's UNIMPLEMENTED ``Method not
-found!``. The API token is checked for every method, as daprd does, with daprd's messages.
+Registered: ``ConverseAlpha1`` and ``ConverseAlpha2``, parley's server-streaming extension
+``ConverseStreamAlpha2`` (``stream_pb``; the shape Dapr proposed in dapr/dapr PR #8790), and the
+methods clients call to find and manage the sidecar, answered as daprd 1.18.3 answers them:
+``GetMetadata`` (the description ``GET /v1.0/metadata`` writes too, see ``metadata``),
+``SetMetadata`` (the same bounded store as ``PUT /v1.0/metadata/{key}``; beyond its bounds
+RESOURCE_EXHAUSTED ``ERR_METADATA_LIMIT``'s message) and ``Shutdown`` (Empty, then a graceful
+shutdown; ``dapr-force-shutdown: true`` exits 1 at once). Every other method of
+``dapr.proto.runtime.v1.Dapr`` answers grpc's UNIMPLEMENTED ``Method not found!``. The API token
+is checked for every method, as daprd does, with daprd's messages.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError
 
 from parley_sidecar import errors
-from parley_sidecar.api import metadata
+from parley_sidecar.api import dapr_stream, metadata, stream_pb
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.metrics import Metrics
@@ -101,6 +103,36 @@ class ConversationServicer(dapr_pb2_grpc.DaprServicer):
         self, request: ai_pb2.ConversationRequestAlpha2, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ai_pb2.ConversationResponseAlpha2:
         return await self._run("ConverseAlpha2", request.name, alpha2.converse(self._pipeline, request), context)  # type: ignore[no-any-return]
+
+
+    async def ConverseStreamAlpha2(
+        self, request: ai_pb2.ConversationRequestAlpha2, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """Each message written as it comes. Before the first: the status ``ConverseAlpha2`` would
+        answer; after it, an error ends the stream with its status. A caller that cancels (or whose
+        deadline passes) cancels this task, and closing the stream cancels the upstream call."""
+        method = "ConverseStreamAlpha2"
+        started = time.perf_counter()
+        stream = dapr_stream.responses(self._pipeline, request)
+        try:
+            async for message in stream:
+                await context.write(message)
+        except errors.ParleyError as exc:
+            _count(self._metrics, method, _code(exc).name, started)
+            await context.abort(_code(exc), exc.message)
+        except asyncio.CancelledError:
+            remaining = context.time_remaining()
+            _count(self._metrics, method,
+                   "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED", started)
+            raise
+        except Exception:
+            log.exception("streaming conversation with component %r failed unexpectedly", request.name)
+            _count(self._metrics, method, "INTERNAL", started)
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                errors.InvokeError(request.name, "internal error (see the sidecar log)").message)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        _count(self._metrics, method, "OK", started)
 
 
 class RuntimeServicer:
@@ -203,6 +235,26 @@ def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaita
                                                response_serializer=response_type.SerializeToString)
 
 
+def _server_stream(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]], method: str,
+                   request_type: Any, response_type: Any, metrics: Metrics) -> grpc.RpcMethodHandler[Any, Any]:
+    """A server-streaming method, its undecodable requests answered as :func:`_unary`'s are."""
+
+    def decode(data: bytes) -> Any:
+        try:
+            return request_type.FromString(data)
+        except DecodeError as exc:
+            return _Undecodable(str(exc))
+
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if type(request) is _Undecodable:
+            _count(metrics, method, "INTERNAL", time.perf_counter())
+            await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
+        await behaviour(request, context)
+
+    return grpc.unary_stream_rpc_method_handler(call, request_deserializer=decode,
+                                                response_serializer=response_type.SerializeToString)
+
+
 def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics, *,
                   runtime: RuntimeServicer | None = None) -> None:
     """Registers the conversation methods (and, with ``runtime``, GetMetadata, SetMetadata and
@@ -214,6 +266,9 @@ def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics,
                                  ai_pb2.ConversationResponse, metrics),
         "ConverseAlpha2": _unary(servicer.ConverseAlpha2, "ConverseAlpha2", ai_pb2.ConversationRequestAlpha2,
                                  ai_pb2.ConversationResponseAlpha2, metrics),
+        "ConverseStreamAlpha2": _server_stream(servicer.ConverseStreamAlpha2, "ConverseStreamAlpha2",
+                                               ai_pb2.ConversationRequestAlpha2,
+                                               stream_pb.ConversationStreamResponse, metrics),
     }
     if runtime is not None:
         handlers.update({

@@ -20,7 +20,7 @@ from dapr.proto.runtime.v1 import ai_pb2
 from google.protobuf.message import Message
 
 from parley_sidecar import durations, errors
-from parley_sidecar.api import metadata, public, surface, wire
+from parley_sidecar.api import dapr_sse, metadata, openai_http, public, surface, wire
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.metrics import Metrics
@@ -55,6 +55,18 @@ def _metric_path(request: web.Request) -> str:
     return route or "/unmatched"
 
 
+def _token_ok(request: web.Request, token: str, openai: bool) -> bool:
+    """daprd's ``dapr-api-token`` header; on OpenAI's routes also ``Authorization: Bearer``, which
+    is what OpenAI's SDKs send."""
+    given = request.headers.get("dapr-api-token", "")
+    if hmac.compare_digest(given.encode(), token.encode()):
+        return True
+    if not openai:
+        return False
+    scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(bearer.strip().encode(), token.encode())
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Token, daprd's answers for unmatched paths, metrics, and no exception let out (see ``surface``:
@@ -63,16 +75,21 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     status = surface.CLIENT_GONE
     try:
         token = request.app[TOKEN]
-        if token and public.clean_path(request.path) not in _EXEMPT:
-            given = request.headers.get("dapr-api-token", "")
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                status = 401
-                return web.Response(status=401, text="invalid api token\n")  # Go's http.Error, as daprd
+        openai = request.path.startswith(openai_http.PREFIX)  # OpenAI's API: its header, its shapes
+        if token and public.clean_path(request.path) not in _EXEMPT and not _token_ok(request, token, openai):
+            status = 401
+            if openai:
+                return openai_http.unauthorized()
+            return web.Response(status=401, text="invalid api token\n")  # Go's http.Error, as daprd
         try:
             response = await handler(request)
         except web.HTTPRequestEntityTooLarge:
-            response = surface.error_response(errors.BodyTooLarge(request.app[MAX_BODY]))
+            too_large = errors.BodyTooLarge(request.app[MAX_BODY])
+            response = openai_http.error_response(too_large) if openai else surface.error_response(too_large)
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            if openai:
+                status = 404
+                return openai_http.not_found(request)
             rerouted = await public.reroute(request)
             response = rerouted if rerouted is not None else web.Response(status=404, body=_FALLBACK,
                                                                           content_type=_JSON)
@@ -178,6 +195,8 @@ def build_app(pipeline: Pipeline, metrics: Metrics, *, api_token: str, max_body_
                         _converse(ai_pb2.ConversationRequest, alpha1.converse, plain_inputs=True))
     app.router.add_post("/v1.0-alpha2/conversation/{name}/converse",
                         _converse(ai_pb2.ConversationRequestAlpha2, alpha2.converse, plain_inputs=False))
+    app.router.add_post(dapr_sse.ROUTE, dapr_sse.handler(pipeline))  # parley's streaming extension
+    openai_http.add_routes(app, pipeline)
     public.add_routes(app, describe, extended=extended, extended_writable=True)
     if shutdown is not None:
         app[SHUTDOWN] = shutdown

@@ -9,6 +9,7 @@ everything sent upstream (tool calls, metadata, tools, history; see :mod:`.scrub
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -18,10 +19,11 @@ from google.protobuf import json_format
 
 from parley_sidecar import errors
 from parley_sidecar.components import base
-from parley_sidecar.conversation.pipeline import OVERRIDE_KEYS, Pipeline
+from parley_sidecar.components.store import Entry
+from parley_sidecar.conversation.pipeline import OVERRIDE_KEYS, Overrides, Pipeline
 from parley_sidecar.conversation.scrubbing import Scrub
 
-__all__ = ["converse"]
+__all__ = ["Prepared", "converse", "fill_usage", "prepare", "response"]
 
 _CHOICE_REASON = "tool choice must be 'auto', 'none', 'required', or a specific tool name matching the tools available to be used"  # noqa: E501
 _CHOICE_MISSING = "tool choice selected was not found. Must be 'auto', 'none', 'required', or a specific tool name matching the tools available to be used"  # noqa: E501
@@ -97,7 +99,8 @@ def _tool_choice(name: str, choice: str, tools: tuple[base.Tool, ...], declared:
     return choice
 
 
-def _usage(usage: base.Usage, out: ai_pb2.ConversationResultAlpha2CompletionUsage) -> None:
+def fill_usage(usage: base.Usage, out: ai_pb2.ConversationResultAlpha2CompletionUsage) -> None:
+    """Write ``usage`` into alpha2's usage message (marked present even when all zero, as daprd)."""
     out.SetInParent()
     out.completion_tokens = usage.completion_tokens
     out.prompt_tokens = usage.prompt_tokens
@@ -118,9 +121,22 @@ def _usage(usage: base.Usage, out: ai_pb2.ConversationResultAlpha2CompletionUsag
         pd.cached_tokens = p.cached_tokens
 
 
-async def converse(
-    pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2
-) -> ai_pb2.ConversationResponseAlpha2:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated alpha2 request, ready for the pipeline (``call`` or ``stream``)."""
+
+    name: str
+    entry: Entry
+    request: base.ConverseRequest
+    overrides: Overrides
+    scrub_output: bool
+    scrub_history: bool
+    context_id: str
+
+
+async def prepare(pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2) -> Prepared:
+    """daprd's checks in daprd's order and the input scrubbing: everything before the call, shared
+    by ``ConverseAlpha2`` and its streaming form."""
     name = req.name
     entry = pipeline.entry(name)
     if not req.inputs:
@@ -163,8 +179,11 @@ async def converse(
         unscrubbed = request
         request = await pipeline.scrubbing.run(name, entry, overrides.pii_entities, "input",
                                                lambda scrub: scrub.request(unscrubbed), size)
-    result = await pipeline.call(name, entry, request, overrides=overrides, scrub_output=req.scrub_pii,
-                                 scrub_history=scrub_any, context_id=req.context_id)
+    return Prepared(name, entry, request, overrides, req.scrub_pii, scrub_any, req.context_id)
+
+
+def response(req: ai_pb2.ConversationRequestAlpha2, result: base.ConverseResponse) -> ai_pb2.ConversationResponseAlpha2:
+    """The answer as daprd writes it: one output per component output, usage and model on each."""
     response = ai_pb2.ConversationResponseAlpha2()
     if req.context_id:
         response.context_id = req.context_id
@@ -182,7 +201,16 @@ async def converse(
                 tc.function.name = call.name
                 tc.function.arguments = call.arguments
         if result.usage is not None:
-            _usage(result.usage, out.usage)
+            fill_usage(result.usage, out.usage)
         if result.model:
             out.model = result.model
     return response
+
+
+async def converse(
+    pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2
+) -> ai_pb2.ConversationResponseAlpha2:
+    p = await prepare(pipeline, req)
+    result = await pipeline.call(p.name, p.entry, p.request, overrides=p.overrides, scrub_output=p.scrub_output,
+                                 scrub_history=p.scrub_history, context_id=p.context_id)
+    return response(req, result)

@@ -1,0 +1,61 @@
+"""``POST /v1.0-alpha2/conversation/{name}/converse/stream``: ``ConverseStreamAlpha2`` over HTTP,
+as Server-Sent Events.
+
+The body is alpha2's (decoded as ``/converse`` decodes it, ``?metadata.*`` included); each message
+of the stream (``dapr_stream``) is one event whose data is its protojson, as ``wire.encode``
+writes daprd's answers: ``{"chunk":{…}}`` events, then one ``{"complete":{…}}``. A failure
+before the first event is daprd's JSON error with its status, exactly as ``/converse`` answers
+it; after it, one ``event: error`` whose data is that same JSON error, then the stream ends.
+
+A route of its own rather than ``Accept: text/event-stream`` on ``/converse``: one route per gRPC
+method, as Dapr's HTTP API maps them; its own metrics label; and daprd answers it with a clear
+404 instead of silently ignoring the header and buffering the whole answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from dapr.proto.runtime.v1 import ai_pb2
+
+from parley_sidecar import errors
+from parley_sidecar.api import dapr_stream, public, sse, surface, wire
+from parley_sidecar.conversation.pipeline import Pipeline
+
+__all__ = ["ROUTE", "handler"]
+
+log = logging.getLogger("parley.http")
+
+ROUTE = "/v1.0-alpha2/conversation/{name}/converse/stream"
+
+
+def _event(message: Any) -> bytes:
+    return sse.event(wire.encode(message))
+
+
+def _error(exc: errors.ParleyError) -> bytes:
+    return sse.event(wire.error_body(exc.wire.code, exc.message), name="error")
+
+
+def handler(pipeline: Pipeline) -> surface.Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        name = public.param(request, "name")
+        try:
+            query = {k[len("metadata."):]: v for k, v in request.query.items() if k.startswith("metadata.")}
+            req = wire.decode(await request.read(), ai_pb2.ConversationRequestAlpha2(), query_metadata=query,
+                              plain_inputs=False)
+            req.name = name
+            stream = dapr_stream.responses(pipeline, req)
+            first = await anext(stream)
+        except errors.ParleyError as exc:
+            return surface.error_response(exc)
+        except web.HTTPException:  # aiohttp's own answers (413 from read()) are the guard's to translate
+            raise
+        except Exception:  # a bug: daprd's invoke error, the traceback in the log only
+            log.exception("streaming conversation with component %r failed unexpectedly", name)
+            return surface.error_response(errors.InvokeError(name, "internal error (see the sidecar log)"))
+        return await sse.relay(request, first, stream, _event, _error)
+
+    return handle
