@@ -4,11 +4,27 @@ Serves OpenAI's own path (``/v1/chat/completions``), Azure's deployment path
 (``/openai/deployments/{model}/chat/completions?api-version=…``) and any base path an
 OpenAI-compatible server uses. With ``expected_key`` set, a request bearing another key gets
 OpenAI's 401, whose message echoes the key it received, as OpenAI's does.
+
+``"stream": true`` gets Server-Sent Events of ``chat.completion.chunk`` ending with
+``data: [DONE]``, as OpenAI's streaming reference shows (tests/fakes/recorded/openai_stream*.txt);
+``flavor`` renders the compatible servers' documented variations of it:
+
+- ``openai``: a role chunk, one chunk per word, tool calls as a first chunk (id, name) then
+  argument fragments by index, a finish chunk, and with ``stream_options.include_usage`` a last
+  chunk with empty ``choices`` and the usage (``usage: null`` on every other chunk).
+- ``azure``: the same, after a first chunk of ``prompt_filter_results`` with no choices.
+- ``mistral``: refuses ``stream_options`` (422, as it refuses every unknown field); usage rides on
+  the finish chunk; a tool call comes whole in one chunk.
+- ``gemini``: no role chunk; every tool call whole in one chunk, without ``index``; usage on the
+  finish chunk.
+- ``ollama``: the role on every chunk; a tool call whole; usage chunk when asked.
+- ``deepseek``: ``: keep-alive`` comments before the first chunk (it sends them while queued).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -21,10 +37,24 @@ _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "perm
           404: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 503: "server_error"}
 
 
+_WORD = re.compile(r"\s*\S+|\s+$")
+
+
+def words(text: str) -> list[str]:
+    """Text cut as a model's tokens roughly are: each word with the space before it."""
+    return _WORD.findall(text)
+
+
+def fragments(text: str, size: int = 7) -> list[str]:
+    """JSON arguments cut in pieces of ``size`` characters, as models stream them."""
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
 class OpenAIFake(FakeServer):
-    def __init__(self, expected_key: str | None = None, *, keep: int | None = None) -> None:
+    def __init__(self, expected_key: str | None = None, *, keep: int | None = None, flavor: str = "openai") -> None:
         super().__init__(keep=keep)
         self.expected_key = expected_key
+        self.flavor = flavor
 
     def presented_key(self, recorded: Recorded) -> str:
         auth = recorded.headers.get("authorization", "")
@@ -39,6 +69,11 @@ class OpenAIFake(FakeServer):
             return web.json_response(self.error_body(
                 401, f"Incorrect API key provided: {key}. You can find your API key at "
                      "https://platform.openai.com/account/api-keys."), status=401)
+        if self.flavor == "mistral" and isinstance(recorded.body, dict) and "stream_options" in recorded.body:
+            return web.json_response({"object": "error", "message": {"detail": [{
+                "type": "extra_forbidden", "loc": ["body", "stream_options"], "msg": "Extra inputs are not permitted",
+                "input": recorded.body["stream_options"]}]}, "type": "invalid_request_message_error",
+                "param": None, "code": None}, status=422)
         return None
 
     def default_text(self, recorded: Recorded) -> str:
@@ -80,6 +115,65 @@ class OpenAIFake(FakeServer):
             "service_tier": "default",
             "system_fingerprint": "fp_fake",
         }
+
+    def stream_frames(self, recorded: Recorded, reply: Reply) -> list[bytes]:
+        body = recorded.body or {}
+        usage_asked = bool((body.get("stream_options") or {}).get("include_usage"))
+        flavor = self.flavor
+        whole_calls = flavor in ("mistral", "gemini", "ollama")
+        base: dict[str, Any] = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": 1741569952,
+                                "model": "fake-upstream-model-2025-01-01", "system_fingerprint": "fp_fake"}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+            if flavor == "ollama":
+                delta = {"role": "assistant", **delta}
+            out = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            if usage_asked and flavor == "openai":
+                out["usage"] = None
+            return out | extra
+
+        chunks: list[dict[str, Any]] = []
+        if flavor == "azure":
+            chunks.append({"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                           "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {
+                               "hate": {"filtered": False, "severity": "safe"}}}]})
+        if flavor not in ("gemini", "ollama"):
+            chunks.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+        text = json.dumps(reply.structured) if reply.structured is not None else (reply.text or "")
+        chunks.extend(chunk({"content": word}) for word in words(text))
+        if flavor == "gemini" and reply.tool_calls:
+            chunks.append(chunk({"role": "assistant", "tool_calls": [
+                {"id": id_, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                for id_, name, args in reply.tool_calls]}))
+        for index, (id_, name, args) in enumerate(() if flavor == "gemini" else reply.tool_calls):
+            arguments = json.dumps(args)
+            if whole_calls:
+                call: dict[str, Any] = {"id": id_, "type": "function",
+                                        "function": {"name": name, "arguments": arguments}}
+                call["index"] = index
+                chunks.append(chunk({"tool_calls": [call]}))
+                continue
+            chunks.append(chunk({"tool_calls": [{"index": index, "id": id_, "type": "function",
+                                                 "function": {"name": name, "arguments": ""}}]}))
+            chunks.extend(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                          for piece in fragments(arguments))
+        usage = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                 "total_tokens": reply.prompt_tokens + reply.completion_tokens}
+        if flavor in ("mistral", "gemini"):
+            chunks.append(chunk({}, reply.finish or None, usage=usage))
+        else:
+            chunks.append(chunk({}, reply.finish or None))
+            if usage_asked:
+                chunks.append({**base, "choices": [], "usage": {
+                    **usage, "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+                    "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens, "audio_tokens": 0,
+                                                  "accepted_prediction_tokens": 0,
+                                                  "rejected_prediction_tokens": 0}}})
+        frames = [f"data: {json.dumps(c, separators=(',', ':'))}\n\n".encode() for c in chunks]
+        if flavor == "deepseek":
+            frames.insert(0, b": keep-alive\n\n")
+        frames.append(b"data: [DONE]\n\n")
+        return frames
 
     def error_body(self, status: int, message: str) -> Any:
         return {"error": {"message": message, "type": _TYPES.get(status, "api_error"), "param": None,

@@ -1,9 +1,15 @@
 """What every fake provider shares: a loopback aiohttp server, a request log and a script.
 
 A test queues behaviours (``reply``, ``fail``, ``slow``, ``reset``, ``malformed``, ``hold``,
-``big``); each request takes the next one, and answers normally (from :meth:`FakeServer.answer`)
-once the queue is empty.
+``big``, ``stream``); each request takes the next one, and answers normally (from
+:meth:`FakeServer.answer`) once the queue is empty.
 The server binds 127.0.0.1 on a port the OS picks.
+
+A request that asks for a stream (:meth:`FakeServer.wants_stream`) is answered in the provider's
+streaming wire format, frame by frame (:meth:`FakeServer.stream_frames`); :meth:`stream` scripts
+how: a delay before each frame, a cut after some frames (the connection dropped, or the body
+ended cleanly without the end marker), a malformed frame, or a stall until the client leaves.
+``closed_by_client`` counts the streams whose client closed the connection before the end.
 """
 
 from __future__ import annotations
@@ -65,6 +71,25 @@ class _Step:
     reply: Reply | None = None
     size: int = 0
     chunked: bool = False
+    stream: StreamScript | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamScript:
+    """How one streamed answer misbehaves; the frame numbers count from 0."""
+
+    every: float = 0.0
+    """Seconds of delay before each frame."""
+    cut_after: int | None = None
+    """Stop after this many frames."""
+    abort: bool = True
+    """With ``cut_after``: drop the connection (True), or end the body cleanly (False)."""
+    malformed_at: int | None = None
+    """Send a malformed frame in place of this one."""
+    stall_after: int | None = None
+    """After this many frames, send nothing more and wait for the client to leave."""
+    frames: tuple[bytes, ...] | None = None
+    """Send exactly these frames (a recorded exchange) instead of rendering the reply."""
 
 
 class FakeServer:
@@ -88,6 +113,13 @@ class FakeServer:
         """Body bytes written by each ``big`` answer before it ended or the client hung up."""
         self._transports: set[asyncio.BaseTransport] = set()
         self.scheme = "http"
+        self.streams_started = 0
+        self.streams_finished = 0
+        """Streams written to their end marker."""
+        self.closed_by_client = 0
+        """Streams whose client closed the connection before the fake was done."""
+        self.ignores_stream = False
+        """Answer a request for a stream with a whole JSON answer (a server that does not stream)."""
 
     # -- scripting ---------------------------------------------------------------------------------
     def reply(self, reply: Reply | None = None, **fields: Any) -> None:
@@ -131,6 +163,15 @@ class FakeServer:
     def big(self, size: int, *, chunked: bool) -> None:
         """Answer a 200 whose body is ``size`` bytes, with a Content-Length or chunked (no length)."""
         self._script.append(_Step("big", size=size, chunked=chunked))
+
+    def stream(self, reply: Reply | None = None, *, every: float = 0.0, cut_after: int | None = None,
+               abort: bool = True, malformed_at: int | None = None, stall_after: int | None = None,
+               frames: tuple[bytes, ...] | None = None) -> None:
+        """The next streamed answer: ``reply`` (default: the normal one) rendered frame by frame,
+        or the recorded ``frames``, misbehaving as asked (see :class:`StreamScript`)."""
+        script = StreamScript(every=every, cut_after=cut_after, abort=abort, malformed_at=malformed_at,
+                              stall_after=stall_after, frames=frames)
+        self._script.append(_Step("stream", reply=reply, stream=script))
 
     @property
     def open_connections(self) -> int:
@@ -215,6 +256,8 @@ class FakeServer:
             return web.Response(text='{"choices": [', content_type="application/json")
         # this request's own record: others may have arrived while it was slow or held
         reply = step.reply or Reply(text=self.default_text(recorded))
+        if self.wants_stream(recorded):
+            return await self._stream(request, recorded, reply, step.stream or StreamScript())
         if reply.raw is not None:
             return web.json_response(reply.raw)
         return web.json_response(self.answer(recorded, reply))
@@ -254,7 +297,53 @@ class FakeServer:
             self.big_sent.append(sent)
         return resp
 
+    async def _stream(self, request: web.Request, recorded: Recorded, reply: Reply,
+                      script: StreamScript) -> web.StreamResponse:
+        frames = list(script.frames) if script.frames is not None else self.stream_frames(recorded, reply)
+        resp = web.StreamResponse(headers={"Content-Type": self.stream_content_type})
+        await resp.prepare(request)
+        self.streams_started += 1
+        transport = request.transport
+        try:
+            for number, frame in enumerate(frames):
+                if script.cut_after is not None and number == script.cut_after:
+                    if script.abort and transport is not None:
+                        transport.abort()
+                        return resp
+                    await resp.write_eof()
+                    return resp
+                if script.stall_after is not None and number == script.stall_after:
+                    # aiohttp does not cancel a handler when its client leaves: look for it
+                    while transport is not None and not transport.is_closing():  # noqa: ASYNC110
+                        await asyncio.sleep(0.01)
+                    self.closed_by_client += 1
+                    return resp
+                if script.every:
+                    await asyncio.sleep(script.every)
+                if transport is None or transport.is_closing():
+                    self.closed_by_client += 1
+                    return resp
+                await resp.write(self.malformed_frame() if number == script.malformed_at else frame)
+            await resp.write_eof()
+            self.streams_finished += 1
+        except ConnectionError:
+            self.closed_by_client += 1
+        return resp
+
     # -- per wire format ---------------------------------------------------------------------------
+    stream_content_type = "text/event-stream"
+
+    def wants_stream(self, recorded: Recorded) -> bool:
+        """Whether the request asks for a streamed answer (OpenAI and Anthropic: ``"stream": true``)."""
+        return not self.ignores_stream and isinstance(recorded.body, dict) and recorded.body.get("stream") is True
+
+    def stream_frames(self, recorded: Recorded, reply: Reply) -> list[bytes]:
+        """The streamed answer, one frame (an SSE event, an event-stream message) per item."""
+        raise NotImplementedError
+
+    def malformed_frame(self) -> bytes:
+        return b"data: {\"choices\": [\n\n"
+
     def check(self, recorded: Recorded) -> web.Response | None:
         """Refuse a request the real service would refuse before looking at it (e.g. a bad signature)."""
         return None

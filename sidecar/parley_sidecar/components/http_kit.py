@@ -15,6 +15,11 @@ on the wire to the error hierarchy of ``parley_sidecar.errors`` (as httpx's
 - a 2xx body that is not JSON → ``ProviderError`` ("malformed response")
 - an answer over ``maxResponseBytes`` → ``ProviderError`` ("answer too large"), read no further
 
+:func:`open_stream` opens a streamed answer through the same mapping and hands its body over as
+it arrives (:class:`StreamBody`): ``timeout`` bounds the wait for the first piece only, the whole
+body is capped by ``maxResponseBytes`` too, and a body cut short is a ``ProviderError``. Leaving
+the stream early closes the connection, so the provider stops working for a caller who left.
+
 Secrets handed in ``secrets`` are replaced by ``***`` in every message built here, so an
 upstream that echoes a key cannot leak it to a client or a log. Nothing here logs a body.
 """
@@ -22,12 +27,13 @@ upstream that echoes a key cannot leak it to a client or a log. Nothing here log
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import ipaddress
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,8 +47,10 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "ComponentSession",
     "ResponseTooLarge",
+    "StreamBody",
     "encode",
     "error_for_status",
+    "open_stream",
     "parse_retry_after",
     "post_json",
     "redact",
@@ -159,8 +167,8 @@ def error_for_status(
 class ResponseTooLarge(errors.ProviderError):
     """The upstream's answer is larger than the component's ``maxResponseBytes``."""
 
-    def __init__(self, provider: str, limit: int) -> None:
-        super().__init__(f"{provider} answer is larger than maxResponseBytes ({limit} bytes); not read further",
+    def __init__(self, provider: str, limit: int, *, what: str = "answer") -> None:
+        super().__init__(f"{provider} {what} is larger than maxResponseBytes ({limit} bytes); not read further",
                          retryable=False)
 
 
@@ -207,19 +215,8 @@ async def post_json(
             raw = await _read_capped(resp, max_bytes, provider)
             status = resp.status
             resp_headers = resp.headers
-    except TimeoutError:
-        raise errors.ProviderTimeout(timeout or 0.0) from None
-    except aiohttp.ClientResponseError as exc:
-        # A response that could not be read (bad framing): nothing of it is trustworthy.
-        raise errors.ProviderUnavailable(
-            f"{provider} sent an unreadable response ({type(exc).__name__})"
-        ) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise errors.ProviderUnavailable(
-            f"cannot reach {provider} at {_where(str(url))}: {_describe(exc)}"
-        ) from None
-    except asyncio.CancelledError:
-        raise
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise _unanswered(exc, provider, url, timeout) from None
     if status >= 400 or status < 200:
         raise error_for_status(provider, status, raw, resp_headers, secrets=secrets, auth_detail=auth_detail,
                                credential=credential)
@@ -229,6 +226,110 @@ async def post_json(
         raise errors.ProviderError(
             f"{provider} returned a malformed response ({status}, body is not JSON)", status=status
         ) from None
+
+
+def _unanswered(exc: BaseException, provider: str, url: Any, timeout: float | None) -> errors.ProviderError:
+    """What a failure to get (or read) an answer becomes."""
+    if isinstance(exc, TimeoutError):
+        return errors.ProviderTimeout(timeout or 0.0)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # A response that could not be read (bad framing): nothing of it is trustworthy.
+        return errors.ProviderUnavailable(f"{provider} sent an unreadable response ({type(exc).__name__})")
+    return errors.ProviderUnavailable(f"cannot reach {provider} at {_where(str(url))}: {_describe(exc)}")
+
+
+class StreamBody:
+    """The body of a streamed answer, read as it arrives. Providers parse it (``sse``,
+    ``eventstream``); this class only reads, caps and maps failures."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, *, provider: str, max_bytes: int,
+                 deadline: float | None, timeout: float | None) -> None:
+        self.provider = provider
+        self.max_bytes = max_bytes
+        """``maxResponseBytes``: the most bytes read from this body (one event is at most this too)."""
+        self._resp = resp
+        self._deadline = deadline
+        self._timeout = timeout
+        self._read = 0
+
+    def arrived(self) -> None:
+        """The first piece is on its way to the caller: the first-piece timeout stops here (the
+        pipeline bounds the gaps between pieces itself)."""
+        self._deadline = None
+
+    async def read(self) -> bytes:
+        """The next bytes as they arrived; b"" at the end of the body."""
+        try:
+            if self._deadline is not None:
+                async with asyncio.timeout_at(self._deadline):
+                    chunk = await self._resp.content.readany()
+            else:
+                chunk = await self._resp.content.readany()
+        except TimeoutError:
+            raise errors.ProviderTimeout(self._timeout or 0.0) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise errors.ProviderUnavailable(
+                f"{self.provider} stream was cut off mid-answer ({_describe(exc)})") from None
+        self._read += len(chunk)
+        if self._read > self.max_bytes:
+            raise ResponseTooLarge(self.provider, self.max_bytes, what="streamed answer")
+        return chunk
+
+    def truncated(self, expected: str) -> errors.ProviderError:
+        """The error for a body that ended before ``expected`` (its end-of-stream marker)."""
+        return errors.ProviderError(f"{self.provider} stream ended before {expected} (answer cut short)",
+                                    retryable=True)
+
+
+@contextlib.asynccontextmanager
+async def open_stream(
+    session: aiohttp.ClientSession,
+    url: Any,
+    data: bytes,
+    *,
+    headers: Mapping[str, str],
+    timeout: float | None,
+    provider: str,
+    secrets: Iterable[str] = (),
+    auth_detail: bool = False,
+    credential: str = "API key",
+    max_bytes: int,
+    proxy: str | None = None,
+) -> AsyncIterator[StreamBody]:
+    """POST ``data`` and hand over the streamed answer's body, or raise ProviderError as
+    :func:`post_json` does for a refused connection or an error status. ``timeout`` bounds
+    everything up to the first piece (until :meth:`StreamBody.arrived`). On leaving, the
+    connection goes back to the pool when the body was read to its end, and is closed otherwise,
+    so the upstream sees a caller who left."""
+    deadline = asyncio.get_running_loop().time() + timeout if timeout else None
+    try:
+        async with asyncio.timeout_at(deadline):
+            resp = await session.post(url, data=data, headers=dict(headers), proxy=proxy,
+                                      timeout=aiohttp.ClientTimeout(total=None))
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise _unanswered(exc, provider, url, timeout) from None
+    try:
+        status = resp.status
+        if status >= 400 or status < 200 or (resp.content_type == "application/json"):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    raw = await _read_capped(resp, max_bytes, provider)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise _unanswered(exc, provider, url, timeout) from None
+            if 200 <= status < 400:
+                # A server that ignored "stream": its whole answer (or its error) came as JSON.
+                detail = redact(" ".join(upstream_message(raw).split()), tuple(secrets))[:_MAX_MESSAGE]
+                raise errors.ProviderError(
+                    f"{provider} answered with JSON instead of a stream"
+                    + (f": {detail}" if detail else ""), status=status)
+            raise error_for_status(provider, status, raw, resp.headers, secrets=secrets,
+                                   auth_detail=auth_detail, credential=credential)
+        yield StreamBody(resp, provider=provider, max_bytes=max_bytes, deadline=deadline, timeout=timeout)
+    finally:
+        if resp.content.at_eof():
+            resp.release()
+        else:
+            resp.close()
 
 
 def _proxies_from_environment(environ: Mapping[str, str]) -> dict[str, str]:

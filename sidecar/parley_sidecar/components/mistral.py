@@ -13,7 +13,7 @@ from parley_sidecar.components import base, openai_kit
 
 __all__ = ["DIALECT", "create"]
 
-DIALECT = openai_kit.Dialect(provider="mistral", forward_metadata=False)
+DIALECT = openai_kit.Dialect(provider="mistral", forward_metadata=False, stream_usage_option=False)
 
 
 def create(context: base.ComponentContext) -> base.Conversation:

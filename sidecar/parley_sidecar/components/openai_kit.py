@@ -11,20 +11,27 @@ several as a content array, assistant ``tool_calls`` with ``content: ""`` when t
 tool results as ``{"role": "tool", "content", "tool_call_id"}``, alpha2 ``metadata`` as
 ``metadata`` with ``prompt_cache_retention`` folded in as a Go duration string. Where daprd is
 lossy or wrong we do it right; each difference is listed in ``docs/providers.md``.
+
+:meth:`ChatCompletions.stream` sends the same body with ``stream: true`` (and
+``stream_options.include_usage`` where the dialect allows it) and relays each
+``chat.completion.chunk`` as it arrives: text, tool-call argument fragments by index; the finish
+reason and usage are held for the last piece, so a forced tool choice answered with nothing still
+fails before anything reached the caller (and can be retried).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 from parley_sidecar import durations, errors
-from parley_sidecar.components import base, catalog, checks, http_kit, structured
+from parley_sidecar.components import base, catalog, checks, http_kit, sse, structured
 
-__all__ = ["ChatCompletions", "Dialect", "build_body", "parse_response", "parse_usage"]
+__all__ = ["ChatCompletions", "ChunkReader", "Dialect", "build_body", "parse_response", "parse_usage"]
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -49,6 +56,9 @@ class Dialect:
     forward_metadata: bool = True
     """Send alpha2 ``metadata`` (and ``prompt_cache_retention`` in it) as OpenAI's ``metadata``;
     off where the server rejects unknown fields and daprd never sent it (Mistral)."""
+    stream_usage_option: bool = True
+    """Ask for usage on a stream with ``stream_options.include_usage``; Mistral refuses the field
+    (it refuses every field it does not know) and puts usage on its last chunk anyway."""
 
 
 _REASONING = re.compile(r"^(o1-|o3$|o3-|gpt-5)")
@@ -239,6 +249,76 @@ def parse_response(data: Any, model: str, request: base.ConverseRequest, provide
     return base.ConverseResponse(outputs=tuple(outputs), usage=parse_usage(data.get("usage")), model=model)
 
 
+
+
+class ChunkReader:
+    """The state of one streamed answer: each ``chat.completion.chunk`` in, a piece out (or None
+    when the chunk carries nothing to relay: the role, an empty text). No I/O here."""
+
+    def __init__(self, model: str, provider: str, secrets: tuple[str, ...]) -> None:
+        self.model = model
+        self.provider = provider
+        self._secrets = secrets
+        self.finish_reason = ""
+        self.usage: base.Usage | None = None
+        self.useful = False
+        """Some text or a tool call has been relayed."""
+        self._calls: dict[str, int] = {}
+        """Tool call id → index, for servers whose calls carry no index (Gemini)."""
+
+    def _call(self, item: Any) -> base.ToolCallDelta | None:
+        if not isinstance(item, Mapping):
+            return None
+        function = item.get("function")
+        function = function if isinstance(function, Mapping) else {}
+        arguments = function.get("arguments") or ""
+        if not isinstance(arguments, str):  # Ollama has sent a whole call's arguments as an object
+            arguments = json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+        call_id = str(item.get("id") or "")
+        index = item.get("index")
+        if not isinstance(index, int) or index < 0:
+            # No index: a new id is the next call, a piece without one continues the last call.
+            index = self._calls.setdefault(call_id, len(self._calls)) if call_id else max(len(self._calls) - 1, 0)
+        elif call_id:
+            self._calls.setdefault(call_id, index)
+        return base.ToolCallDelta(index=index, id=call_id, name=str(function.get("name") or ""), arguments=arguments)
+
+    def add(self, data: Any) -> base.Delta | None:
+        if not isinstance(data, Mapping):
+            raise errors.ProviderError(f"{self.provider} sent a malformed event (not a JSON object)", status=200)
+        if data.get("error") is not None:
+            # OpenAI and vLLM report a failure that happens mid-answer as a chunk of its own.
+            detail = http_kit.redact(http_kit.upstream_message(json.dumps(data).encode()), self._secrets)
+            raise errors.ProviderError(f"{self.provider} sent an error mid-stream: {detail or 'no message'}",
+                                       status=200, retryable=True)
+        usage = parse_usage(data.get("usage"))
+        if usage is not None:  # Gemini repeats a running total: the last one counts
+            self.usage = usage
+        choices = data.get("choices")
+        choice = next((c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0), None) \
+            if isinstance(choices, list) else None
+        if choice is None:
+            return None
+        if choice.get("finish_reason"):
+            self.finish_reason = str(choice["finish_reason"])
+        delta = choice.get("delta")
+        delta = delta if isinstance(delta, Mapping) else {}
+        content = _text(delta.get("content")) or _text(delta.get("refusal"))
+        raw_calls = delta.get("tool_calls")
+        calls = tuple(c for c in map(self._call, raw_calls) if c is not None) if isinstance(raw_calls, list) else ()
+        if not content and not calls:
+            return None
+        self.useful = True
+        return base.Delta(content=content, tool_calls=calls, model=self.model)
+
+    def last(self, request: base.ConverseRequest) -> base.Delta:
+        """The closing piece: the finish reason (``unknown`` when the server sent none, as
+        ``converse`` says; Ollama omits it for some models) and usage."""
+        if not self.useful:
+            checks.useful_answer((), request)
+        return base.Delta(finish_reason=self.finish_reason or "unknown", usage=self.usage, model=self.model)
+
+
 class ChatCompletions(http_kit.ComponentSession):
     """A ``base.Conversation`` over ``POST {base}/chat/completions``.
 
@@ -304,6 +384,40 @@ class ChatCompletions(http_kit.ComponentSession):
             max_bytes=self.context.max_response_bytes,
         )
         return parse_response(data, model, request, self.dialect.provider)
+
+    async def stream(self, request: base.ConverseRequest, *, timeout: float | None) -> AsyncIterator[base.Delta]:
+        model = request.model or self.model
+        key = request.api_key if request.api_key is not None else self._key
+        body = build_body(request, model, self.dialect, max_tokens=self._max_tokens)
+        body["stream"] = True
+        if self.dialect.stream_usage_option:
+            body["stream_options"] = {"include_usage": True}
+        url = self.url(model)
+        headers = self.headers(key) | {"Accept": "text/event-stream"}
+        reader = ChunkReader(model, self.dialect.provider, (key, self._key))
+        async with http_kit.open_stream(
+            self.session, url, http_kit.encode(body), headers=headers, proxy=self.proxy(url),
+            timeout=timeout, provider=self.dialect.provider, secrets=(key, self._key),
+            max_bytes=self.context.max_response_bytes,
+        ) as upstream:
+            done = False
+            async with contextlib.aclosing(sse.events(upstream)) as events:
+                async for event in events:
+                    if event.data == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        data = json.loads(event.data)
+                    except ValueError:
+                        raise errors.ProviderError(f"{self.dialect.provider} sent a malformed event (not JSON)",
+                                                   status=200) from None
+                    delta = reader.add(data)
+                    if delta is not None:
+                        upstream.arrived()
+                        yield delta
+            if not done:
+                raise upstream.truncated("data: [DONE]")
+            yield reader.last(request)
 
     async def aclose(self) -> None:
         await self.close_session()

@@ -1,0 +1,113 @@
+"""Server-Sent Events, parsed as the bytes arrive (the WHATWG ``text/event-stream`` rules).
+
+OpenAI-compatible servers and Anthropic stream their answers as SSE. :class:`Parser` turns bytes
+into events incrementally (lines end with LF, CRLF or CR; ``data:`` lines of one event are joined
+with LF; ``event:`` names it; a line starting with ``:`` is a comment, such as DeepSeek's
+``: keep-alive``; a blank line ends the event). It never holds more than one event's bytes, and
+refuses an event larger than its cap, so a server that never ends an event cannot grow memory.
+No I/O here: :func:`events` feeds it from an :class:`http_kit.StreamBody`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncGenerator
+
+from parley_sidecar import errors
+from parley_sidecar.components import http_kit
+
+__all__ = ["Event", "Parser", "events"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    event: str
+    """The ``event:`` field; "" when the server named none (OpenAI's chunks)."""
+    data: str
+
+
+class Parser:
+    """Bytes in, events out. ``max_event`` bounds the bytes of one event (its lines together)."""
+
+    def __init__(self, *, provider: str, max_event: int) -> None:
+        self._provider = provider
+        self._max_event = max_event
+        self._pending = bytearray()
+        """Bytes of a line not yet ended."""
+        self._event_bytes = 0
+        self._name = ""
+        self._data: list[str] = []
+        self._skip_lf = False
+        """The previous chunk ended with CR: a LF first in this one belongs to that line end."""
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        out: list[Event] = []
+        if self._skip_lf and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        self._skip_lf = False
+        start = 0
+        size = len(chunk)
+        while start < size:
+            lf = chunk.find(b"\n", start)
+            cr = chunk.find(b"\r", start, lf if lf >= 0 else size)
+            end = cr if cr >= 0 else lf
+            if end < 0:
+                self._grow(chunk[start:])
+                break
+            self._grow(chunk[start:end])
+            line = bytes(self._pending)
+            self._pending.clear()
+            if end == cr:
+                if cr + 1 < size and chunk[cr + 1] == 0x0A:
+                    end += 1
+                elif cr + 1 == size:
+                    self._skip_lf = True
+            start = end + 1
+            event = self._line(line)
+            if event is not None:
+                out.append(event)
+        return out
+
+    def _grow(self, piece: bytes) -> None:
+        self._event_bytes += len(piece) + 1
+        if self._event_bytes > self._max_event:
+            raise http_kit.ResponseTooLarge(self._provider, self._max_event, what="one streamed event")
+        self._pending += piece
+
+    def _line(self, raw: bytes) -> Event | None:
+        if not raw:
+            return self._dispatch()
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.ProviderError(f"{self._provider} sent a malformed event (not UTF-8)", status=200) from None
+        if line.startswith(":"):
+            return None  # a comment: keep-alive
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._name = value
+        # id and retry matter to a browser reconnecting; a provider stream is never resumed.
+        return None
+
+    def _dispatch(self) -> Event | None:
+        name, data = self._name, self._data
+        self._name, self._data, self._event_bytes = "", [], 0
+        if not data:
+            return None  # the spec: an event without data is not dispatched
+        return Event(name, "\n".join(data))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing of an event is pending (a stream may end here without losing anything)."""
+        return not self._pending and not self._data
+
+
+async def events(body: http_kit.StreamBody) -> AsyncGenerator[Event, None]:
+    """Each event of an open SSE answer as it completes; one event is at most ``maxResponseBytes``."""
+    parser = Parser(provider=body.provider, max_event=body.max_bytes)
+    while chunk := await body.read():
+        for event in parser.feed(chunk):
+            yield event
