@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -19,7 +20,8 @@ from dapr.proto.runtime.v1 import ai_pb2, dapr_pb2_grpc
 from google.protobuf import json_format, struct_pb2
 
 from parley_sidecar.api import stream_pb
-from tests.conftest import Running, StartSidecar
+from tests.conftest import Running, StartSidecar, component_yaml
+from tests.fakes import OpenAIFake, Reply
 from tests.sidecar.api.test_caller_gone import GONE_WITHIN, SilentUpstream, grpc_request, running, upstream  # noqa: F401  (fixtures)
 from tests.sidecar.api.test_metrics import scrape
 
@@ -235,3 +237,88 @@ async def test_sse_client_that_leaves_cancels_the_upstream_call(running: Running
     counted = {(labels["path"], labels["status"]): value
                for _, labels, value in families["dapr_http_server_request_count"]}
     assert counted[("/v1.0-alpha2/conversation/llm/converse/stream", "499")] == 1
+
+
+# -- a streaming provider: OpenAI's wire format from a local fake ----------------------------------
+
+@pytest.fixture
+async def openai_fake() -> AsyncIterator[OpenAIFake]:
+    fake = await OpenAIFake().start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def llm(start_sidecar: StartSidecar, openai_fake: OpenAIFake) -> Running:
+    return await start_sidecar({"llm.yaml": component_yaml("llm", "conversation.openai", {
+        "key": "sk-test", "model": "gpt-4o-mini", "endpoint": openai_fake.url + "/v1"})})
+
+
+async def test_grpc_relays_tool_call_argument_pieces(llm: Running, openai_fake: OpenAIFake) -> None:
+    openai_fake.stream(Reply(text="Let me check.", finish="tool_calls",
+                             tool_calls=(("call_1", "get_weather", {"city": "Paris", "unit": "celsius"}),)))
+    chunks, complete = split(await grpc_stream(llm, request("weather in Paris?", name="llm", tools=[weather_tool()])))
+    pieces = [p.tool_call for c in chunks for p in c.parts if p.WhichOneof("content_type") == "tool_call"]
+    assert len(pieces) > 1  # the arguments arrive in fragments, each relayed
+    assert (pieces[0].id, pieces[0].name, pieces[0].type) == ("call_1", "get_weather", "function")
+    assert {p.index for p in pieces} == {0}
+    arguments = "".join(p.arguments for p in pieces)
+    assert json.loads(arguments) == {"city": "Paris", "unit": "celsius"}
+    assert text_of(chunks) == "Let me check."
+    (call,) = complete.outputs[0].choices[0].message.tool_calls
+    assert (call.id, call.function.name, call.function.arguments) == ("call_1", "get_weather", arguments)
+    assert complete.outputs[0].choices[0].finish_reason == "tool_calls"
+    assert (complete.usage.prompt_tokens, complete.usage.completion_tokens, complete.usage.total_tokens) == (10, 5, 15)
+    assert openai_fake.last.body["stream"] is True
+
+
+async def test_grpc_upstream_cut_mid_stream_ends_with_an_error_status(llm: Running, openai_fake: OpenAIFake) -> None:
+    openai_fake.stream(Reply(text="one two three four five six"), cut_after=3)
+    received: list[Any] = []
+    async with grpc.aio.insecure_channel(llm.grpc) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            async for message in stream_call(channel)(request(name="llm")):
+                received.append(message)
+    assert received and all(m.WhichOneof("response_type") == "chunk" for m in received)
+    assert failed.value.code() == grpc.StatusCode.INTERNAL
+    assert failed.value.details().startswith("failed conversing with component llm: ")
+    assert "sk-test" not in failed.value.details()
+    # and the next request works
+    chunks, complete = split(await grpc_stream(llm, request(name="llm")))
+    assert complete.outputs[0].choices[0].message.content == text_of(chunks) != ""
+
+
+async def test_sse_upstream_cut_mid_stream_is_an_error_event_then_the_end(llm: Running, openai_fake: OpenAIFake) -> None:
+    openai_fake.stream(Reply(text="one two three four five six"), cut_after=3)
+    status, _, events = await sse(llm, "llm", A2_BODY)
+    assert status == 200
+    *chunks, (name, error) = events
+    assert chunks and all("chunk" in data for _, data in chunks)
+    assert name == "error"
+    assert error["errorCode"] == "ERR_CONVERSATION_INVOKE"
+    assert error["message"].startswith("failed conversing with component llm: ")
+
+
+async def test_grpc_cancel_mid_stream_closes_the_upstream_stream(llm: Running, openai_fake: OpenAIFake) -> None:
+    openai_fake.stream(Reply(text="one two three four five six"), stall_after=3)
+    async with grpc.aio.insecure_channel(llm.grpc) as channel:
+        call = stream_call(channel)(request(name="llm"))
+        first = await call.read()
+        assert first.WhichOneof("response_type") == "chunk"
+        call.cancel()
+        await openai_fake.wait_until(lambda: openai_fake.closed_by_client == 1)
+    families = await scrape(llm)
+    statuses = [labels["grpc_server_status"] for name, labels, _ in families["dapr_grpc_io_server_completed_rpcs"]]
+    assert statuses == ["CANCELLED"]
+
+
+async def test_sse_client_that_leaves_mid_stream_closes_the_upstream_stream(
+        llm: Running, openai_fake: OpenAIFake) -> None:
+    openai_fake.stream(Reply(text="one two three four five six"), stall_after=3)
+    url = f"{llm.http}/v1.0-alpha2/conversation/llm/converse/stream"
+    async with llm.session.post(url, json=A2_BODY) as resp:
+        assert resp.status == 200
+        line = await resp.content.readline()
+        assert line.startswith(b'data: {"chunk"')
+        resp.close()  # the client leaves mid-stream
+    await openai_fake.wait_until(lambda: openai_fake.closed_by_client == 1)
