@@ -29,11 +29,11 @@ IGNORED_VALUE_FLAGS = (
     "dapr-internal-grpc-port", "dapr-internal-grpc-listen-address", "app-port", "profile-port",
     "app-protocol", "control-plane-trust-domain", "control-plane-namespace",
     "sentry-address", "sentry-request-jwt-audiences", "allowed-origins", "app-max-concurrency",
-    "dapr-http-read-buffer-size", "read-buffer-size", "unix-domain-socket", "app-health-check-path",
+    "app-health-check-path",
     "app-health-probe-interval", "app-health-probe-timeout", "app-health-threshold", "app-channel-address",
     "disable-init-endpoints", "placement-host-address", "scheduler-host-address", "scheduler-job-streams",
     "actors-disseminate-timeout", "hot-reload-reconcile-interval", "app-binding-options-timeout",
-    "reminders-service", "actors-service", "dapr-block-shutdown-duration", "metrics-push-endpoint",
+    "reminders-service", "actors-service", "metrics-push-endpoint",
 )
 IGNORED_BOOL_FLAGS = (
     "enable-profiling", "build-info", "wait", "enable-mtls", "app-ssl", "disable-builtin-k8s-secret-store",
@@ -57,6 +57,26 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {value} is out of range")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
+    return value
+
+
+def _size(flag: str, text: str) -> int:
+    try:
+        value = durations.parse_size(text)
+    except ValueError as exc:
+        raise SystemExit(f"parley-sidecar: {flag}: {exc}") from None
+    if value <= 0:
+        raise SystemExit(f"parley-sidecar: {flag}: must be above 0, got {text!r}")
     return value
 
 
@@ -95,9 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Log one line per API call (overrides spec.logging.apiLogging.enabled).")
     p.add_argument("--log-level", default="info", help="debug, info, warn, error or fatal.")
     p.add_argument("--log-as-json", type=_bool, nargs="?", const=True, default=False)
-    p.add_argument("--max-body-size", default="4Mi", help="Largest request body, e.g. 4Mi.")
-    p.add_argument("--dapr-http-max-request-size", type=int, default=None, help="Deprecated: MiB.")
-    p.add_argument("--dapr-graceful-shutdown-seconds", type=int, default=5)
+    # None when not given: daprd lets the quantity flags win over their deprecated integer forms.
+    p.add_argument("--max-body-size", default=None, help="Largest request body, e.g. 4Mi (default 4Mi).")
+    p.add_argument("--dapr-http-max-request-size", type=_positive, default=None, help="Deprecated: MiB.")
+    p.add_argument("--read-buffer-size", default=None,
+                   help="Largest request head, e.g. 4Ki (default 4Ki; Go's 4 KiB of slack are added).")
+    p.add_argument("--dapr-http-read-buffer-size", type=_positive, default=None, help="Deprecated: KiB.")
+    p.add_argument("--dapr-graceful-shutdown-seconds", type=int, default=5,
+                   help="Seconds in-flight requests get after SIGTERM (negative: the default, 5).")
+    p.add_argument("--dapr-block-shutdown-duration", type=_duration, default=0.0,
+                   help="Keep serving this long after SIGTERM before shutting down, e.g. 10s (default off).")
+    p.add_argument("--unix-domain-socket", default="", metavar="DIR",
+                   help="Serve the HTTP and gRPC APIs on unix sockets in DIR instead of TCP.")
     # parley's own (daprd fixes or lacks these): Go durations such as 10s, 1m.
     p.add_argument("--http-read-header-timeout", type=_duration, default="10s",
                    help="Close an HTTP connection that has not sent a complete request head in this time (0: never).")
@@ -142,13 +171,18 @@ def settings_from_args(
     s.metrics_listen_address = args.metrics_listen_address
     s.enable_metrics = args.enable_metrics
     s.logging.level, s.logging.as_json = args.log_level, args.log_as_json
-    try:
-        s.limits.max_body_size = durations.parse_size(args.max_body_size)
-    except ValueError as exc:
-        raise SystemExit(f"parley-sidecar: --max-body-size: {exc}") from None
-    if args.dapr_http_max_request_size:
-        s.limits.max_body_size = args.dapr_http_max_request_size * 1024 * 1024
-    s.limits.graceful_shutdown = float(args.dapr_graceful_shutdown_seconds)
+    if args.max_body_size is not None:
+        s.limits.max_body_size = _size("--max-body-size", args.max_body_size)
+    elif args.dapr_http_max_request_size is not None:
+        s.limits.max_body_size = args.dapr_http_max_request_size << 20
+    if args.read_buffer_size is not None:
+        s.limits.read_buffer_size = _size("--read-buffer-size", args.read_buffer_size)
+    elif args.dapr_http_read_buffer_size is not None:
+        s.limits.read_buffer_size = args.dapr_http_read_buffer_size << 10
+    if args.dapr_graceful_shutdown_seconds >= 0:  # daprd: a negative value (the injector's -1) is its default
+        s.limits.graceful_shutdown = float(args.dapr_graceful_shutdown_seconds)
+    s.limits.block_shutdown = args.dapr_block_shutdown_duration
+    s.unix_domain_socket = Path(args.unix_domain_socket) if args.unix_domain_socket else None
     s.connections.read_header_timeout = args.http_read_header_timeout
     s.connections.idle_timeout = args.http_idle_timeout
     s.connections.grpc_max_idle = args.grpc_max_connection_idle

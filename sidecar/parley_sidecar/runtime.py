@@ -2,8 +2,10 @@
 
 :class:`Sidecar` starts everything on the configured ports and stops it gracefully; tests use it
 in-process on free ports, ``cli.main`` runs it until SIGTERM or the shutdown API (HTTP
-``POST /v1.0/shutdown``, gRPC ``Shutdown``). In-flight requests finish on shutdown (up to
-``--dapr-graceful-shutdown-seconds``): listeners close first, then handlers drain.
+``POST /v1.0/shutdown``, gRPC ``Shutdown``). With ``--dapr-block-shutdown-duration`` the sidecar
+first keeps serving as usual for that long (daprd's block). Then in-flight requests finish (up to
+``--dapr-graceful-shutdown-seconds``): listeners close first, so new connections are refused, then
+handlers drain.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -59,7 +62,10 @@ class Sidecar:
         """The shutdown API was called with ``dapr-force-shutdown: true``: exit 1 without draining."""
         self.ready = False
         self.bound: dict[str, int] = {}
-        """Actual ports after start (useful when a port of 0 asked the OS to choose)."""
+        """Actual ports after start (useful when a port of 0 asked the OS to choose); no ``http`` and
+        ``grpc`` entries when the API is on unix sockets."""
+        self.sockets: dict[str, Path] = {}
+        """``http``/``grpc`` → the unix socket serving that API (``--unix-domain-socket``)."""
 
     def describe(self) -> metadata_pb2.GetMetadataResponse:
         """gRPC ``GetMetadata`` and ``/v1.0/metadata``: names, types and versions only; never a metadata value."""
@@ -74,31 +80,63 @@ class Sidecar:
         self.force_exit = self.force_exit or force
         self.shutdown_requested.set()
 
-    async def _serve(self, app: web.Application, hosts: list[str], port: int, label: str) -> None:
+    async def _serve(self, app: web.Application, hosts: list[str], port: int, label: str,
+                     unix_dir: Path | None = None) -> None:
         # Every port: each request counted and no exception let out, a deadline for each request
         # head, an idle limit, and a handler cancelled when its client disconnects.
         surface.install(app, self.metrics)
         limits = self.settings.connections
         runner = connections.Runner(app, access_log=None, shutdown_timeout=self.settings.limits.graceful_shutdown,
                                     head_timeout=limits.read_header_timeout, idle_timeout=limits.idle_timeout,
+                                    read_buffer_size=self.settings.limits.read_buffer_size,
                                     handler_cancellation=True,
                                     # daprd's Go server never decodes a request's Content-Encoding:
                                     # the body is parsed as sent, so a gzip body is a malformed one.
                                     auto_decompress=False)
         await runner.setup()
         self._runners.append(runner)
+        if unix_dir is not None:
+            path = self._socket_path(unix_dir, label)
+            await web.UnixSite(runner, str(path)).start()
+            self._socket_ready(path, label)
+            return
+        listening: list[str] = []
         for host in hosts:
-            site = web.TCPSite(runner, host, port, reuse_address=True)
-            await site.start()
+            site = web.TCPSite(runner, _bare(host), port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:  # daprd skips an address it cannot bind (no IPv6 …) and uses the rest
+                await site.stop()
+                log.warning("cannot listen on %s port %d (%s API): %s", host, port, label, exc.strerror or exc)
+                continue
+            listening.append(host)
             if port == 0 and isinstance(site._server, asyncio.Server):
                 port = site._server.sockets[0].getsockname()[1]
+        if not listening:
+            raise OSError(f"could not listen on any of {', '.join(hosts)} port {port} ({label} API)")
         self.bound[label] = port
+
+    def _socket_path(self, unix_dir: Path, label: str) -> Path:
+        """daprd's name for the socket; a socket left by a previous run (the emptyDir outlives a
+        container restart) is removed, anything else at that path is left and the bind fails."""
+        path = unix_dir / f"dapr-{self.settings.app_id}-{label}.socket"
+        if path.is_socket():
+            path.unlink()
+        return path
+
+    def _socket_ready(self, path: Path, label: str) -> None:
+        # The directory is the pod's own emptyDir, and the app's container may run as another
+        # user: connecting needs write permission on the socket.
+        path.chmod(0o666)
+        self.sockets[label] = path
 
     async def start(self) -> None:
         s = self.settings
         started = time.perf_counter()
         if s.config_file is not None:
             s.configuration = configuration.load(s.config_file)  # ConfigurationError: the start stops
+        if s.operator.address:
+            await self._follow_operator()
         self._apply_configuration()
         if s.resources_paths:
             self.loader = ResourcesLoader(s.resources_paths, self.store, app_id=s.app_id,
@@ -106,18 +144,13 @@ class Sidecar:
                                           on_resiliency_error=lambda file: self.metrics.resiliency_errors.inc((file,)))
             await self.loader.load()
             self._tasks.append(asyncio.create_task(self.loader.watch(), name="resources-watch"))
-        if s.operator.address:
-            from parley_sidecar.loading import operator_stream
-
-            self._tasks.append(asyncio.create_task(
-                operator_stream.follow(s.operator, self.store, app_id=s.app_id), name="operator-stream"))
-        elif not s.resources_paths:
+        if not s.operator.address and not s.resources_paths:
             log.info("no --resources-path given: serving the built-in 'echo' component")
             await self.store.apply(BUILTIN_ECHO)
         api = http_api.build_app(self.pipeline, self.metrics, api_token=s.api_token,
                                  max_body_size=s.limits.max_body_size, describe=self.describe,
                                  extended=self.extended, shutdown=self.request_shutdown)
-        await self._serve(api, s.listen_addresses, s.ports.http, "http")
+        await self._serve(api, s.listen_addresses, s.ports.http, "http", s.unix_domain_socket)
         pub = web.Application()
         public.add_routes(pub, self.describe, extended=self.extended, extended_writable=False,
                           ready=lambda: self.ready)
@@ -132,19 +165,51 @@ class Sidecar:
         )
         grpc_api.add_to_server(self._grpc, self.pipeline, self.metrics, runtime=grpc_api.RuntimeServicer(
             self.describe, self.extended, self.request_shutdown, self.metrics))
-        grpc_port = s.ports.grpc
-        for host in s.listen_addresses:
-            bound = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
-            grpc_port = bound
+        if s.unix_domain_socket is not None:
+            path = self._socket_path(s.unix_domain_socket, "grpc")
+            self._grpc.add_insecure_port(f"unix:{path}")
+        else:
+            self.bound["grpc"] = self._bind_grpc(self._grpc, s.listen_addresses, s.ports.grpc)
         await self._grpc.start()
-        self.bound["grpc"] = grpc_port
+        if s.unix_domain_socket is not None:
+            self._socket_ready(path, "grpc")
         self.ready = True
         log.info(
-            "parley sidecar %s ready in %.0f ms: HTTP %d, gRPC %d, public %d, metrics %s; components: %s",
-            RUNTIME_VERSION, (time.perf_counter() - started) * 1000, self.bound["http"], grpc_port,
+            "parley sidecar %s ready in %.0f ms: HTTP %s, gRPC %s, public %d, metrics %s; components: %s",
+            RUNTIME_VERSION, (time.perf_counter() - started) * 1000, self._where("http"), self._where("grpc"),
             self.bound["public"], self.bound.get("metrics", "off"),
             ", ".join(sorted(e.spec.name for e in self.store.entries())) or "none",
         )
+
+    @staticmethod
+    def _bind_grpc(server: grpc.aio.Server, hosts: list[str], port: int) -> int:
+        listening = 0
+        for host in hosts:
+            address = f"[{host}]" if ":" in host and not host.startswith("[") else host
+            try:
+                port = server.add_insecure_port(f"{address}:{port}")
+            except RuntimeError as exc:  # grpcio's "Failed to bind": skipped, as for HTTP
+                log.warning("cannot listen on %s port %d (grpc API): %s", host, port, exc)
+                continue
+            listening += 1
+        if not listening:
+            raise OSError(f"could not listen on any of {', '.join(hosts)} port {port} (grpc API)")
+        return port
+
+    def _where(self, label: str) -> str:
+        return str(self.sockets[label]) if label in self.sockets else str(self.bound[label])
+
+    async def _follow_operator(self) -> None:
+        """Kubernetes mode: follow the operator's stream. With ``--config NAME`` (``dapr.io/config``)
+        wait for that Configuration in the first snapshot: daprd too reads it once, before serving."""
+        from parley_sidecar.loading import operator_stream
+
+        s = self.settings
+        first: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._tasks.append(asyncio.create_task(operator_stream.follow(
+            s.operator, self.store, app_id=s.app_id, first_snapshot=first), name="operator-stream"))
+        if s.kubernetes_config:  # ConfigurationError (missing, or no operator in time): the start stops
+            s.configuration = await operator_stream.configuration_of(first, s.kubernetes_config)
 
     def _apply_configuration(self) -> None:
         s, config = self.settings, self.settings.configuration
@@ -185,9 +250,20 @@ class Sidecar:
         if self._grpc is not None:
             waits.append(self._grpc.stop(grace))
         await asyncio.gather(*waits, return_exceptions=True)
+        for path in self.sockets.values():  # as daprd: the next start finds the directory clean
+            with contextlib.suppress(OSError):
+                path.unlink()
         await self.pipeline.aclose()
         await self.store.aclose()
         log.info("parley sidecar stopped")
+
+    async def block_shutdown(self) -> None:
+        """daprd's ``--dapr-block-shutdown-duration``: keep serving as usual before shutting down."""
+        block = self.settings.limits.block_shutdown
+        if block > 0:
+            log.info("Blocking graceful shutdown for %gs...", block)
+            await asyncio.sleep(block)
+            log.info("Block shutdown period expired, entering shutdown...")
 
 
 async def _main(settings: SidecarSettings) -> None:
@@ -209,8 +285,14 @@ async def _main(settings: SidecarSettings) -> None:
     if sidecar.force_exit:  # daprd's dapr-force-shutdown: the answer gets 100 ms to leave, then exit 1
         await asyncio.sleep(0.1)
         os._exit(1)
+    await sidecar.block_shutdown()
     log.info("shutting down: finishing in-flight requests (up to %gs)", settings.limits.graceful_shutdown)
     await sidecar.stop()
+
+
+def _bare(host: str) -> str:
+    """``[::1]`` (daprd's and Go's spelling of an IPv6 address) → ``::1`` for the socket API."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 def _loop_factory() -> Any:

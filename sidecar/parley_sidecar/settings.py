@@ -79,8 +79,17 @@ class Ports:
 class Limits:
     max_body_size: int = 4 * 1024 * 1024
     """Bytes; larger request bodies get 413 (``--max-body-size``, daprd's default 4Mi)."""
+    read_buffer_size: int = 4 * 1024
+    """Bytes (``--read-buffer-size``, daprd's default 4Ki). daprd hands it to Go's
+    ``MaxHeaderBytes``, which lets a request head (request line and headers) reach this plus 4 KiB
+    of read slack; a larger head gets 431, on every HTTP port."""
     graceful_shutdown: float = 5.0
-    """Seconds to let in-flight requests finish after SIGTERM (``--dapr-graceful-shutdown-seconds``)."""
+    """Seconds to let in-flight requests finish after SIGTERM (``--dapr-graceful-shutdown-seconds``;
+    a negative value means daprd's default, 5)."""
+    block_shutdown: float = 0.0
+    """Seconds to keep serving as usual after SIGTERM before the graceful shutdown starts
+    (``--dapr-block-shutdown-duration``; 0: off). daprd also ends the wait when the app reports
+    unhealthy; parley has no app channel, so the whole duration passes."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -125,7 +134,12 @@ class SidecarSettings:
     resources_paths: list[Path] = dataclasses.field(default_factory=list)
     ports: Ports = dataclasses.field(default_factory=Ports)
     listen_addresses: list[str] = dataclasses.field(default_factory=lambda: ["0.0.0.0"])
-    """API listen addresses (``--dapr-listen-addresses``); daprd binds every interface by default."""
+    """API listen addresses (``--dapr-listen-addresses``); daprd binds every interface by default.
+    Each is bound; one that cannot be (``[::1]`` on a host without IPv6) is skipped with a warning,
+    as daprd does, and the start fails only if none can."""
+    unix_domain_socket: Path | None = None
+    """``--unix-domain-socket DIR``: the HTTP and gRPC APIs listen only on ``DIR/dapr-<app-id>-http.socket``
+    and ``DIR/dapr-<app-id>-grpc.socket`` (daprd's names), not on TCP."""
     public_listen_address: str = "0.0.0.0"
     metrics_listen_address: str = "0.0.0.0"
     enable_metrics: bool = True
@@ -138,6 +152,7 @@ class SidecarSettings:
     logging: Logging = dataclasses.field(default_factory=Logging)
     operator: OperatorLink = dataclasses.field(default_factory=OperatorLink)
     reload_interval: float = 0.25
+    """Seconds between checks of ``--resources-path`` for changed files."""
     config_file: Path | None = None
     """Dapr ``Configuration`` file (``--config``); read by ``Sidecar.start`` into :attr:`configuration`."""
     kubernetes_config: str = ""
@@ -146,4 +161,3 @@ class SidecarSettings:
     """``--enable-api-logging``; when given it wins over ``spec.logging.apiLogging.enabled``, as in daprd."""
     configuration: Configuration = dataclasses.field(default_factory=Configuration)
     """What the Configuration file set (defaults without one); ``tracing`` waits for Observability."""
-    """Seconds between checks of ``--resources-path`` for changed files."""

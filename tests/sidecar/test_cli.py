@@ -49,9 +49,51 @@ def test_dapr_cli_flags_are_accepted_and_the_irrelevant_ones_named() -> None:
     assert settings.logging.level == "debug"
     assert settings.enable_metrics is False
     assert settings.api_token == "t"
+    assert settings.limits.read_buffer_size == 4096
     assert cli.ignored_flags(args) == sorted([
-        "--app-protocol", "--app-max-concurrency", "--placement-host-address", "--read-buffer-size",
+        "--app-protocol", "--app-max-concurrency", "--placement-host-address",
         "--scheduler-host-address", "--app-port", "--profile-port", "--dapr-internal-grpc-port", "--enable-mtls"])
+
+
+def test_what_the_injector_passes_for_the_shutdown_and_size_annotations() -> None:
+    settings, args = cli.settings_from_args([
+        "--dapr-graceful-shutdown-seconds", "30", "--dapr-block-shutdown-duration", "1m30s",
+        "--max-body-size", "16Mi", "--read-buffer-size", "16Ki", "--unix-domain-socket", "/var/run/dapr-sockets",
+        "--dapr-listen-addresses", "[::1],127.0.0.1", "--enable-api-logging=true"], environ={})
+    assert (settings.limits.graceful_shutdown, settings.limits.block_shutdown) == (30.0, 90.0)
+    assert (settings.limits.max_body_size, settings.limits.read_buffer_size) == (16 << 20, 16 << 10)
+    assert settings.unix_domain_socket == Path("/var/run/dapr-sockets")
+    assert settings.listen_addresses == ["[::1]", "127.0.0.1"]
+    assert settings.enable_api_logging is True
+    assert cli.ignored_flags(args) == []
+
+
+def test_negative_graceful_shutdown_is_daprds_default() -> None:
+    # Dapr's injector passes -1 when the pod has no dapr.io/graceful-shutdown-seconds.
+    settings, _ = cli.settings_from_args(["--dapr-graceful-shutdown-seconds", "-1"], environ={})
+    assert settings.limits.graceful_shutdown == 5.0
+    assert settings.limits.block_shutdown == 0.0
+
+
+def test_legacy_size_flags_are_mib_and_kib_and_lose_to_the_quantities() -> None:
+    legacy, _ = cli.settings_from_args(["--dapr-http-max-request-size", "8", "--dapr-http-read-buffer-size", "8"],
+                                       environ={})
+    assert (legacy.limits.max_body_size, legacy.limits.read_buffer_size) == (8 << 20, 8 << 10)
+    both, _ = cli.settings_from_args(["--dapr-http-max-request-size", "8", "--max-body-size", "1Mi",
+                                      "--dapr-http-read-buffer-size", "8", "--read-buffer-size", "2Ki"], environ={})
+    assert (both.limits.max_body_size, both.limits.read_buffer_size) == (1 << 20, 2 << 10)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--read-buffer-size", "lots"], "--read-buffer-size"),
+    (["--max-body-size", "0"], "--max-body-size: must be above 0"),
+    (["--dapr-block-shutdown-duration", "soon"], "--dapr-block-shutdown-duration"),
+])
+def test_bad_shutdown_or_size_flag_is_a_clear_error(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                                    message: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.settings_from_args(argv, environ={})
+    assert message in f"{exited.value.code} {capsys.readouterr().err}"
 
 
 def test_bad_port_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
