@@ -9,6 +9,7 @@ so; without daprd the whole tier skips, as the differential tier does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -19,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests.conformance.servers import Pair, Server, cache_root, find_daprd, start_pair
+from tests.conformance.servers import Pair, Server, cache_root, find_daprd, parley_argv, start_pair, start_server
 from tests.fakes.agent_openai import AgentOpenAIFake, ThreadedFake
+from tests.fakes.openai import OpenAIFake
 from tests.manifests import component_yaml
 
 HERE = Path(__file__).parent
@@ -59,10 +61,14 @@ def js_modules() -> tuple[Path | None, str]:
     return home, ""
 
 
+OPENAI_CLIENT_TESTS = ("test_openai_", "test_langchain_")
+"""Modules of OpenAI-speaking clients: daprd has no OpenAI API, so they run on parley alone."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the tier ``daprd`` and skip it without daprd, at collection (before any server starts)."""
     for item in items:
-        if HERE not in Path(str(item.path)).parents:
+        if HERE not in Path(str(item.path)).parents or Path(str(item.path)).name.startswith(OPENAI_CLIENT_TESTS):
             continue
         item.add_marker(pytest.mark.daprd)
         if DAPRD is None:
@@ -140,3 +146,43 @@ def echo_pair(clients_dir_tmp: Path) -> Iterator[Pair]:
 
 def pick(pair: Pair, name: str) -> Server:
     return pair.daprd if name == "daprd" else pair.parley
+
+
+# -- OpenAI-speaking clients: parley alone, with echo and with conversation.openai on the fake --------
+
+OPENAI_TOKEN = "parley-openai-clients-token"
+"""The sidecar's DAPR_API_TOKEN: the clients send it as their API key (``Authorization: Bearer``)."""
+FAKE_KEY = "sk-fake-openai-0123456789"
+
+
+@dataclasses.dataclass
+class OpenAISidecar:
+    """A parley process on loopback (echo, and ``llm``: conversation.openai on ``fake``)."""
+
+    server: Server
+    fake: ThreadedFake
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.http_port}/v1"
+
+
+@pytest.fixture(scope="session")
+def openai_fake() -> Iterator[ThreadedFake]:
+    fake = ThreadedFake(OpenAIFake(FAKE_KEY)).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def openai_sidecar(openai_fake: ThreadedFake, clients_dir_tmp: Path) -> Iterator[OpenAISidecar]:
+    resources = _components(clients_dir_tmp / "components-openai", {
+        "echo.yaml": component_yaml("echo"),
+        "llm.yaml": component_yaml("llm", "conversation.openai", {
+            "key": FAKE_KEY, "model": "gpt-4o-mini", "endpoint": openai_fake.endpoint}),
+    })
+    logs = clients_dir_tmp / "logs"
+    logs.mkdir(exist_ok=True)
+    server = start_server("parley-openai", parley_argv(), APP_ID, resources, logs, env={"DAPR_API_TOKEN": OPENAI_TOKEN})
+    yield OpenAISidecar(server, openai_fake)
+    server.stop()
