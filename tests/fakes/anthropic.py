@@ -3,14 +3,22 @@
 Checks what the real API checks first: ``x-api-key`` (against ``expected_key`` when set),
 ``anthropic-version``, and ``max_tokens``. A structured-output request (a forced tool) is answered
 with a ``tool_use`` block for that tool.
+
+``"stream": true`` gets Anthropic's SSE events as its streaming documentation shows them
+(tests/fakes/recorded/anthropic_stream*.txt): ``message_start`` with the input usage, a ``ping``,
+each block as ``content_block_start`` / deltas (``text_delta`` a word at a time,
+``input_json_delta`` fragments, the first one empty as Anthropic sends it) / ``content_block_stop``,
+``message_delta`` with the stop reason and output usage, then ``message_stop``.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.openai import fragments, words
 from tests.fakes.server import FakeServer, Recorded, Reply
 
 __all__ = ["AnthropicFake"]
@@ -67,6 +75,35 @@ class AnthropicFake(FakeServer):
                       "cache_read_input_tokens": reply.cached_tokens,
                       "output_tokens": reply.completion_tokens},
         }
+
+    def stream_frames(self, recorded: Recorded, reply: Reply) -> list[bytes]:
+        whole = self.answer(recorded, reply)
+        usage = whole["usage"]
+        events: list[dict[str, Any]] = [
+            {"type": "message_start", "message": {**whole, "content": [], "stop_reason": None,
+                                                  "usage": {**usage, "output_tokens": 1}}},
+            {"type": "ping"},
+        ]
+        for index, block in enumerate(whole["content"]):
+            if block["type"] == "text":
+                events.append({"type": "content_block_start", "index": index,
+                               "content_block": {"type": "text", "text": ""}})
+                events.extend({"type": "content_block_delta", "index": index,
+                               "delta": {"type": "text_delta", "text": word}} for word in words(block["text"]))
+            else:
+                events.append({"type": "content_block_start", "index": index,
+                               "content_block": {**block, "input": {}}})
+                pieces = ["", *fragments(json.dumps(block["input"]))] if block["input"] else [""]
+                events.extend({"type": "content_block_delta", "index": index,
+                               "delta": {"type": "input_json_delta", "partial_json": piece}} for piece in pieces)
+            events.append({"type": "content_block_stop", "index": index})
+        events.append({"type": "message_delta", "delta": {"stop_reason": whole["stop_reason"], "stop_sequence": None},
+                       "usage": {"output_tokens": usage["output_tokens"]}})
+        events.append({"type": "message_stop"})
+        return [f"event: {e['type']}\ndata: {json.dumps(e, separators=(',', ':'))}\n\n".encode() for e in events]
+
+    def malformed_frame(self) -> bytes:
+        return b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":\n\n'
 
     def error_body(self, status: int, message: str) -> Any:
         return {"type": "error", "error": {"type": _TYPES.get(status, "api_error"), "message": message}}

@@ -16,15 +16,33 @@ becomes a forced tool whose input is the answer, as langchaingo does.
 Where daprd's langchaingo client loses data (only the first part of an assistant message, usage
 always absent, ``temperature: 0`` sent when unset, an error on unknown content blocks), parley
 keeps it; see ``docs/providers.md``.
+
+:meth:`Anthropic.stream` sends the same body with ``stream: true`` and reads Anthropic's SSE
+events: ``message_start`` (input usage), ``content_block_start``/``_delta``/``_stop`` (``text_delta``
+relayed as text, ``input_json_delta`` as tool-call argument fragments), ``message_delta`` (stop
+reason, output usage), ``message_stop`` (the end; a stream without it was cut short), ``ping``
+(ignored) and ``error`` (a ProviderError with Anthropic's own message). Event types Anthropic may
+add later are ignored, as its documentation asks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from parley_sidecar import errors
-from parley_sidecar.components import base, catalog, checks, http_kit, structured, tool_blocks
+from parley_sidecar.components import (
+    base,
+    block_stream,
+    catalog,
+    checks,
+    http_kit,
+    sse,
+    structured,
+    tool_blocks,
+)
 
 __all__ = ["API_VERSION", "DEFAULT_ENDPOINT", "Anthropic", "build_body", "create", "parse_response"]
 
@@ -104,6 +122,65 @@ def parse_response(
     )
 
 
+_ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
+                 "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+                 "overloaded_error": 529}
+"""An ``error`` event's type → the HTTP status the same error has before a stream starts."""
+
+
+def _usage(raw: Mapping[str, Any]) -> base.Usage | None:
+    return tool_blocks.usage(raw, input="input_tokens", output="output_tokens",
+                             cache_read="cache_read_input_tokens", cache_write="cache_creation_input_tokens")
+
+
+def stream_event(blocks: block_stream.Blocks, event: sse.Event, secrets: tuple[str, ...]) -> base.Delta | None:
+    """One SSE event of a Messages stream: the piece it carries, if any."""
+    try:
+        data = json.loads(event.data)
+    except ValueError:
+        data = None
+    if not isinstance(data, Mapping):
+        raise errors.ProviderError(f"{PROVIDER} sent a malformed event (not a JSON object)", status=200)
+    kind = data.get("type") or event.event
+    raw_index = data.get("index")
+    index = raw_index if isinstance(raw_index, int) else -1
+    if kind == "message_start":
+        message = data.get("message")
+        blocks.add_usage(message.get("usage") if isinstance(message, Mapping) else None)
+    elif kind == "content_block_start":
+        block = data.get("content_block")
+        block = block if isinstance(block, Mapping) else {}
+        if block.get("type") == "text":
+            return blocks.start_text(index, str(block.get("text") or ""))
+        if block.get("type") == "tool_use":
+            return blocks.start_tool(index, str(block.get("id") or ""), str(block.get("name") or ""))
+        blocks.start_other(index)  # thinking, server tool use: not part of the conversation API
+    elif kind == "content_block_delta":
+        delta = data.get("delta")
+        delta = delta if isinstance(delta, Mapping) else {}
+        if delta.get("type") == "text_delta":
+            return blocks.text(index, str(delta.get("text") or ""))
+        if delta.get("type") == "input_json_delta":
+            return blocks.tool_input(index, str(delta.get("partial_json") or ""))
+    elif kind == "content_block_stop":
+        return blocks.stop(index)
+    elif kind == "message_delta":
+        delta = data.get("delta")
+        if isinstance(delta, Mapping) and delta.get("stop_reason"):
+            blocks.finish_reason = str(delta["stop_reason"])
+        blocks.add_usage(data.get("usage"))
+    elif kind == "message_stop":
+        blocks.done = True
+    elif kind == "error":
+        error = data.get("error")
+        error = error if isinstance(error, Mapping) else {}
+        status = _ERROR_STATUS.get(str(error.get("type")), 500)
+        detail = http_kit.redact(" ".join(str(error.get("message") or error.get("type") or "").split()), secrets)
+        raise errors.ProviderError(f"{PROVIDER} sent an error mid-stream: {detail or 'no message'}", status=status,
+                                   retryable=status in http_kit.RETRYABLE_STATUSES)
+    return None
+
+
 class Anthropic(http_kit.ComponentSession):
     def __init__(self, context: base.ComponentContext) -> None:
         self.context = context
@@ -130,19 +207,42 @@ class Anthropic(http_kit.ComponentSession):
         model = request.model or self.model
         key = request.api_key if request.api_key is not None else self._key
         body, defn = build_body(request, model, self._max_tokens)
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "x-api-key": key,
-            "anthropic-version": API_VERSION,
-        }
-        data = await http_kit.post_json(self.session, self._url, http_kit.encode(body), headers=headers,
+        data = await http_kit.post_json(self.session, self._url, http_kit.encode(body), headers=_headers(key),
                                         timeout=timeout, provider=PROVIDER, secrets=(key, self._key),
                                         max_bytes=self.context.max_response_bytes, proxy=self.proxy(self._url))
         return parse_response(data, model, request, defn)
 
+    async def stream(self, request: base.ConverseRequest, *, timeout: float | None) -> AsyncIterator[base.Delta]:
+        model = request.model or self.model
+        key = request.api_key if request.api_key is not None else self._key
+        body, defn = build_body(request, model, self._max_tokens)
+        body["stream"] = True
+        blocks = block_stream.Blocks(model=model, provider=PROVIDER, defn=defn)
+        secrets = (key, self._key)
+        async with http_kit.open_stream(
+            self.session, self._url, http_kit.encode(body), headers=_headers(key) | {"Accept": "text/event-stream"},
+            timeout=timeout, provider=PROVIDER, secrets=secrets, max_bytes=self.context.max_response_bytes,
+            proxy=self.proxy(self._url),
+        ) as upstream:
+            async with contextlib.aclosing(sse.events(upstream)) as events:
+                async for event in events:
+                    delta = stream_event(blocks, event, secrets)
+                    if delta is not None:
+                        upstream.arrived()
+                        yield delta
+                    if blocks.done:
+                        break
+            if not blocks.done:
+                raise upstream.truncated("message_stop")
+            yield blocks.last(request, _usage(blocks.usage))
+
     async def aclose(self) -> None:
         await self.close_session()
+
+
+def _headers(key: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", "Accept": "application/json", "x-api-key": key,
+            "anthropic-version": API_VERSION}
 
 
 def create(context: base.ComponentContext) -> base.Conversation:
