@@ -322,3 +322,11 @@ async def test_sse_client_that_leaves_mid_stream_closes_the_upstream_stream(
         assert line.startswith(b'data: {"chunk"')
         resp.close()  # the client leaves mid-stream
     await openai_fake.wait_until(lambda: openai_fake.closed_by_client == 1)
+
+
+async def test_sse_takes_query_metadata_as_converse_does(llm: Running, openai_fake: OpenAIFake) -> None:
+    openai_fake.stream()
+    status, _, events = await sse(llm, "llm", A2_BODY, query="?metadata.model=gpt-other&metadata.team=blue")
+    assert status == 200 and "complete" in events[-1][1]
+    assert openai_fake.last.body["model"] == "gpt-other"  # the Dapr docs' per-request override
+    assert openai_fake.last.body["metadata"] == {"team": "blue"}
