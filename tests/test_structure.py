@@ -90,14 +90,15 @@ OPERATOR_LAYERS: dict[str, int] = {
     "app": 1,
     "handlers": 2,
     "webhook": 3, "delivery": 3, "certs": 3, "events": 3,
-    "component": 4, "injection": 4, "admission": 4,
+    "component": 4, "injection": 4, "admission": 4, "resiliency": 4,
     "settings": 5, "metrics": 5, "kube": 5,
 }
 # Pure functions (docs/architecture.md: "annotations → SidecarConfig → patch"; components + pod → what that
 # pod may see): they take data and return data, so they import no I/O library and no module that does I/O.
-PURE = ["injection", "component.py", "admission.py", "delivery/resolve.py", "delivery/review_cache.py"]
+PURE = ["injection", "component.py", "admission.py", "resiliency.py", "delivery/resolve.py",
+        "delivery/review_cache.py"]
 PURE_MAY_IMPORT = {"parley_operator.settings", "parley_operator.injection", "parley_operator.component",
-                   "parley_operator.admission", "parley_operator.delivery.resolve",
+                   "parley_operator.admission", "parley_operator.resiliency", "parley_operator.delivery.resolve",
                    "parley_operator.delivery.review_cache"}
 IO_LIBRARIES = {"kopf", "aiohttp", "prometheus_client", "cryptography", "asyncio", "socket", "ssl"}
 # kopf is the framework's boundary: handlers register with it, app runs it, webhook extends its server,

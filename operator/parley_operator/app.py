@@ -42,7 +42,7 @@ class Operator:
         self.events = EventRecorder(self.client, instance=settings.pod_name)
         self.certs = CertManager(settings.certs, settings.webhook, self.client)
         self.hub = hub.Hub(read_secret=self.client.secret_data, metrics=self.metrics, events=self.events,
-                           settings=settings.stream)
+                           settings=settings.stream, read_configuration=self._read_configuration)
         self.auth = auth.Authenticator(self.client, audience=settings.injector.token_audience,
                                        find_pod=self._find_pod, cache_ttl=settings.stream.token_cache_ttl,
                                        cache_size=settings.stream.token_cache_size,
@@ -72,6 +72,13 @@ class Operator:
         if labels.get(LABEL_SIDECAR_INJECTED) != "true":
             return None
         return auth.pod_record(body, namespace)
+
+    async def _read_configuration(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            body = await self.client.get(f"/apis/dapr.io/v1alpha1/namespaces/{namespace}/configurations/{name}")
+        except kube.APINotFound:
+            return None
+        return body if isinstance(body, dict) else None
 
     def _reload_tls(self, context: ssl.SSLContext) -> None:
         def reload(bundle: Bundle) -> None:

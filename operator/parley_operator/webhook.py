@@ -19,7 +19,8 @@
 The webhook configurations are not managed by kopf (``settings.admission.managed`` stays None):
 they come with the deployment (service, ``namespaceSelector``, ``reinvocationPolicy``, which kopf
 cannot set) and the operator only keeps their ``caBundle`` current (``certs``). Their paths are the
-handler ids: ``/mutate`` and ``/validate``; any other path gets 404.
+handler ids: ``/mutate``, ``/validate`` (Components) and ``/validate-resiliency``; any other path gets
+404.
 """
 
 from __future__ import annotations
@@ -39,15 +40,18 @@ from aiohttp import web
 from parley_operator import admission
 from parley_operator.metrics import Metrics
 
-__all__ = ["EXPECTED", "MUTATE", "VALIDATE", "WebhookServer", "fill_namespace", "respond_with_patch"]
+__all__ = ["EXPECTED", "MUTATE", "VALIDATE", "VALIDATE_RESILIENCY", "WebhookServer", "fill_namespace",
+           "respond_with_patch"]
 
 log = logging.getLogger("parley.operator.webhook")
 
 MUTATE = "mutate"
 VALIDATE = "validate"
+VALIDATE_RESILIENCY = "validate-resiliency"
 EXPECTED = {
     MUTATE: admission.Expected("", "v1", "pods", "Pod"),
     VALIDATE: admission.Expected("dapr.io", "v1alpha1", "components", "Component"),
+    VALIDATE_RESILIENCY: admission.Expected("dapr.io", "v1alpha1", "resiliencies", "Resiliency"),
 }
 """Each path and what it reviews: the rules of ``deploy/base/webhooks.yaml``."""
 

@@ -57,6 +57,10 @@ OPERATOR_CALLS: tuple[Call, ...] = (
          where="certs.CertManager.patch_ca_bundles"),
     Call("patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", name="parley-operator",
          where="certs.CertManager.patch_ca_bundles"),
+    Call("list", "dapr.io", "resiliencies", where="kopf: index resiliencies_by_namespace, on.event resiliency-events"),
+    Call("watch", "dapr.io", "resiliencies", where="kopf: index resiliencies_by_namespace, on.event resiliency-events"),
+    Call("get", "dapr.io", "configurations", "team-a", "appconfig",
+         where="app.Operator._read_configuration (the pod's dapr.io/config, when its sidecar connects)"),
     Call("list", "apiextensions.k8s.io", "customresourcedefinitions", where="kopf: resource observer"),
     Call("watch", "apiextensions.k8s.io", "customresourcedefinitions", where="kopf: resource observer"),
 )

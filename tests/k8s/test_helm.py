@@ -47,10 +47,11 @@ def test_chart_labels_every_object_for_helm() -> None:
 
 
 def test_chart_ships_daprs_crd_unchanged() -> None:
-    [crd] = tools.by_kind(render(), "CustomResourceDefinition")
-    assert crd["metadata"]["name"] == "components.dapr.io"
-    chart_copy = (tools.CHART / "crds" / "components.yaml").read_bytes()
-    assert hashlib.sha256(chart_copy).digest() == hashlib.sha256((tools.CRDS / "components.yaml").read_bytes()).digest()
+    crds = tools.by_kind(render(), "CustomResourceDefinition")
+    assert {c["metadata"]["name"] for c in crds} == {"components.dapr.io", "resiliencies.dapr.io", "configurations.dapr.io"}
+    for name in ("components.yaml", "resiliency.yaml", "configuration.yaml"):
+        chart_copy = (tools.CHART / "crds" / name).read_bytes()
+        assert hashlib.sha256(chart_copy).digest() == hashlib.sha256((tools.CRDS / name).read_bytes()).digest()
 
 
 @pytest.mark.parametrize("version", tools.SCHEMA_VERSIONS)

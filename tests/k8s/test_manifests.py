@@ -130,8 +130,8 @@ def test_webhooks_reach_the_operators_handlers_and_skip_system_namespaces(base: 
     mutating = tools.one(base, "MutatingWebhookConfiguration", s.webhook.mutating_configuration)
     validating = tools.one(base, "ValidatingWebhookConfiguration", s.webhook.validating_configuration)
     service = tools.one(base, "Service")
-    for config, handler_id in ((mutating, webhook.MUTATE), (validating, webhook.VALIDATE)):
-        [hook] = config["webhooks"]
+    hooks = [*mutating["webhooks"], *validating["webhooks"]]
+    for hook, handler_id in zip(hooks, (webhook.MUTATE, webhook.VALIDATE, webhook.VALIDATE_RESILIENCY), strict=True):
         ref = hook["clientConfig"]["service"]
         assert (ref["namespace"], ref["name"], ref["path"]) == ("parley-system", service["metadata"]["name"],
                                                                 f"/{handler_id}")
@@ -145,6 +145,7 @@ def test_webhooks_reach_the_operators_handlers_and_skip_system_namespaces(base: 
     assert mutating["webhooks"][0]["reinvocationPolicy"] == "IfNeeded"
     assert validating["webhooks"][0]["rules"][0]["apiGroups"] == ["dapr.io"]
     assert validating["webhooks"][0]["rules"][0]["resources"] == ["components"]
+    assert validating["webhooks"][1]["rules"][0]["resources"] == ["resiliencies"]
 
 
 def test_fail_closed_overlay_changes_only_the_failure_policy(base: tuple[dict[str, Any], ...]) -> None:

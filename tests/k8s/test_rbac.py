@@ -23,6 +23,7 @@ API_PATHS: dict[str, set[tuple[str, str, str]]] = {
     "/api/v1/namespaces/{}/secrets": {("create", "", "secrets")},
     "/api/v1/namespaces/{}/pods/{}": {("get", "", "pods")},
     "/api/v1/namespaces/{}/events": {("create", "", "events")},
+    "/apis/dapr.io/v1alpha1/namespaces/{}/configurations/{}": {("get", "dapr.io", "configurations")},
     "/apis/authentication.k8s.io/v1/tokenreviews": {("create", "authentication.k8s.io", "tokenreviews")},
     "/apis/admissionregistration.k8s.io/v1/{}/{}": {
         ("get", "admissionregistration.k8s.io", "mutatingwebhookconfigurations"),

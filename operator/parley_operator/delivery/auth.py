@@ -56,6 +56,8 @@ class PodRecord:
     name: str
     uid: str
     app_id: str
+    config: str = ""
+    """The Configuration the pod names (``dapr.io/config``), "" for none."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,6 +66,8 @@ class Identity:
     pod_name: str
     pod_uid: str
     app_id: str
+    config: str = ""
+    """From the pod, never from the request: the sidecar gets its own pod's Configuration only."""
 
 
 def pod_record(body: Mapping[str, Any], namespace: str | None = None) -> PodRecord:
@@ -71,7 +75,8 @@ def pod_record(body: Mapping[str, Any], namespace: str | None = None) -> PodReco
     labels, notes = meta.get("labels") or {}, meta.get("annotations") or {}
     name = str(meta.get("name", ""))
     app_id = str(labels.get(keys.LABEL_APP_ID) or config.app_id_of(notes, name))
-    return PodRecord(str(namespace or meta.get("namespace", "")), name, str(meta.get("uid", "")), app_id)
+    return PodRecord(str(namespace or meta.get("namespace", "")), name, str(meta.get("uid", "")), app_id,
+                     str(notes.get(keys.CONFIG) or ""))
 
 
 def claims_of(review: Mapping[str, Any], audience: str) -> tuple[str, str, str]:
@@ -143,4 +148,5 @@ class Authenticator:
         pod = await self._find_pod(namespace, pod_name)
         if pod is None or (pod.uid and pod.uid != pod_uid):
             raise Forbidden(f"pod {namespace}/{pod_name} is not known as a sidecar pod")
-        return Identity(namespace=namespace, pod_name=pod_name, pod_uid=pod_uid, app_id=pod.app_id)
+        return Identity(namespace=namespace, pod_name=pod_name, pod_uid=pod_uid, app_id=pod.app_id,
+                        config=pod.config)

@@ -11,6 +11,12 @@ served namespaces are resolved afresh, which picks up rotated Secrets (daprd's 6
 A connecting sidecar is registered under the namespace lock, with its snapshot taken from the same
 view, so no change can fall between its snapshot and its first event. A sidecar too slow to keep up
 (its queue full) is disconnected; it reconnects and gets a fresh snapshot.
+
+Resiliencies ride the same reconcile: the kopf index ``resiliencies_by_namespace`` gives the view
+(``resiliencies.Views``: scopes, and the last good version of a bad one), and each stream gets the
+difference. The Configuration a pod names (``dapr.io/config``) is read by name when its sidecar
+connects and put in the snapshot, as Dapr's operator answers ``GetConfiguration``; the sidecar uses
+the first one it gets (daprd reads its Configuration once, at start).
 """
 
 from __future__ import annotations
@@ -21,13 +27,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from parley_operator import kube
 from parley_operator.component import ComponentRecord
-from parley_operator.delivery import resolve
+from parley_operator.delivery import resiliencies, resolve
 from parley_operator.delivery.auth import Identity, PodRecord
 from parley_operator.events import EventRecorder, ObjectRef
 from parley_operator.metrics import Metrics
+from parley_operator.resiliency import ResiliencyRecord
 from parley_operator.settings import StreamSettings
 from parley_sidecar.loading import stream_protocol as protocol
 
@@ -37,6 +45,10 @@ log = logging.getLogger("parley.operator.delivery")
 
 SecretReader = Callable[[str, str], Awaitable[resolve.SecretData | None]]
 """``(namespace, name)`` → the Secret's ``data``, None when it does not exist; raises
+``kube.APIError`` when it cannot tell."""
+
+ConfigurationReader = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
+"""``(namespace, name)`` → the Configuration object, None when it does not exist; raises
 ``kube.APIError`` when it cannot tell."""
 
 ComponentIndex = Mapping[str, Iterable[ComponentRecord]]
@@ -58,6 +70,8 @@ class Stream:
         """Component name → digest of the version this sidecar has."""
         self.withheld: dict[str, str] = {}
         """Component name → the reason last sent for it."""
+        self.resiliencies: dict[str, str] = {}
+        """Resiliency name → digest of the version this sidecar has."""
         self.closed = False
 
     def push(self, line: bytes) -> bool:
@@ -100,13 +114,18 @@ def _visible(outcome: resolve.Outcome, app_id: str) -> bool:
 
 class Hub:
     def __init__(self, *, read_secret: SecretReader, metrics: Metrics, events: EventRecorder,
-                 settings: StreamSettings) -> None:
+                 settings: StreamSettings, read_configuration: ConfigurationReader | None = None) -> None:
         self._read_secret = read_secret
+        self._read_configuration = read_configuration
         self._metrics = metrics
         self._events = events
         self._settings = settings
         self._components: ComponentIndex = {}
         self._pods: PodIndex = {}
+        self._resiliency_index: resiliencies.ResiliencyIndex = {}
+        self._resiliency_views = resiliencies.Views()
+        self._reported: dict[tuple[str, str], str] = {}
+        """Bad Resiliency → the digest already reported (an Event and a log line once per version)."""
         self._ready = asyncio.Event()
         self._streams: dict[str, set[Stream]] = collections.defaultdict(set)
         self._views: dict[str, View] = {}
@@ -117,9 +136,11 @@ class Hub:
         self._wake = asyncio.Event()
 
     # -- inputs ----------------------------------------------------------------------------------
-    def attach(self, components: ComponentIndex, pods: PodIndex) -> None:
+    def attach(self, components: ComponentIndex, pods: PodIndex,
+               resiliency_index: resiliencies.ResiliencyIndex | None = None) -> None:
         """Hand over kopf's live indexes (from the startup handler)."""
         self._components, self._pods = components, pods
+        self._resiliency_index = resiliency_index if resiliency_index is not None else {}
 
     def mark_ready(self) -> None:
         """Called from the first resource handler: kopf runs none before every index is filled."""
@@ -157,6 +178,7 @@ class Hub:
         except TimeoutError:
             raise NotReady("the operator is still reading the cluster") from None
         ns = identity.namespace
+        configuration = await self._configuration(identity)
         stream = Stream(identity)
         async with self._locks[ns]:
             view = self._views.get(ns)
@@ -167,15 +189,42 @@ class Hub:
             withheld = [(o.name, o.reason) for o in visible.values() if isinstance(o, resolve.Withheld)]
             stream.sent = {o.name: o.digest for o in resolved}
             stream.withheld = dict(withheld)
+            policies, held = resiliencies.Views.visible(self._resiliency_view(ns), identity.app_id)
+            stream.resiliencies = {r.name: r.digest for r in policies}
             stream.push(protocol.encode(protocol.Snapshot(
                 namespace=ns, app_id=identity.app_id, keepalive=self._settings.keepalive,
-                components=tuple(o.payload for o in resolved), withheld=tuple(withheld))))
+                components=tuple(o.payload for o in resolved), withheld=tuple(withheld),
+                protocol=protocol.PROTOCOL, resiliencies=tuple(r.document for r in policies),
+                resiliency_withheld=tuple(held), configuration=configuration)))
             self._streams[ns].add(stream)
         self._metrics.connected.set(self.connected)
         self._metrics.deliveries.labels(kind="snapshot").inc()
         log.info("sidecar %s/%s (app %s) connected: %d component(s), %d withheld", ns, identity.pod_name,
                  identity.app_id, len(resolved), len(withheld))
         return stream
+
+    async def _configuration(self, identity: Identity) -> protocol.SnapshotConfiguration | None:
+        """The Configuration the pod names, read now (daprd's ``GetConfiguration`` at start). A missing
+        one is told to the sidecar, which stops as daprd does; an API failure refuses the stream for
+        now (503), so the sidecar retries rather than start without it."""
+        name = identity.config
+        if not name or self._read_configuration is None:
+            return None
+        try:
+            found = await self._read_configuration(identity.namespace, name)
+        except kube.APIError as exc:
+            self._metrics.errors.labels(kind="api").inc()
+            log.warning("cannot read Configuration %s/%s for sidecar %s: %s", identity.namespace, name,
+                        identity.pod_name, exc)
+            raise NotReady(f"cannot read Configuration '{name}' now") from None
+        if found is None:
+            self._metrics.errors.labels(kind="configuration_missing").inc()
+            log.warning("pod %s/%s names Configuration %r (dapr.io/config), which does not exist",
+                        identity.namespace, identity.pod_name, name)
+            return protocol.SnapshotConfiguration(
+                name, error=f"configurations.dapr.io {name!r} not found in namespace {identity.namespace!r}")
+        spec = found.get("spec")
+        return protocol.SnapshotConfiguration(name, spec=spec if isinstance(spec, Mapping) else {})
 
     def disconnect(self, stream: Stream) -> None:
         stream.close()
@@ -291,11 +340,34 @@ class Hub:
             stream.withheld.pop(name, None)
             yield "delete", name, protocol.encode(protocol.Delete(name))
 
+    def _resiliency_view(self, ns: str) -> resiliencies.View:
+        view = self._resiliency_views.view(ns, self._resiliency_index.get(ns, ()))
+        for key, record in self._resiliency_views.rejected.items():
+            if key[0] != ns or self._reported.get(key) == record.digest:
+                continue
+            self._reported[key] = record.digest
+            self._metrics.errors.labels(kind="resiliency_invalid").inc()
+            kept = isinstance(view.get(record.name), ResiliencyRecord)
+            outcome = "the last good version keeps serving" if kept else "not delivered to sidecars"
+            # The Warning Event comes from the resiliency handler, which sees every namespace.
+            log.error("Resiliency %s/%s refused (%s): %s", ns, record.name, outcome, record.error)
+        for key in [k for k in self._reported if k[0] == ns and k not in self._resiliency_views.rejected]:
+            del self._reported[key]
+        return view
+
+    def _diff_resiliencies(self, stream: Stream, view: resiliencies.View) -> Iterator[tuple[str, str, bytes]]:
+        for change in resiliencies.diff(stream.resiliencies, view, stream.identity.app_id):
+            if change.record is None:
+                yield "resiliency_delete", change.name, protocol.encode(protocol.ResiliencyDelete(change.name))
+            else:
+                yield "resiliency", change.name, protocol.encode(protocol.ResiliencyUpsert(change.record.document))
+
     def _push(self, ns: str, view: View) -> None:
         lines: dict[str, bytes] = {}
         delivered: collections.Counter[str] = collections.Counter()
+        policies = self._resiliency_view(ns)
         for stream in list(self._streams.get(ns, ())):
-            for kind, name, line in self._diff(stream, view, lines):
+            for kind, name, line in (*self._diff(stream, view, lines), *self._diff_resiliencies(stream, policies)):
                 if not stream.push(line):
                     self.disconnect(stream)
                     break

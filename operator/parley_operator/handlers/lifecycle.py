@@ -21,4 +21,5 @@ def register(registry: kopf.OperatorRegistry, services: Services) -> None:
     async def attach(**kwargs: Any) -> None:
         # kopf passes each index as a kwarg named by its id. They are live views that fill as kopf
         # lists the cluster; the hub waits for the first full listing before serving.
-        services.hub.attach(kwargs["components_by_namespace"], kwargs["sidecar_pods"])
+        services.hub.attach(kwargs["components_by_namespace"], kwargs["sidecar_pods"],
+                            kwargs["resiliencies_by_namespace"])

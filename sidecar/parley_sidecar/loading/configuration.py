@@ -1,4 +1,5 @@
-"""Dapr's ``Configuration`` resource (``--config FILE``): the model, and reading it with validation.
+"""Dapr's ``Configuration`` resource (``--config FILE``, or from the operator in Kubernetes): reading
+it with validation.
 
 What daprd does is followed where it is observable: a file that is missing, is not YAML, or is not
 a mapping stops the start (daprd: "Fatal error from runtime: error loading configuration: …").
@@ -6,6 +7,10 @@ Inside a readable file, each field parley honours is checked on its own: a bad v
 line naming the field, and that feature falls back to its default, so the sidecar still serves
 (daprd would refuse a wrong type; a sidecar that does not start serves nobody). Fields that do not
 apply to a conversation sidecar are each named once in a warning, never silently dropped.
+
+:func:`load` reads a file; :func:`from_document` checks a document however it came (the operator
+delivers the ``spec`` of the Configuration a pod names with ``dapr.io/config``), so both modes apply
+a Configuration exactly alike.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import yaml
 
 from parley_sidecar.settings import ApiLogging, Configuration, LabelRule, MetricRule, Tracing
 
-__all__ = ["ApiLogging", "Configuration", "ConfigurationError", "LabelRule", "MetricRule", "Tracing", "go_template",
-           "load"]
+__all__ = ["ApiLogging", "Configuration", "ConfigurationError", "LabelRule", "MetricRule", "Tracing",
+           "from_document", "go_template", "load"]
 
 log = logging.getLogger("parley.configuration")
 
@@ -56,11 +61,11 @@ _HONOURED = frozenset({"metric", "logging", "tracing"})
 class _Problems:
     """Collects field errors so each is logged once, with the file's name."""
 
-    def __init__(self, file: Path) -> None:
-        self.file = file
+    def __init__(self, label: str) -> None:
+        self.label = label
 
     def bad(self, field: str, why: str) -> None:
-        log.error("Configuration %s: %s %s; that setting stays at its default", self.file, field, why)
+        log.error("Configuration %s: %s %s; that setting stays at its default", self.label, field, why)
 
 
 def _bool(node: Mapping[str, Any], key: str, field: str, default: bool, problems: _Problems) -> bool:
@@ -181,12 +186,18 @@ def load(path: Path) -> Configuration:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"error loading configuration {path}: not YAML: {exc}") from None
+    return from_document(doc, str(path))
+
+
+def from_document(doc: Any, label: str) -> Configuration:
+    """One Configuration document → what parley honours of it; ``label`` names it in every message.
+    :class:`ConfigurationError` when it is not a Configuration at all."""
     if not isinstance(doc, Mapping):
-        raise ConfigurationError(f"error loading configuration {path}: not a Configuration document")
+        raise ConfigurationError(f"error loading configuration {label}: not a Configuration document")
     kind = doc.get("kind", "Configuration")
     if kind != "Configuration":
-        raise ConfigurationError(f"error loading configuration {path}: kind is {kind!r}, not Configuration")
-    problems = _Problems(path)
+        raise ConfigurationError(f"error loading configuration {label}: kind is {kind!r}, not Configuration")
+    problems = _Problems(label)
     config = Configuration()
     spec = _mapping(doc.get("spec"), "spec", problems) or {}
     metric = _mapping(spec.get("metric"), "spec.metric", problems)
