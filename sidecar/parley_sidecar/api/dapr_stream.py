@@ -15,7 +15,7 @@ of its own, no wire format here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from dapr.proto.runtime.v1 import ai_pb2
@@ -66,7 +66,7 @@ def _complete(req: ai_pb2.ConversationRequestAlpha2, answer: base.ConverseRespon
     return message
 
 
-async def responses(pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2) -> AsyncIterator[Any]:
+async def responses(pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2) -> AsyncGenerator[Any, None]:
     """The stream of ``ConversationStreamResponse`` messages answering ``req``."""
     prepared = await alpha2.prepare(pipeline, req)
     pieces = pipeline.stream(prepared.name, prepared.entry, prepared.request, overrides=prepared.overrides,
