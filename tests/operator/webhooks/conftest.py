@@ -18,7 +18,8 @@ Review = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
 POD = {"group": "", "version": "v1", "resource": "pods"}
 COMPONENT = {"group": "dapr.io", "version": "v1alpha1", "resource": "components"}
 KINDS = {"pods": {"group": "", "version": "v1", "kind": "Pod"},
-         "components": {"group": "dapr.io", "version": "v1alpha1", "kind": "Component"}}
+         "components": {"group": "dapr.io", "version": "v1alpha1", "kind": "Component"},
+         "resiliencies": {"group": "dapr.io", "version": "v1alpha1", "kind": "Resiliency"}}
 
 
 def admission_review(obj: dict[str, Any], *, resource: dict[str, str], namespace: str, operation: str = "CREATE",
