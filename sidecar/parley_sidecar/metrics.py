@@ -44,6 +44,10 @@ LATENCY_MS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30, 40, 50, 65, 80, 100, 
               400, 500, 650, 800, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
 # OpenTelemetry GenAI semantic conventions' advised buckets.
 GENAI_SECONDS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+# ... and for streams (gen_ai.server.time_to_first_token, gen_ai.server.time_per_output_token).
+GENAI_FIRST_TOKEN_SECONDS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                             7.5, 10.0)
+GENAI_PER_TOKEN_SECONDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 GENAI_TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 
 Labels = tuple[str, ...]
@@ -163,6 +167,14 @@ class Metrics:
         self.operation_duration = Histogram("gen_ai_client_operation_duration_seconds",
                                             "Duration of a GenAI call.", (*genai, "error_type"),
                                             GENAI_SECONDS)
+        self.time_to_first_token = Histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Streams: time from the request to the first piece of the answer (retries and fallbacks included).",
+            genai, GENAI_FIRST_TOKEN_SECONDS)
+        self.time_per_output_token = Histogram(
+            "gen_ai_server_time_per_output_token_seconds",
+            "Streams: time per output token after the first, for streams that completed.",
+            genai, GENAI_PER_TOKEN_SECONDS)
         self.cache = Counter("parley_cache_requests_total", "Response cache lookups by result.",
                              ("component", "result"))
         self.cache_evictions = Counter("parley_cache_evictions_total", "Responses evicted from the cache.",
@@ -238,3 +250,12 @@ class Metrics:
         if not error_type:
             self.token_usage.observe(("chat", provider, component, "input"), prompt_tokens)
             self.token_usage.observe(("chat", provider, component, "output"), completion_tokens)
+
+    def first_token(self, component: str, provider: str, seconds: float) -> None:
+        self.time_to_first_token.observe(("chat", provider, component), seconds)
+
+    def per_output_token(self, component: str, provider: str, seconds: float, tokens: int) -> None:
+        """A completed stream: ``seconds`` from its first piece to its end, for ``tokens`` output
+        tokens (the first one excluded, as OpenTelemetry's definition says)."""
+        if tokens > 1:
+            self.time_per_output_token.observe(("chat", provider, component), seconds / (tokens - 1))

@@ -95,6 +95,9 @@ COMMON_FIELDS: tuple[Field, ...] = (
           description="The whole call: every attempt, backoff and fallback (0: no limit). A caller's gRPC "
                       "deadline or HTTP timeout header lowers it."),
     Field("fallback", "list", description="Other component names tried, in order, when this one fails."),
+    Field("streamIdleTimeout", "duration", minimum=0, default="60s",
+          description="Streams: the longest wait for the next piece once the answer has begun (0: no limit). "
+                      "Until the first piece, timeout and callTimeout apply."),
     Field("maxConnections", "int", minimum=1, default="64",
           description="Connections this component keeps to its provider: its own pool, so a slow provider "
                       "never holds another component's connections."),

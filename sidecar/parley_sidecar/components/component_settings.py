@@ -13,7 +13,14 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CacheSettings", "ComponentSettings", "MemorySettings", "ResiliencySettings", "UpstreamSettings"]
+__all__ = [
+    "CacheSettings",
+    "ComponentSettings",
+    "MemorySettings",
+    "ResiliencySettings",
+    "StreamSettings",
+    "UpstreamSettings",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +73,13 @@ class MemorySettings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class StreamSettings:
+    idle_timeout: float | None
+    """Seconds a streamed answer may go without a piece once it has begun (``streamIdleTimeout``);
+    None: no limit. Until the first piece, the attempt's ``timeout`` and ``callTimeout`` apply."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     max_connections: int
     """Connections this component keeps open to its provider (its own pool)."""
@@ -79,6 +93,7 @@ class ComponentSettings:
     resiliency: ResiliencySettings
     memory: MemorySettings
     upstream: UpstreamSettings
+    stream: StreamSettings
     pii_entities: tuple[str, ...]
     """Entity types scrubbed when a request asks for scrubbing; empty: daprd's default set."""
     metadata: Mapping[str, Any] = dataclasses.field(repr=False)
@@ -121,6 +136,7 @@ class ComponentSettings:
                 max_connections=resolved["maxConnections"],
                 max_response_bytes=resolved["maxResponseBytes"],
             ),
+            stream=StreamSettings(idle_timeout=resolved["streamIdleTimeout"] or None),
             pii_entities=tuple(resolved.get("piiEntities") or ()),
             metadata=resolved,
         )

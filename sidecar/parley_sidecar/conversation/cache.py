@@ -11,6 +11,9 @@ Concurrent identical requests make one provider call (single flight): the call r
 its own that every caller of the key, the first included, awaits through ``asyncio.shield``. A
 caller that leaves (a gRPC deadline, a client that disconnects) takes only itself away; the call
 is cancelled when its last caller has left, so upstream work is neither wasted nor leaked.
+
+A streamed answer is keyed the same way: a hit is replayed as a stream, a miss streams from the
+upstream and stores the answer, assembled, only if the stream completed (``Pipeline.stream``).
 """
 
 from __future__ import annotations
@@ -214,6 +217,23 @@ class ResponseCache:
                 flight.task.cancel()
                 if self._pending.get(key) is flight:
                     del self._pending[key]
+
+    async def lookup(self, key: str) -> base.ConverseResponse | None:
+        """A stream's lookup: the stored answer (a hit), or None (a miss, counted as one).
+
+        Streams do not join or start a single flight: a stream's pieces go to one caller as they
+        come, so a second identical stream would have to wait for the whole answer, which defeats
+        streaming; it streams from the upstream too, and the first to complete stores the answer."""
+        data = await self.store.get(key)
+        if data is None:
+            self._on_result("miss")
+            return None
+        self._on_result("hit")
+        return decode(data)
+
+    async def put(self, key: str, response: base.ConverseResponse, ttl: float) -> None:
+        """Store a stream's answer, assembled, once it completed."""
+        await self.store.put(key, encode(response), ttl)
 
     async def _shared(
         self, key: str, ttl: float, call: Callable[[], Awaitable[base.ConverseResponse]], flight: _Flight,

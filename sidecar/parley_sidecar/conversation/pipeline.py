@@ -20,7 +20,7 @@ from parley_sidecar import errors
 from parley_sidecar.components import base, catalog, streaming
 from parley_sidecar.components.component_settings import MemorySettings
 from parley_sidecar.components.store import ComponentStore, Entry
-from parley_sidecar.conversation import cache, memory, pii, resiliency, scrubbing
+from parley_sidecar.conversation import cache, memory, pii, pii_stream, resiliency, scrubbing
 from parley_sidecar.metrics import Metrics
 
 __all__ = ["OVERRIDE_KEYS", "Overrides", "Pipeline", "check_settings"]
@@ -201,64 +201,6 @@ class Pipeline:
                 scrubbing.size_of_messages(history))
         return dataclasses.replace(request, messages=history + request.messages)
 
-    # -- the stream --------------------------------------------------------------------------------
-    async def stream(
-        self,
-        name: str,
-        entry: Entry,
-        request: base.ConverseRequest,
-        *,
-        overrides: Overrides | None = None,
-        scrub_output: bool = False,
-        scrub_history: bool = False,
-        context_id: str = "",
-    ) -> AsyncGenerator[base.Delta, None]:
-        """:meth:`call`, piece by piece. A failure before the first piece raises from the first
-        ``__anext__`` (so the API can still answer a plain error status); after it, ``InvokeError``
-        mid-iteration. Closing the generator (the client left) closes the upstream stream."""
-        overrides = overrides or _NO_OVERRIDES
-        settings = entry.settings
-        limits = settings.memory if settings.memory.enabled and context_id else None
-        store = self._memory_for(name, entry) if limits is not None else None
-        sent = await self._with_history(name, entry, request, store, limits, context_id,
-                                        overrides if scrub_history else None)
-        started = time.perf_counter()
-        success = False
-        answer = streaming.Assembler()
-        try:
-            async with contextlib.aclosing(self._upstream(name, entry, sent)) as pieces:
-                async for delta in pieces:
-                    answer.add(delta)
-                    yield delta
-            success = True
-        finally:
-            self.metrics.conversation(name, success, (time.perf_counter() - started) * 1000.0)
-        if store is not None and limits is not None:
-            reply = memory.reply_message(answer.response())
-            await store.remember(name, context_id, request.messages + ((reply,) if reply else ()), limits)
-
-    async def _upstream(self, name: str, entry: Entry,
-                        request: base.ConverseRequest) -> AsyncGenerator[base.Delta, None]:
-        """The component's stream; any failure becomes ``InvokeError`` with the bare reason."""
-        try:
-            async with self.store.lease(entry) as component:
-                pieces = streaming.open_stream(component, request, timeout=entry.settings.resiliency.timeout)
-                try:
-                    async for delta in pieces:
-                        yield delta
-                finally:
-                    # Closing the component's stream closes its upstream connection (base.Streaming).
-                    close = getattr(pieces, "aclose", None)
-                    if close is not None:
-                        await close()
-        except errors.ProviderError as exc:
-            raise errors.InvokeError(name, exc.reason) from None
-        except ValueError as exc:
-            raise errors.InvokeError(name, str(exc)) from None
-        except Exception:
-            log.exception("component %r failed while streaming", name)
-            raise errors.InvokeError(name, "internal error in the component (see the sidecar log)") from None
-
     async def _invoke(self, name: str, entry: Entry, request: base.ConverseRequest) -> base.ConverseResponse:
         """One resilient component call; any failure becomes ``InvokeError`` with the bare reason."""
         started = time.perf_counter()
@@ -288,6 +230,111 @@ class Pipeline:
                 usage.completion_tokens if usage else 0,
             )
 
+    # -- the stream --------------------------------------------------------------------------------
+    async def stream(
+        self,
+        name: str,
+        entry: Entry,
+        request: base.ConverseRequest,
+        *,
+        overrides: Overrides | None = None,
+        scrub_output: bool = False,
+        scrub_history: bool = False,
+        context_id: str = "",
+    ) -> AsyncGenerator[base.Delta, None]:
+        """:meth:`call`, piece by piece: the same memory, cache key, resiliency and scrubbing.
+
+        A failure before the first piece raises from the first ``__anext__`` (so the API can still
+        answer a plain error status); after it, ``InvokeError`` mid-iteration. Retries and
+        fallbacks happen only before the first piece (``resiliency.stream``). The next piece is
+        pulled from upstream only when the consumer asks for it: nothing is read ahead. Closing
+        the generator (the client left) closes the upstream stream. The cache stores, and memory
+        remembers, the assembled answer once the stream has completed: after its last piece, when
+        the consumer asks for the next one (``async for`` does)."""
+        overrides = overrides or _NO_OVERRIDES
+        settings = entry.settings
+        limits = settings.memory if settings.memory.enabled and context_id else None
+        store = self._memory_for(name, entry) if limits is not None else None
+        sent = await self._with_history(name, entry, request, store, limits, context_id,
+                                        overrides if scrub_history else None)
+        ttl = overrides.cache_ttl if overrides.cache_ttl is not None else settings.cache.ttl
+        responses: cache.ResponseCache | None = None
+        key = ""
+        hit: base.ConverseResponse | None = None
+        if ttl > 0:
+            key = cache.cache_key(name, sent.model or str(settings.metadata.get("model", "")), sent)
+            responses = self._cache_for(name, entry)
+            hit = await responses.lookup(key)
+        scrub = self.scrubbing.start(name, entry, overrides.pii_entities) if scrub_output else None
+        scrubber = pii_stream.StreamScrub(scrub) if scrub is not None else None
+        raw = streaming.Assembler()
+        """The answer as the component gave it: what the cache keeps."""
+        answer = streaming.Assembler()
+        """The answer as the consumer got it (scrubbed): what memory keeps."""
+        started = time.perf_counter()
+        success = False
+        try:
+            source = _replayed(hit) if hit is not None else self._upstream(name, entry, sent, raw)
+            async with contextlib.aclosing(source) as pieces:
+                async for delta in pieces:
+                    out = scrubber.feed(delta) if scrubber is not None else delta
+                    if out is not None:
+                        answer.add(out)
+                        yield out
+            for out in scrubber.finish() if scrubber is not None else ():
+                answer.add(out)
+                yield out
+            success = True
+        finally:
+            self.metrics.conversation(name, success, (time.perf_counter() - started) * 1000.0)
+            if scrub is not None:
+                self.scrubbing.count(scrub, "output")
+        if responses is not None and hit is None:
+            await responses.put(key, raw.response(), ttl)
+        if store is not None and limits is not None:
+            reply = memory.reply_message(answer.response())
+            await store.remember(name, context_id, request.messages + ((reply,) if reply else ()), limits)
+
+    async def _upstream(self, name: str, entry: Entry, request: base.ConverseRequest,
+                        raw: streaming.Assembler) -> AsyncGenerator[base.Delta, None]:
+        """The resilient stream, assembled into ``raw`` as it passes, with its GenAI metrics; any
+        failure becomes ``InvokeError`` with the bare reason."""
+        provider = entry.ctype.name.removeprefix("conversation.")
+        started = time.perf_counter()
+        first: float | None = None
+        texts = 0
+        error_type = "cancelled"  # unless it ends otherwise: the consumer closed it (the client left)
+        try:
+            resilient = resiliency.stream(self.store, entry, request, metrics=self.metrics)
+            async with contextlib.aclosing(resilient) as pieces:
+                async for delta in pieces:
+                    if first is None:
+                        first = time.perf_counter()
+                        self.metrics.first_token(name, provider, first - started)
+                    raw.add(delta)
+                    texts += 1 if delta.content else 0
+                    yield delta
+            error_type = ""
+        except errors.ProviderError as exc:
+            error_type = type(exc).__name__
+            raise errors.InvokeError(name, exc.reason) from None
+        except ValueError as exc:
+            error_type = "ValueError"
+            raise errors.InvokeError(name, str(exc)) from None
+        except Exception:
+            error_type = "internal"
+            log.exception("component %r failed while streaming", name)
+            raise errors.InvokeError(name, "internal error in the component (see the sidecar log)") from None
+        finally:
+            ended = time.perf_counter()
+            usage = raw.usage if not error_type else None
+            self.metrics.genai(name, provider, ended - started, error_type,
+                               usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
+            if not error_type and first is not None:
+                # Without usage from the upstream, the pieces of text stand in for tokens.
+                tokens = usage.completion_tokens if usage and usage.completion_tokens else texts
+                self.metrics.per_output_token(name, provider, ended - first, tokens)
+
     async def aclose(self) -> None:
         for _, made in self._caches.values():
             await made.store.aclose()
@@ -297,3 +344,9 @@ class Pipeline:
         self._memories.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+async def _replayed(response: base.ConverseResponse) -> AsyncGenerator[base.Delta, None]:
+    """A cached answer as a stream."""
+    for delta in streaming.replay(response):
+        yield delta

@@ -36,19 +36,20 @@ a key (``components.http_kit`` redacts them before they get here).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from parley_sidecar import errors
-from parley_sidecar.components import base
+from parley_sidecar.components import base, streaming
 from parley_sidecar.components.component_settings import ResiliencySettings
 from parley_sidecar.components.store import ComponentStore, Entry
 from parley_sidecar.metrics import Metrics
 
-__all__ = ["MAX_BACKOFF", "MAX_RETRY_AFTER", "DeadlineExceeded", "invoke"]
+__all__ = ["MAX_BACKOFF", "MAX_RETRY_AFTER", "DeadlineExceeded", "EmptyStream", "StreamIdle", "invoke", "stream"]
 
 log = logging.getLogger("parley.resiliency")
 
@@ -61,6 +62,10 @@ _RANDOMIZATION = 0.5
 """dapr/kit's exponential backoff: each interval ×1.5, the wait drawn within ±50 % of it."""
 
 Sleep = Callable[[float], Awaitable[Any]]
+_T = TypeVar("_T")
+Attempt = Callable[[ComponentStore, Entry, base.ConverseRequest, "float | None"], Awaitable[_T]]
+"""One try at one component, given its own timeout (a plain call, or opening a stream); the policy
+around it (breaker, cut to the deadline, retries, fallbacks) is the same for both."""
 
 _GUARD_DELAY = 0.05
 """Seconds after ``callTimeout`` at which the whole call is stopped regardless (see :func:`invoke`)."""
@@ -111,8 +116,8 @@ def _backoff(policy: ResiliencySettings, attempt: int) -> float:
 
 async def _attempts(
     store: ComponentStore, entry: Entry, request: base.ConverseRequest, metrics: Metrics | None, sleep: Sleep,
-    deadline: _Deadline | None,
-) -> base.ConverseResponse:
+    deadline: _Deadline | None, attempt_once: Attempt[_T],
+) -> _T:
     """The component alone: breaker, attempts with timeout, retries; never past the deadline."""
     name = entry.spec.name
     policy = entry.settings.resiliency
@@ -125,14 +130,13 @@ async def _attempts(
         if breaker is not None:
             breaker.before(name)
         try:
-            async with store.lease(entry) as component:
-                # The component's own timeout stays the attempt's: when the deadline cuts it, the
-                # cut fires here first and is reported as the deadline, not as a slow upstream.
-                if timeout:
-                    async with asyncio.timeout(timeout):
-                        response = await component.converse(request, timeout=policy.timeout)
-                else:
-                    response = await component.converse(request, timeout=None)
+            # The component's own timeout stays the attempt's: when the deadline cuts it, the
+            # cut fires here first and is reported as the deadline, not as a slow upstream.
+            if timeout:
+                async with asyncio.timeout(timeout):
+                    response = await attempt_once(store, entry, request, policy.timeout)
+            else:
+                response = await attempt_once(store, entry, request, None)
         except TimeoutError:
             failure: errors.ProviderError = (
                 errors.ProviderTimeout(policy.timeout or 0.0) if timeout == policy.timeout
@@ -179,6 +183,13 @@ async def _attempts(
         await sleep(delay)
 
 
+async def _converse(store: ComponentStore, entry: Entry, request: base.ConverseRequest,
+                    timeout: float | None) -> base.ConverseResponse:
+    """One attempt of a plain call."""
+    async with store.lease(entry) as component:
+        return await component.converse(request, timeout=timeout)
+
+
 async def invoke(
     store: ComponentStore,
     entry: Entry,
@@ -193,13 +204,19 @@ async def invoke(
     nothing answered, ``DeadlineExceeded`` when the whole call ran out of time, or ``ValueError``
     when the request cannot be sent to this provider.
     """
+    return await _run(store, entry, request, metrics, sleep, _converse)
+
+
+async def _run(store: ComponentStore, entry: Entry, request: base.ConverseRequest, metrics: Metrics | None,
+               sleep: Sleep, attempt_once: Attempt[_T]) -> _T:
+    """``attempt_once`` under ``entry``'s policy, then its fallbacks', within its ``callTimeout``."""
     seconds = entry.settings.resiliency.deadline
     deadline = None if seconds is None else _Deadline(asyncio.get_running_loop().time() + seconds, seconds)
     try:
         # Attempts are cut to the deadline and report it with what failed before; this guard only
         # ends what is not cut (a lease, a backoff sleep), so it fires a moment later, never first.
         async with asyncio.timeout_at(None if deadline is None else deadline.at + _GUARD_DELAY):
-            response, answered_by = await _chain(store, entry, request, metrics, sleep, deadline,
+            response, answered_by = await _chain(store, entry, request, metrics, sleep, deadline, attempt_once,
                                                  visited={entry.spec.name})
     except TimeoutError:
         # What can outlast the deadline here is only a backoff sleep or a lease: attempts are cut to it.
@@ -218,12 +235,13 @@ async def _chain(
     metrics: Metrics | None,
     sleep: Sleep,
     deadline: _Deadline | None,
+    attempt_once: Attempt[_T],
     *,
     visited: set[str],
-) -> tuple[base.ConverseResponse, str]:
+) -> tuple[_T, str]:
     """The response and the name of the component that gave it."""
     try:
-        return await _attempts(store, entry, request, metrics, sleep, deadline), entry.spec.name
+        return await _attempts(store, entry, request, metrics, sleep, deadline, attempt_once), entry.spec.name
     except DeadlineExceeded:
         raise
     except errors.ProviderError as exc:
@@ -244,7 +262,7 @@ async def _chain(
             continue
         log.warning("component %r failed (%s); trying fallback %r", entry.spec.name, failure.reason, name)
         try:
-            return await _chain(store, fallback, plain, metrics, sleep, deadline, visited=visited)
+            return await _chain(store, fallback, plain, metrics, sleep, deadline, attempt_once, visited=visited)
         except DeadlineExceeded as exc:
             notes.append(f"fallback {name}: {exc.reason}")
             break
@@ -255,3 +273,102 @@ async def _chain(
     raise errors.ProviderError(
         "; ".join([failure.reason, *notes]), status=failure.status, retryable=False,
     ) from None
+
+
+# -- streams ---------------------------------------------------------------------------------------
+# A stream gets the same policy as a call, up to its first piece: opening the stream and waiting for
+# that piece is the "attempt" above (breaker, per-attempt timeout as the first-piece timeout,
+# retries, fallbacks, all within callTimeout). Once a piece has gone to the caller nothing can be
+# taken back, so a later failure ends the stream; only streamIdleTimeout guards it from then on.
+
+
+class StreamIdle(errors.ProviderError):
+    """A stream that had begun went longer than ``streamIdleTimeout`` without a piece."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the stream stalled: no piece for {seconds:g}s (streamIdleTimeout)", retryable=False)
+
+
+class EmptyStream(errors.ProviderError):
+    """The upstream ended its stream before any piece of an answer (as a cut connection would)."""
+
+    def __init__(self) -> None:
+        super().__init__("the upstream ended the stream before any answer", retryable=True)
+
+
+@dataclasses.dataclass(slots=True)
+class _Opened:
+    """A stream whose first piece has arrived: the rest, and what closes it (stream, lease)."""
+
+    first: base.Delta
+    rest: AsyncIterator[base.Delta]
+    resources: contextlib.AsyncExitStack
+    idle_timeout: float | None
+    """The answering component's ``streamIdleTimeout`` (a fallback's own)."""
+
+
+def _empty(delta: base.Delta) -> bool:
+    """A piece with nothing for the client (a role-only chunk, a bare model name): it neither ends
+    the first-piece wait nor makes a retry unsafe."""
+    return not (delta.content or delta.tool_calls or delta.finish_reason or delta.usage is not None)
+
+
+async def _close(pieces: AsyncIterator[base.Delta]) -> None:
+    # base.Streaming: closing the iterator closes the upstream connection.
+    close = getattr(pieces, "aclose", None)
+    if close is not None:
+        await close()
+
+
+async def _open(store: ComponentStore, entry: Entry, request: base.ConverseRequest,
+                timeout: float | None) -> _Opened:
+    """One attempt of a stream: lease the component, open its stream, wait for a first real piece."""
+    resources = contextlib.AsyncExitStack()
+    try:
+        component = await resources.enter_async_context(store.lease(entry))
+        pieces = streaming.open_stream(component, request, timeout=timeout)
+        resources.push_async_callback(_close, pieces)
+        model = ""
+        async for piece in pieces:
+            if not _empty(piece):
+                first = dataclasses.replace(piece, model=model) if model and not piece.model else piece
+                return _Opened(first, pieces, resources, entry.settings.stream.idle_timeout)
+            model = piece.model or model
+        raise EmptyStream()
+    except BaseException:
+        await resources.aclose()
+        raise
+
+
+async def stream(
+    store: ComponentStore,
+    entry: Entry,
+    request: base.ConverseRequest,
+    *,
+    metrics: Metrics | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> AsyncGenerator[base.Delta, None]:
+    """``entry``'s component's stream under its policy until the first piece (as :func:`invoke`),
+    then each piece as the caller asks for it, each within ``streamIdleTimeout``.
+
+    Raises what :func:`invoke` raises from the first ``__anext__``; after the first piece,
+    ``ProviderError`` (:class:`StreamIdle`, or the component's own) ends the stream. Closing the
+    generator closes the component's stream and ends the lease."""
+    opened = await _run(store, entry, request, metrics, sleep, _open)
+    async with opened.resources:
+        yield opened.first
+        idle = opened.idle_timeout
+        while True:
+            # The clock runs only while the caller waits for a piece: a slow reader is not an idle
+            # upstream (and nothing is read ahead for it: no queue grows).
+            waiting = asyncio.timeout(idle)
+            try:
+                async with waiting:
+                    delta = await anext(opened.rest)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if waiting.expired():
+                    raise StreamIdle(idle or 0.0) from None
+                raise
+            yield delta

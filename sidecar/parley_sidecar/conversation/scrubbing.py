@@ -103,6 +103,12 @@ class Scrub:
         return self._text(text)
 
     @_fail_closed
+    def peek(self, text: str) -> str:
+        """``text`` scrubbed without counting what was found: for a stream's look at text it has
+        not released yet (``pii_stream``), so nothing is counted twice."""
+        return self._scrubber.scrub(text)[0] if text else text
+
+    @_fail_closed
     def arguments(self, arguments: str) -> str:
         """Tool-call arguments: JSON keys, strings and numbers; anything else as text."""
         if not arguments.strip():

@@ -7,6 +7,7 @@ ones); nothing of the library is patched.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -79,6 +80,48 @@ class Scripted:
             self.closed += 1
 
 
+Step = str | errors.ProviderError | float | None
+"""What a planned stream does next: yield a piece of text, raise, sleep that many seconds, or
+(None) wait forever."""
+
+
+class Planned:
+    """A stream per plan, one plan per opening (the last plan repeats); records what it did."""
+
+    def __init__(self, *plans: list[Step]) -> None:
+        self.plans = plans
+        self.opened = 0
+        self.closed = 0
+        self.produced = 0
+
+    async def init(self, metadata: object) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
+        raise AssertionError("a streaming component is streamed")
+
+    async def stream(self, request: base.ConverseRequest, *, timeout: float | None) -> AsyncIterator[base.Delta]:
+        plan = self.plans[min(self.opened, len(self.plans) - 1)]
+        self.opened += 1
+        try:
+            for step in plan:
+                if step is None:
+                    await asyncio.Event().wait()
+                elif isinstance(step, float):
+                    await asyncio.sleep(step)
+                elif isinstance(step, errors.ProviderError):
+                    raise step
+                else:
+                    self.produced += 1
+                    yield base.Delta(content=step)
+            yield base.Delta(finish_reason="stop", usage=base.Usage(self.produced, 1, self.produced + 1))
+        finally:
+            self.closed += 1
+
+
 async def loaded(build: Build, component: object | None = None, name: str = "c", **metadata: str) -> Entry:
     entry = await build("conversation.echo", metadata, name=name)
     if component is not None:
@@ -140,3 +183,111 @@ async def test_streams_of_every_shape_rebuild_the_same_answer_as_call(build: Bui
     for delta in await collect(pipe.stream("c", entry, request)):
         assembler.add(delta)
     assert assembler.response() == await pipe.call("c", entry, request)
+
+
+# -- resiliency: only before the first piece -------------------------------------------------------
+
+UNAVAILABLE = errors.ProviderError("upstream 503: overloaded", status=503, retryable=True)
+
+
+async def test_a_failure_before_the_first_piece_is_retried(build: Build, pipe: pipeline.Pipeline) -> None:
+    component = Planned([UNAVAILABLE], ["fine ", "answer"])
+    entry = await loaded(build, component, retryBackoff="1ms")
+    assert text_of(await collect(pipe.stream("c", entry, ask("x")))) == "fine answer"
+    assert component.opened == 2 and component.closed == 2
+    assert pipe.metrics.provider_retries.values == {("c", "503"): 1.0}
+
+
+async def test_no_retry_once_a_piece_went_out(build: Build, pipe: pipeline.Pipeline) -> None:
+    component = Planned(["half ", UNAVAILABLE], ["never"])
+    entry = await loaded(build, component, retryBackoff="1ms")
+    received: list[str] = []
+    with pytest.raises(errors.InvokeError, match="overloaded"):
+        async for delta in pipe.stream("c", entry, ask("x")):
+            received.append(delta.content)
+    assert received == ["half "] and component.opened == 1
+
+
+async def test_empty_pieces_do_not_count_as_the_first(build: Build, pipe: pipeline.Pipeline) -> None:
+    component = Planned(["", UNAVAILABLE], ["after ", "retry"])
+    entry = await loaded(build, component, retryBackoff="1ms")
+    assert text_of(await collect(pipe.stream("c", entry, ask("x")))) == "after retry"
+    assert component.opened == 2
+
+
+async def test_a_fallback_answers_a_stream_that_could_not_start(build: Build, pipe: pipeline.Pipeline) -> None:
+    await loaded(build, name="b")
+    entry = await loaded(build, Planned([UNAVAILABLE]), maxRetries="0", fallback="b")
+    assert text_of(await collect(pipe.stream("c", entry, ask("from the fallback")))) == "from the fallback"
+    assert pipe.metrics.fallbacks.values == {("c", "b"): 1.0}
+
+
+async def test_the_attempt_timeout_bounds_the_wait_for_the_first_piece(build: Build, pipe: pipeline.Pipeline) -> None:
+    component = Planned([None], ["second ", "try"])
+    entry = await loaded(build, component, timeout="100ms", retryBackoff="1ms")
+    assert text_of(await collect(pipe.stream("c", entry, ask("x")))) == "second try"
+    assert component.opened == 2 and component.closed == 2
+
+
+async def test_no_first_piece_at_all_is_a_timeout_error(build: Build, pipe: pipeline.Pipeline) -> None:
+    entry = await loaded(build, Planned([None]), timeout="100ms", maxRetries="0")
+    with pytest.raises(errors.InvokeError, match=r"timed out after 0\.1s"):
+        await anext(pipe.stream("c", entry, ask("x")))
+
+
+async def test_call_timeout_does_not_cut_a_stream_that_keeps_coming(build: Build, pipe: pipeline.Pipeline) -> None:
+    plan: list[Step] = []
+    for word in ("a ", "long ", "answer ", "that ", "keeps ", "coming"):
+        plan += [word, 0.05]
+    entry = await loaded(build, Planned(plan), callTimeout="120ms")
+    assert text_of(await collect(pipe.stream("c", entry, ask("x")))) == "a long answer that keeps coming"
+
+
+async def test_a_stalled_stream_ends_after_the_idle_timeout(build: Build, pipe: pipeline.Pipeline) -> None:
+    component = Planned(["start ", None])
+    entry = await loaded(build, component, streamIdleTimeout="100ms")
+    received: list[str] = []
+    with pytest.raises(errors.InvokeError, match=r"stalled: no piece for 0\.1s \(streamIdleTimeout\)"):
+        async for delta in pipe.stream("c", entry, ask("x")):
+            received.append(delta.content)
+    assert received == ["start "] and component.closed == 1 and entry.in_flight == 0
+
+
+async def test_a_slow_reader_is_not_an_idle_upstream_and_nothing_is_read_ahead(
+        build: Build, pipe: pipeline.Pipeline) -> None:
+    component = Planned(["one ", "two ", "three ", "four"])
+    entry = await loaded(build, component, streamIdleTimeout="50ms")
+    received: list[str] = []
+    async for delta in pipe.stream("c", entry, ask("x")):
+        received.append(delta.content)
+        assert component.produced <= len(received)  # pulled only when asked
+        await asyncio.sleep(0.12)  # longer than the idle timeout between reads
+    assert "".join(received) == "one two three four"
+
+
+async def test_the_breaker_opens_on_streams_that_cannot_start(build: Build, pipe: pipeline.Pipeline) -> None:
+    component = Planned([UNAVAILABLE])
+    entry = await loaded(build, component, maxRetries="0", circuitBreakerFailures="1")
+    with pytest.raises(errors.InvokeError, match="overloaded"):
+        await anext(pipe.stream("c", entry, ask("x")))
+    with pytest.raises(errors.InvokeError, match="circuit"):
+        await anext(pipe.stream("c", entry, ask("x")))
+    assert component.opened == 1
+
+
+# -- client gone -----------------------------------------------------------------------------------
+
+
+async def test_a_client_that_leaves_mid_wait_closes_a_hanging_upstream(build: Build, pipe: pipeline.Pipeline) -> None:
+    component = Planned(["first ", None])
+    entry = await loaded(build, component)
+    pieces = pipe.stream("c", entry, ask("x"))
+    assert (await anext(pieces)).content == "first "
+    waiting = asyncio.ensure_future(anext(pieces))
+    await asyncio.sleep(0.05)
+    assert component.closed == 0
+    waiting.cancel()  # the server cancels the handler of a client that disconnected
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await pieces.aclose()
+    assert component.closed == 1 and entry.in_flight == 0
