@@ -3,6 +3,7 @@
 # $PARLEY_CACHE/clients (default ~/.cache/parley/clients):
 #   dapr-agents-1.0.9/venv   a venv of its own (dapr-agents pins dapr 1.18.x; parley's venv has 1.19)
 #   dapr-js-3.18.0/          an npm project (tests/clients/js/package.json + its lockfile, `npm ci`)
+#   openai-js-7.55.0/        an npm project with the openai package (tests/clients/openai_js/, `npm ci`)
 # Idempotent: a client whose marker matches what would be installed is left alone (a second or two in
 # all). Only registry packages are downloaded (pip from PyPI, npm ci from the npm registry). A client
 # that cannot be installed is reported and skipped; its tests then skip, saying why. Exit status 0.
@@ -13,6 +14,7 @@ mkdir -p "$CACHE"
 
 AGENTS_VERSION=1.0.9
 JS_VERSION=3.18.0
+OPENAI_JS_VERSION=7.55.0
 
 install_agents() {
   local home="$CACHE/dapr-agents-$AGENTS_VERSION" python
@@ -61,6 +63,31 @@ install_js() {
   fi
 }
 
+install_openai_js() {
+  local home="$CACHE/openai-js-$OPENAI_JS_VERSION"
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "openai (npm) $OPENAI_JS_VERSION: node or npm not found: skipped"; return 0
+  fi
+  local want
+  want="$(cat openai_js/package.json openai_js/package-lock.json | sha256sum | cut -d' ' -f1) node $(node --version)"
+  if [ "$(cat "$home/.installed" 2>/dev/null)" = "$want" ] && [ -d "$home/node_modules/openai" ]; then
+    echo "openai (npm) $OPENAI_JS_VERSION: cached in $home"
+    return 0
+  fi
+  echo "openai (npm) $OPENAI_JS_VERSION: installing into $home (npm ci, a few seconds) ..."
+  local started=$SECONDS
+  rm -rf "$home" && mkdir -p "$home"
+  cp openai_js/package.json openai_js/package-lock.json "$home/"
+  if (cd "$home" && npm ci --no-audit --no-fund --ignore-scripts >"$home/install.log" 2>&1); then
+    echo "$want" >"$home/.installed"
+    echo "openai (npm) $OPENAI_JS_VERSION: installed in $((SECONDS - started)) s"
+  else
+    echo "openai (npm) $OPENAI_JS_VERSION: npm ci failed (its tests will skip); last lines of $home/install.log:"
+    tail -n 15 "$home/install.log" 2>/dev/null
+  fi
+}
+
 install_agents
 install_js
+install_openai_js
 exit 0
