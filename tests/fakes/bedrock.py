@@ -4,18 +4,29 @@ Every request's SigV4 signature is verified the way AWS does, from the request a
 raw path, the ``host`` header with its port, the body's SHA-256), with this file's own small
 implementation; a bad signature gets Bedrock's 403 ``InvalidSignatureException``, an unknown key
 ``UnrecognizedClientException``. Errors carry ``x-amzn-ErrorType`` and ``{"message": …}``.
+
+``POST /model/{modelId}/converse-stream`` (ConverseStream) answers the same reply as AWS
+event-stream messages with real CRCs (``tests.fakes.eventstream``), as the ConverseStream
+reference shows the events (tests/fakes/recorded/bedrock_stream*.json): ``messageStart``, text as
+``contentBlockDelta`` a word at a time (Bedrock sends no ``contentBlockStart`` for text), each tool
+use as ``contentBlockStart`` / ``toolUse.input`` fragments / ``contentBlockStop``,
+``messageStop``, then ``metadata`` with the usage. Every payload carries Bedrock's ``p`` padding
+field (it pads events so their sizes do not reveal the text).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from typing import Any
 from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from tests.fakes import eventstream
+from tests.fakes.openai import fragments, words
 from tests.fakes.server import FakeServer, Recorded, Reply
 
 __all__ = ["BedrockFake"]
@@ -41,7 +52,7 @@ class BedrockFake(FakeServer):
         """access key → the session token it must come with."""
 
     def model_of(self, recorded: Recorded) -> str:
-        match = re.fullmatch(r"/model/([^/]+)/converse", recorded.path)
+        match = re.fullmatch(r"/model/([^/]+)/converse(?:-stream)?", recorded.path)
         return unquote(match.group(1)) if match else ""
 
     def _denied(self, kind: str, message: str) -> web.Response:
@@ -108,6 +119,39 @@ class BedrockFake(FakeServer):
             "usage": usage,
             "metrics": {"latencyMs": 7},
         }
+
+    stream_content_type = "application/vnd.amazon.eventstream"
+
+    def wants_stream(self, recorded: Recorded) -> bool:
+        return recorded.path.endswith("/converse-stream")
+
+    def stream_frames(self, recorded: Recorded, reply: Reply) -> list[bytes]:
+        whole = self.answer(recorded, reply)
+        padding = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456"
+
+        def event(kind: str, payload: dict[str, Any]) -> bytes:
+            body = {**payload, "p": padding[:len(padding) - len(json.dumps(payload)) % 20]}
+            return eventstream.event(kind, json.dumps(body, separators=(",", ":")).encode())
+
+        frames = [event("messageStart", {"role": "assistant"})]
+        for index, block in enumerate(whole["output"]["message"]["content"]):
+            if "text" in block:
+                frames.extend(event("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": word}})
+                              for word in words(block["text"]))
+            else:
+                use = block["toolUse"]
+                frames.append(event("contentBlockStart", {"contentBlockIndex": index, "start": {
+                    "toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}}))
+                frames.extend(event("contentBlockDelta", {"contentBlockIndex": index,
+                                                          "delta": {"toolUse": {"input": piece}}})
+                              for piece in (fragments(json.dumps(use["input"])) if use["input"] else []))
+            frames.append(event("contentBlockStop", {"contentBlockIndex": index}))
+        frames.append(event("messageStop", {"stopReason": whole["stopReason"]}))
+        frames.append(event("metadata", {"usage": whole["usage"], "metrics": whole["metrics"]}))
+        return frames
+
+    def malformed_frame(self) -> bytes:
+        return eventstream.event("contentBlockDelta", b'{"contentBlockIndex":0,"delta":')
 
     def error_body(self, status: int, message: str) -> Any:
         return {"message": message}

@@ -15,12 +15,21 @@ requires ``toolConfig`` then). A ``responseFormat`` becomes a forced tool, as fo
 
 Credentials: ``aws_auth`` (metadata keys, environment, IRSA, EKS Pod Identity, shared file;
 ``assumeRoleArn``). Signing: ``sigv4``.
+
+:meth:`Bedrock.stream` calls ``ConverseStream`` (``POST {endpoint}/model/{modelId}/converse-stream``,
+the same body, signed the same way) and decodes its AWS event-stream answer (``eventstream``, both
+CRCs checked): ``messageStart``, ``contentBlockStart`` (a tool use's id and name),
+``contentBlockDelta`` (``text``, or ``toolUse.input`` fragments), ``contentBlockStop``,
+``messageStop`` (the stop reason; a stream without it was cut short) and ``metadata`` (usage,
+after the stop), and ``:message-type: exception`` events (a ProviderError with Bedrock's message
+and the status the same exception has before a stream starts).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import json
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -30,8 +39,10 @@ from parley_sidecar import errors
 from parley_sidecar.components import (
     aws_auth,
     base,
+    block_stream,
     catalog,
     checks,
+    eventstream,
     http_kit,
     sigv4,
     structured,
@@ -117,6 +128,71 @@ def parse_response(
     )
 
 
+_EXCEPTION_STATUS = {"validationexception": 400, "accessdeniedexception": 403, "resourcenotfoundexception": 404,
+                     "modeltimeoutexception": 408, "modelstreamerrorexception": 424, "modelerrorexception": 424,
+                     "throttlingexception": 429, "internalserverexception": 500,
+                     "serviceunavailableexception": 503}
+"""A stream's exception event → the HTTP status the same exception has before a stream starts."""
+
+
+def _usage(raw: Mapping[str, Any]) -> base.Usage | None:
+    return tool_blocks.usage(raw, input="inputTokens", output="outputTokens", cache_read="cacheReadInputTokens",
+                             cache_write="cacheWriteInputTokens", total="totalTokens")
+
+
+def _exception(message: eventstream.Message, secrets: tuple[str, ...]) -> errors.ProviderError:
+    kind = message.headers.get(":exception-type") or message.headers.get(":error-code") or "exception"
+    try:
+        data = json.loads(message.payload)
+    except ValueError:
+        data = None
+    text = data.get("message") or data.get("Message") if isinstance(data, Mapping) else None
+    text = text if isinstance(text, str) else message.headers.get(":error-message", "")
+    status = _EXCEPTION_STATUS.get(kind.lower(), 500)
+    detail = http_kit.redact(" ".join(text.split()), secrets)
+    return errors.ProviderError(f"{PROVIDER} sent {kind} mid-stream" + (f": {detail}" if detail else ""),
+                                status=status, retryable=status in http_kit.RETRYABLE_STATUSES)
+
+
+def stream_message(blocks: block_stream.Blocks, message: eventstream.Message,
+                   secrets: tuple[str, ...]) -> base.Delta | None:
+    """One event-stream message of a ConverseStream answer: the piece it carries, if any."""
+    if message.headers.get(":message-type", "event") != "event":
+        raise _exception(message, secrets)
+    try:
+        data = json.loads(message.payload)
+    except ValueError:
+        data = None
+    if not isinstance(data, Mapping):
+        raise errors.ProviderError(f"{PROVIDER} sent a malformed event (not a JSON object)", status=200)
+    kind = message.headers.get(":event-type", "")
+    raw_index = data.get("contentBlockIndex")
+    index = raw_index if isinstance(raw_index, int) else 0
+    if kind == "contentBlockStart":
+        start = data.get("start")
+        use = start.get("toolUse") if isinstance(start, Mapping) else None
+        if isinstance(use, Mapping):
+            return blocks.start_tool(index, str(use.get("toolUseId") or ""), str(use.get("name") or ""))
+        blocks.start_other(index)
+    elif kind == "contentBlockDelta":
+        delta = data.get("delta")
+        delta = delta if isinstance(delta, Mapping) else {}
+        if isinstance(delta.get("text"), str):
+            return blocks.text(index, delta["text"])
+        use = delta.get("toolUse")
+        if isinstance(use, Mapping):
+            return blocks.tool_input(index, str(use.get("input") or ""))
+        # reasoningContent, citations: not part of the conversation API
+    elif kind == "contentBlockStop":
+        return blocks.stop(index)
+    elif kind == "messageStop":
+        blocks.finish_reason = str(data.get("stopReason") or "")
+        blocks.done = True
+    elif kind == "metadata":
+        blocks.add_usage(data.get("usage"))
+    return None
+
+
 class Bedrock(http_kit.ComponentSession):
     def __init__(self, context: base.ComponentContext) -> None:
         self.context = context
@@ -137,30 +213,59 @@ class Bedrock(http_kit.ComponentSession):
         self._max_tokens = max_tokens
         self._credentials = aws_auth.provider_for(metadata, self.region)
 
-    def url(self, model: str) -> yarl.URL:
+    def url(self, model: str, operation: str = "converse") -> yarl.URL:
         # The model id may be an ARN ("arn:aws:bedrock:…/…"): every reserved character is encoded.
-        path = self._endpoint.raw_path.rstrip("/") + f"/model/{quote(model, safe='')}/converse"
+        path = self._endpoint.raw_path.rstrip("/") + f"/model/{quote(model, safe='')}/{operation}"
         return self._endpoint.with_path(path, encoded=True)
 
-    async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
+    async def _signed(self, url: yarl.URL, data: bytes, accept: str) -> tuple[dict[str, str], tuple[str, ...]]:
+        """The signed headers of one call, and the secrets no message may show."""
         assert self._credentials is not None, "init() first"
-        model = request.model or self.model
-        body, defn = build_body(request, self._max_tokens)
-        data = http_kit.encode(body)
         credentials = await self._credentials.get(self.session)
-        url = self.url(model)
         signed = sigv4.sign(
             method="POST", host=url.host_port_subcomponent or "", path=url.raw_path,
             headers={"content-type": "application/json"}, payload_hash=hashlib.sha256(data).hexdigest(),
             credentials=credentials, region=self.region, service=SERVICE,
         )
-        headers = {"Content-Type": "application/json", "Accept": "application/json", **signed.headers}
+        headers = {"Content-Type": "application/json", "Accept": accept, **signed.headers}
+        return headers, (credentials.secret_key, credentials.session_token or "")
+
+    async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
+        model = request.model or self.model
+        body, defn = build_body(request, self._max_tokens)
+        data = http_kit.encode(body)
+        url = self.url(model)
+        headers, secrets = await self._signed(url, data, "application/json")
         answer = await http_kit.post_json(
             self.session, url, data, headers=headers, timeout=timeout, provider=PROVIDER,
-            secrets=(credentials.secret_key, credentials.session_token or ""), auth_detail=True,
+            secrets=secrets, auth_detail=True,
             credential="AWS credentials", max_bytes=self.context.max_response_bytes, proxy=self.proxy(url),
         )
         return parse_response(answer, model, request, defn)
+
+    async def stream(self, request: base.ConverseRequest, *, timeout: float | None) -> AsyncIterator[base.Delta]:
+        model = request.model or self.model
+        body, defn = build_body(request, self._max_tokens)
+        data = http_kit.encode(body)
+        url = self.url(model, "converse-stream")
+        headers, secrets = await self._signed(url, data, "application/vnd.amazon.eventstream")
+        blocks = block_stream.Blocks(model=model, provider=PROVIDER, defn=defn)
+        async with http_kit.open_stream(
+            self.session, url, data, headers=headers, timeout=timeout, provider=PROVIDER, secrets=secrets,
+            auth_detail=True, credential="AWS credentials", max_bytes=self.context.max_response_bytes,
+            proxy=self.proxy(url),
+        ) as upstream:
+            decoder = eventstream.Decoder(provider=PROVIDER, max_message=upstream.max_bytes)
+            # Read to the end, not to messageStop: the usage (metadata) comes after it.
+            while chunk := await upstream.read():
+                for message in decoder.feed(chunk):
+                    delta = stream_message(blocks, message, secrets)
+                    if delta is not None:
+                        upstream.arrived()
+                        yield delta
+            if not blocks.done or not decoder.idle:
+                raise upstream.truncated("messageStop")
+            yield blocks.last(request, _usage(blocks.usage))
 
     async def aclose(self) -> None:
         await self.close_session()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from parley_sidecar import errors
 from parley_sidecar.components import http_kit
@@ -46,9 +46,10 @@ class Decoder:
     def _malformed(self, what: str) -> errors.ProviderError:
         return errors.ProviderError(f"{self._provider} sent a malformed event-stream message ({what})", status=200)
 
-    def feed(self, chunk: bytes) -> list[Message]:
+    def feed(self, chunk: bytes) -> Iterator[Message]:
+        """Each whole message the bytes complete, as it completes: those before a bad one are
+        still handed over, then the error is raised."""
         self._buffer += chunk
-        out: list[Message] = []
         while len(self._buffer) >= _PRELUDE:
             total, headers_length, prelude_crc = struct.unpack_from(">III", self._buffer)
             if zlib.crc32(self._buffer[:8]) != prelude_crc:
@@ -65,8 +66,7 @@ class Decoder:
             if zlib.crc32(message[:-4]) != message_crc:
                 raise self._malformed("message checksum mismatch")
             headers = self._headers(message[_PRELUDE:_PRELUDE + headers_length])
-            out.append(Message(headers, message[_PRELUDE + headers_length:-4]))
-        return out
+            yield Message(headers, message[_PRELUDE + headers_length:-4])
 
     def _headers(self, raw: bytes) -> dict[str, str]:
         headers: dict[str, str] = {}

@@ -11,7 +11,7 @@ No I/O here: :func:`events` feeds it from an :class:`http_kit.StreamBody`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 
 from parley_sidecar import errors
 from parley_sidecar.components import http_kit
@@ -40,8 +40,9 @@ class Parser:
         self._skip_lf = False
         """The previous chunk ended with CR: a LF first in this one belongs to that line end."""
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        out: list[Event] = []
+    def feed(self, chunk: bytes) -> Iterator[Event]:
+        """Each whole event the bytes complete, as it completes: those before a bad one are
+        still handed over, then the error is raised."""
         if self._skip_lf and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._skip_lf = False
@@ -65,8 +66,7 @@ class Parser:
             start = end + 1
             event = self._line(line)
             if event is not None:
-                out.append(event)
-        return out
+                yield event
 
     def _grow(self, piece: bytes) -> None:
         self._event_bytes += len(piece) + 1
