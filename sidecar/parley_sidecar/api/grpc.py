@@ -23,10 +23,10 @@ from typing import Any
 import grpc
 from dapr.proto.runtime.v1 import ai_pb2, dapr_pb2, dapr_pb2_grpc, metadata_pb2
 from google.protobuf import empty_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from parley_sidecar import errors
-from parley_sidecar.api import dapr_stream, metadata, stream_pb
+from parley_sidecar.api import dapr_stream, metadata
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.metrics import Metrics
@@ -235,9 +235,14 @@ def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaita
                                                response_serializer=response_type.SerializeToString)
 
 
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
 def _server_stream(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]], method: str,
-                   request_type: Any, response_type: Any, metrics: Metrics) -> grpc.RpcMethodHandler[Any, Any]:
-    """A server-streaming method, its undecodable requests answered as :func:`_unary`'s are."""
+                   request_type: Any, metrics: Metrics) -> grpc.RpcMethodHandler[Any, Any]:
+    """A server-streaming method, its undecodable requests answered as :func:`_unary`'s are. Its
+    messages serialize themselves (``stream_pb``'s classes are built on the first stream, not here)."""
 
     def decode(data: bytes) -> Any:
         try:
@@ -251,8 +256,7 @@ def _server_stream(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]]
             await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
         await behaviour(request, context)
 
-    return grpc.unary_stream_rpc_method_handler(call, request_deserializer=decode,
-                                                response_serializer=response_type.SerializeToString)
+    return grpc.unary_stream_rpc_method_handler(call, request_deserializer=decode, response_serializer=_serialize)
 
 
 def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics, *,
@@ -267,8 +271,7 @@ def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics,
         "ConverseAlpha2": _unary(servicer.ConverseAlpha2, "ConverseAlpha2", ai_pb2.ConversationRequestAlpha2,
                                  ai_pb2.ConversationResponseAlpha2, metrics),
         "ConverseStreamAlpha2": _server_stream(servicer.ConverseStreamAlpha2, "ConverseStreamAlpha2",
-                                               ai_pb2.ConversationRequestAlpha2,
-                                               stream_pb.ConversationStreamResponse, metrics),
+                                               ai_pb2.ConversationRequestAlpha2, metrics),
     }
     if runtime is not None:
         handlers.update({

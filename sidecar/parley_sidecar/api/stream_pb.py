@@ -1,19 +1,25 @@
-"""The messages of ``ConverseStreamAlpha2``, built from their descriptor at import, with no code
-generator.
+"""The messages of ``ConverseStreamAlpha2``, built from their descriptor, with no code generator.
 
 ``api/proto/conversation_stream.proto`` documents them; this module describes the same file as a
 ``FileDescriptorProto``, adds it to protobuf's default pool (after ``ai_pb2``, whose alpha2 result
 messages it reuses) and asks ``message_factory`` for the classes. They are ordinary protobuf
 messages: ``SerializeToString``, ``json_format`` and ``wire.encode`` work on them as on ``ai_pb2``'s.
-No I/O here.
+
+Built on first use (``stream_pb.ConversationStreamResponse`` …, through the module's
+``__getattr__``), not at import: describing a file needs ``descriptor_pb2``, about 0.5 MB of RSS
+that a sidecar nobody streams from should not carry. No I/O here.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 from dapr.proto.runtime.v1 import ai_pb2
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pool, message_factory
+
+if TYPE_CHECKING:
+    from google.protobuf import descriptor_pb2
 
 __all__ = [
     "FILE_NAME",
@@ -29,11 +35,10 @@ __all__ = [
 FILE_NAME = "parley/dapr/conversation_stream.proto"
 _PACKAGE = "dapr.proto.runtime.v1"
 
-_F = descriptor_pb2.FieldDescriptorProto
-_STRING, _BOOL, _INT32, _INT64, _MESSAGE = _F.TYPE_STRING, _F.TYPE_BOOL, _F.TYPE_INT32, _F.TYPE_INT64, _F.TYPE_MESSAGE
+_STRING, _BOOL, _INT32, _INT64, _MESSAGE = "string", "bool", "int32", "int64", "message"
 
 # (name, number, type, message type or "", repeated, oneof or "", proto3 optional)
-_Field = tuple[str, int, int, str, bool, str, bool]
+_Field = tuple[str, int, str, str, bool, str, bool]
 _MESSAGES: dict[str, list[_Field]] = {
     "ConversationStreamResponse": [
         ("chunk", 1, _MESSAGE, "ConversationStreamChunk", False, "response_type", False),
@@ -74,6 +79,9 @@ def _json_name(name: str) -> str:
 
 def file_descriptor() -> descriptor_pb2.FileDescriptorProto:
     """The file as protoc would describe it (proto3 ``optional`` as a synthetic oneof, json names)."""
+    from google.protobuf import descriptor_pb2  # here, not at import: see the module's docstring
+
+    proto = descriptor_pb2.FieldDescriptorProto
     file = descriptor_pb2.FileDescriptorProto(
         name=FILE_NAME, package=_PACKAGE, syntax="proto3", dependency=[ai_pb2.DESCRIPTOR.name])
     for message_name, fields in _MESSAGES.items():
@@ -84,8 +92,8 @@ def file_descriptor() -> descriptor_pb2.FileDescriptorProto:
         synthetic = len(oneofs)
         for name, number, kind, type_name, repeated, oneof, optional in fields:
             field = message.field.add(
-                name=name, number=number, type=kind, json_name=_json_name(name),
-                label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL)
+                name=name, number=number, type=getattr(proto, f"TYPE_{kind.upper()}"), json_name=_json_name(name),
+                label=proto.LABEL_REPEATED if repeated else proto.LABEL_OPTIONAL)
             if type_name:
                 field.type_name = f".{_PACKAGE}.{type_name}"
             if oneof:
@@ -99,6 +107,7 @@ def file_descriptor() -> descriptor_pb2.FileDescriptorProto:
     return file
 
 
+@functools.cache
 def _classes() -> dict[str, Any]:
     pool = descriptor_pool.Default()
     try:
@@ -109,12 +118,18 @@ def _classes() -> dict[str, Any]:
     return {name: message_factory.GetMessageClass(described.message_types_by_name[name]) for name in _MESSAGES}
 
 
-_BUILT = _classes()
-# Typed as Any: mypy cannot see the fields of a class made at run time (generated stubs would say
-# as little without a .pyi).
-ConversationStreamResponse: Any = _BUILT["ConversationStreamResponse"]
-ConversationStreamChunk: Any = _BUILT["ConversationStreamChunk"]
-ConversationStreamPart: Any = _BUILT["ConversationStreamPart"]
-ConversationStreamText: Any = _BUILT["ConversationStreamText"]
-ConversationStreamToolCall: Any = _BUILT["ConversationStreamToolCall"]
-ConversationStreamComplete: Any = _BUILT["ConversationStreamComplete"]
+# Declared, not bound: the first access goes to __getattr__, which builds them. Typed Any: mypy
+# cannot see the fields of a class made at run time (generated code would say as little without a .pyi).
+ConversationStreamResponse: Any
+ConversationStreamChunk: Any
+ConversationStreamPart: Any
+ConversationStreamText: Any
+ConversationStreamToolCall: Any
+ConversationStreamComplete: Any
+
+
+def __getattr__(name: str) -> Any:
+    """The message classes, built on first use."""
+    if name in _MESSAGES:
+        return _classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
