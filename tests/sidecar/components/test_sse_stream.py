@@ -1,0 +1,47 @@
+"""The SSE parser as the WHATWG rules read: however the bytes are cut, the same events come out."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley_sidecar import errors
+from parley_sidecar.components import sse
+from tests.fakes import recordings
+
+BODY = (b": keep-alive\r\n\r\nevent: message_start\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n"
+        b"data:no-space\rid: 7\rretry: 10\r\rdata: \xc3\xa9t\xc3\xa9\n\nevent: empty\n\n")
+EVENTS = [sse.Event("message_start", '{"a":\n1}'), sse.Event("", "no-space"), sse.Event("", "été")]
+
+
+def parse(pieces: list[bytes], max_event: int = 1 << 20) -> list[sse.Event]:
+    parser = sse.Parser(provider="p", max_event=max_event)
+    return [event for piece in pieces for event in parser.feed(piece)]
+
+
+def test_events_whole() -> None:
+    assert parse([BODY]) == EVENTS
+
+
+def test_events_a_byte_at_a_time() -> None:
+    # CR then LF in two reads is one line end; a UTF-8 character split across reads is whole.
+    assert parse([BODY[i:i + 1] for i in range(len(BODY))]) == EVENTS
+
+
+@pytest.mark.parametrize("name", ["openai_stream.txt", "anthropic_stream_tools.txt"])
+def test_recorded_frames_are_one_event_each(name: str) -> None:
+    frames = recordings.sse_frames(name)
+    assert len(parse(list(frames))) == len(frames)
+
+
+def test_one_event_larger_than_the_cap_is_refused_even_without_a_line_end() -> None:
+    with pytest.raises(errors.ProviderError, match=r"p one streamed event is larger than maxResponseBytes \(100"):
+        parse([b"data: " + b"x" * 60, b"x" * 60], max_event=100)
+    assert parse([b"data: " + b"x" * 60 + b"\n\n"] * 5, max_event=100) == [sse.Event("", "x" * 60)] * 5
+
+
+def test_events_before_a_bad_one_are_handed_over() -> None:
+    parser = sse.Parser(provider="p", max_event=1 << 10)
+    events = parser.feed(b"data: 1\n\ndata: \xff\n\n")
+    assert next(events) == sse.Event("", "1")
+    with pytest.raises(errors.ProviderError, match="not UTF-8"):
+        next(events)
