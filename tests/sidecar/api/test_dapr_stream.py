@@ -135,6 +135,19 @@ async def test_grpc_errors_before_the_first_chunk_are_converse_alpha2_statuses(
     assert (answered.value.code(), answered.value.details()) == (code, message)
 
 
+async def test_grpc_output_scrubbing_lets_no_entity_through_any_chunk(sidecar: Running) -> None:
+    text = "call me on +2222222222 or mail test@test.com from 10.8.9.1 soon"
+    req = request(text, scrub_pii=True)
+    chunks, complete = split(await grpc_stream(sidecar, req))
+    streamed = text_of(chunks)
+    whole = await unary(sidecar, req)
+    assert streamed == whole.outputs[0].choices[0].message.content
+    assert "<PHONE_NUMBER>" in streamed and "<EMAIL_ADDRESS>" in streamed and "<IP>" in streamed
+    for secret in ("2222", "test@", "10.8"):
+        assert all(secret not in part.text.text for chunk in chunks for part in chunk.parts)
+    assert complete.outputs[0].choices[0].message.content == streamed
+
+
 async def test_grpc_api_token_and_metrics(start_sidecar: StartSidecar) -> None:
     secured = await start_sidecar(api_token="s3cret")
     with pytest.raises(grpc.aio.AioRpcError) as denied:
@@ -330,3 +343,26 @@ async def test_sse_takes_query_metadata_as_converse_does(llm: Running, openai_fa
     assert status == 200 and "complete" in events[-1][1]
     assert openai_fake.last.body["model"] == "gpt-other"  # the Dapr docs' per-request override
     assert openai_fake.last.body["metadata"] == {"team": "blue"}
+
+
+def openai_frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1741569952, "model": "gpt-4o-mini",
+             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+async def test_sse_scrubbing_catches_an_entity_split_across_upstream_chunks(
+        llm: Running, openai_fake: OpenAIFake) -> None:
+    openai_fake.stream(frames=(
+        openai_frame({"role": "assistant", "content": ""}),
+        *(openai_frame({"content": piece}) for piece in ("write to te", "st@exam", "ple.com", " or not")),
+        openai_frame({}, "stop"),
+        b"data: [DONE]\n\n",
+    ))
+    status, _, events = await sse(llm, "llm", {**A2_BODY, "scrubPii": True})
+    assert status == 200
+    texts = [p["text"]["text"] for _, d in events[:-1] for p in d["chunk"].get("parts", ())]
+    assert "".join(texts) == "write to <EMAIL_ADDRESS> or not"
+    assert not any(fragment in text for text in texts for fragment in ("@", "exam", "ple.com", "st@"))
+    complete = events[-1][1]["complete"]
+    assert complete["outputs"][0]["choices"][0]["message"]["content"] == "write to <EMAIL_ADDRESS> or not"
