@@ -14,6 +14,7 @@ from parley_sidecar import errors
 from parley_sidecar.components import base, streaming
 from tests.fakes import OpenAIFake, Reply, recordings
 from tests.sidecar.components.conftest import MODEL_ENV, PROVIDERS, Build, Provider, text_request
+from tests.sidecar.components.streams import assembled, collect
 
 OPENAI_FAMILY = [p for p in PROVIDERS if p.wire == "openai"]
 FLAVORS = {"azure": "azure", "mistral": "mistral", "googleai": "gemini", "ollama": "ollama", "deepseek": "deepseek"}
@@ -41,17 +42,6 @@ async def family(request: pytest.FixtureRequest, build: Build, monkeypatch: pyte
         yield Family(provider, fake, entry.instance)
     finally:
         await fake.close()
-
-
-async def collect(stream: AsyncIterator[base.Delta]) -> list[base.Delta]:
-    return [delta async for delta in stream]
-
-
-def assembled(pieces: list[base.Delta]) -> base.ConverseResponse:
-    assembler = streaming.Assembler()
-    for piece in pieces:
-        assembler.add(piece)
-    return assembler.response()
 
 
 REPLY = Reply(text="The quick brown fox jumps over the lazy dog", prompt_tokens=12, completion_tokens=9)
@@ -200,3 +190,18 @@ async def test_a_server_that_ignores_stream_gets_a_clear_error(build: Build, ope
     openai_fake.reply(raw={"error": {"message": "streaming is not supported"}})
     with pytest.raises(errors.ProviderError, match="answered with JSON instead of a stream: streaming is not"):
         await collect(streaming.open_stream(entry.instance, text_request("Hi"), timeout=5))
+
+
+@pytest.mark.parametrize(("type_", "name", "text", "calls", "usage"), [
+    ("conversation.deepseek", "deepseek_stream.txt", "Hello! How can I help?", (), base.Usage(9, 14, 23)),
+    ("conversation.mistral", "mistral_stream_tools.txt", "",
+     (base.ToolCall("D681PevKs", "retrieve_payment_status", '{"transaction_id": "T1001"}'),), base.Usage(25, 76, 101)),
+])
+async def test_the_compatible_servers_documented_shapes(build: Build, openai_fake: OpenAIFake, type_: str, name: str,
+                                                        text: str, calls: tuple[base.ToolCall, ...],
+                                                        usage: base.Usage) -> None:
+    entry = await build(type_, {"key": "key-0123456789", "endpoint": openai_fake.url})
+    openai_fake.stream(frames=recordings.sse_frames(name))
+    answer = assembled(await collect(streaming.open_stream(entry.instance, text_request("Hi"), timeout=5)))
+    choice = answer.outputs[0].choices[0]
+    assert (choice.content, choice.tool_calls, answer.usage) == (text, calls, usage)
