@@ -231,7 +231,8 @@ _PLURALS = {"CustomResourceDefinition": "customresourcedefinitions", "Namespace"
             "Service": "services", "Deployment": "deployments", "PodDisruptionBudget": "poddisruptionbudgets",
             "MutatingWebhookConfiguration": "mutatingwebhookconfigurations",
             "ValidatingWebhookConfiguration": "validatingwebhookconfigurations", "Pod": "pods",
-            "Secret": "secrets", "Component": "components"}
+            "Secret": "secrets", "Component": "components", "Resiliency": "resiliencies",
+            "Configuration": "configurations"}
 
 
 def collection_path(obj: Mapping[str, Any]) -> str:

@@ -1,5 +1,5 @@
 """Session fixtures for the real-API-server tier: one etcd + kube-apiserver for the whole session,
-Dapr's CRD and deploy/'s RBAC installed, and parley-operator running under that RBAC with a real
+Dapr's CRDs (Component, Resiliency, Configuration) and deploy/'s RBAC installed, and parley-operator running under that RBAC with a real
 ServiceAccount token, its webhooks registered at its loopback address.
 
 Skips the whole tier, saying how to get them, when the binaries are not built
@@ -48,7 +48,8 @@ def admin(plane: ControlPlane) -> Kube:
 
 
 def _establish_crds(admin: Kube) -> None:
-    for crd in cluster.load_yaml(ROOT / "crds" / "components.yaml"):
+    for crd in [c for name in ("components", "resiliency", "configuration")
+                for c in cluster.load_yaml(ROOT / "crds" / f"{name}.yaml")]:
         admin.apply(crd)
 
         def established(name: str = crd["metadata"]["name"]) -> bool:
@@ -57,8 +58,9 @@ def _establish_crds(admin: Kube) -> None:
 
         cluster.wait_for(established, timeout=30, what="CRD Established")
     # The new resource must also be served (discovery) before kopf or a client can use it.
-    cluster.wait_for(lambda: admin.get("/apis/dapr.io/v1alpha1/namespaces/default/components") is not None,
-                     timeout=30, what="components.dapr.io served")
+    for plural in ("components", "resiliencies", "configurations"):
+        cluster.wait_for(lambda p=plural: admin.get(f"/apis/dapr.io/v1alpha1/namespaces/default/{p}") is not None,
+                         timeout=30, what=f"{plural}.dapr.io served")
 
 
 @dataclasses.dataclass
