@@ -5,12 +5,16 @@ extension headers. The official clients run against it in ``tests/clients/test_o
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from parley_sidecar.settings import Limits
 from tests.conftest import ECHO, Running, StartSidecar, component_yaml
+from tests.fakes.openai import OpenAIFake
+from tests.fakes.server import Reply
 
 CHAT = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "hello there world"}]
@@ -283,3 +287,46 @@ async def test_a_client_that_stops_reading_mid_stream_leaves_the_sidecar_serving
         # leaving the block closes the connection with most of the stream unread
     status, ok = await running.post(CHAT, {"model": "echo", "messages": HELLO})
     assert status == 200 and ok["choices"][0]["message"]["content"] == "hello there world"
+
+
+async def test_a_body_over_the_limit_is_an_openai_413(start_sidecar: StartSidecar) -> None:
+    running = await start_sidecar(limits=Limits(max_body_size=64 * 1024))
+    big = {"model": "echo", "messages": [{"role": "user", "content": "x" * 100_000}]}
+    status, body = await running.post(CHAT, big)
+    assert status == 413
+    assert "larger than 65536 bytes" in body["error"]["message"]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[OpenAIFake]:
+    server = await OpenAIFake().start()
+    yield server
+    await server.close()
+
+
+async def test_one_pipeline_cache_hit_replays_as_a_stream(start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
+    running = await start_sidecar({"llm.yaml": component_yaml("llm", "conversation.openai", {
+        "key": "sk-x", "model": "m", "endpoint": f"{fake.url}/v1", "cacheTTL": "1m", "maxRetries": "0"})})
+    fake.stream(Reply(text="cached words come back"))
+    body = {"model": "llm", "messages": HELLO, "stream": True}
+    first = await events(running, body)
+    second = await events(running, body)  # a hit: the fake is not asked again
+    texts = ["".join(c["choices"][0]["delta"].get("content", "") for c in got[:-1]) for got in (first, second)]
+    assert texts == ["cached words come back"] * 2
+    assert len(fake.requests) == 1
+    _, plain = await running.post(CHAT, {"model": "llm", "messages": HELLO})  # and the plain form hits too
+    assert plain["choices"][0]["message"]["content"] == "cached words come back"
+    assert len(fake.requests) == 1
+
+
+async def test_an_upstream_failure_is_an_openai_server_error(start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
+    running = await start_sidecar({"llm.yaml": component_yaml("llm", "conversation.openai", {
+        "key": "sk-secret-key-0123", "model": "m", "endpoint": f"{fake.url}/v1", "maxRetries": "0"})})
+    for stream in (False, True):
+        fake.fail(400, "This model's maximum context length is 128000 tokens.")
+        status, body = await running.post(CHAT, {"model": "llm", "messages": HELLO, "stream": stream})
+        assert status == 500
+        assert body["error"]["type"] == "server_error"
+        assert "failed conversing with component llm" in body["error"]["message"]
+        assert "maximum context length" in body["error"]["message"]
+        assert "sk-secret" not in json.dumps(body)
