@@ -184,11 +184,11 @@ async def prepare(pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2) -> 
 
 def response(req: ai_pb2.ConversationRequestAlpha2, result: base.ConverseResponse) -> ai_pb2.ConversationResponseAlpha2:
     """The answer as daprd writes it: one output per component output, usage and model on each."""
-    response = ai_pb2.ConversationResponseAlpha2()
+    answer = ai_pb2.ConversationResponseAlpha2()
     if req.context_id:
-        response.context_id = req.context_id
+        answer.context_id = req.context_id
     for output in result.outputs:
-        out = response.outputs.add()
+        out = answer.outputs.add()
         for choice_ in output.choices:
             ch = out.choices.add(finish_reason=choice_.finish_reason, index=choice_.index)
             ch.message.SetInParent()
@@ -204,7 +204,7 @@ def response(req: ai_pb2.ConversationRequestAlpha2, result: base.ConverseRespons
             fill_usage(result.usage, out.usage)
         if result.model:
             out.model = result.model
-    return response
+    return answer
 
 
 async def converse(
