@@ -5,6 +5,10 @@ message (type set, assistant tool calls typed, input scrubbing), tool choice, ca
 scrubbing. ``metadata`` is forwarded to the provider, minus the Dapr docs' override keys (``model``,
 ``key``, ``cacheTTL``), which would otherwise leak a key upstream. Beyond daprd, scrubbing covers
 everything sent upstream (tool calls, metadata, tools, history; see :mod:`.scrubbing`).
+
+:func:`prepare` (everything before the call) and :func:`response` (the answer's message) are
+shared with parley's streaming form of alpha2 (``api/dapr_stream``), so both forms validate and
+answer alike.
 """
 
 from __future__ import annotations
