@@ -44,9 +44,10 @@ LATENCY_MS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25, 30, 40, 50, 65, 80, 100, 
               400, 500, 650, 800, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
 # OpenTelemetry GenAI semantic conventions' advised buckets.
 GENAI_SECONDS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
-# ... and for streams (gen_ai.server.time_to_first_token, gen_ai.server.time_per_output_token).
+# ... and for streams (gen_ai.server.time_to_first_token, gen_ai.server.time_per_output_token); the
+# first extended to 60 s as Envoy AI Gateway's is: a reasoning model may think that long first.
 GENAI_FIRST_TOKEN_SECONDS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
-                             7.5, 10.0)
+                             7.5, 10.0, 20.0, 40.0, 60.0)
 GENAI_PER_TOKEN_SECONDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 GENAI_TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 

@@ -92,8 +92,8 @@ COMMON_FIELDS: tuple[Field, ...] = (
     Field("circuitBreakerTimeout", "duration", minimum=0, default="30s",
           description="How long an open circuit rejects calls before one trial."),
     Field("callTimeout", "duration", minimum=0, default="120s",
-          description="The whole call: every attempt, backoff and fallback (0: no limit). A caller's gRPC "
-                      "deadline or HTTP timeout header lowers it."),
+          description="The whole call: every attempt, backoff and fallback (0: no limit); for a stream, until "
+                      "its first piece. A caller's gRPC deadline or HTTP timeout header lowers it."),
     Field("fallback", "list", description="Other component names tried, in order, when this one fails."),
     Field("streamIdleTimeout", "duration", minimum=0, default="60s",
           description="Streams: the longest wait for the next piece once the answer has begun (0: no limit). "

@@ -28,6 +28,12 @@ attempts, backoff and fallbacks together; each attempt's timeout is cut to what 
    request without the per-request ``model``/``key`` overrides, which belong to the first
    component. Errors that are the request's fault (``ValueError``) never fall back.
 
+A stream (:func:`stream`) gets the same policy up to its first piece: an attempt there is opening
+the stream and waiting for its first piece, so ``timeout`` is the first-byte timeout and
+``callTimeout`` ends at the first piece (a long answer may stream for minutes). After the first
+piece nothing is retried or falls back (the caller has it); ``streamIdleTimeout`` bounds each wait
+for the next piece.
+
 The breaker is the entry's own (``entry.breaker``), so reloading a component with new metadata
 starts it closed. Log lines and error messages carry the upstream's status and message, never
 a key (``components.http_kit`` redacts them before they get here).
