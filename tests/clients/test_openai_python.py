@@ -150,7 +150,7 @@ def test_llm_answer_and_the_request_the_fake_saw(client: openai.OpenAI, fake: Op
     completion = client.chat.completions.create(
         model="llm", messages=[{"role": "system", "content": "be brief"},  # type: ignore[list-item]
                                {"role": "user", "content": "capital of France?"}],
-        max_tokens=50, temperature=0.3)
+        max_tokens=50, temperature=0.3, top_p=0.5, stop=["\n\n"], seed=7, user="user-1")
     assert completion.choices[0].message.content == "Paris."
     assert completion.usage is not None and completion.usage.prompt_tokens == 12
     [sent] = fake.fake.take()
@@ -158,6 +158,8 @@ def test_llm_answer_and_the_request_the_fake_saw(client: openai.OpenAI, fake: Op
     assert sent.body["messages"] == [{"role": "system", "content": "be brief"},
                                      {"role": "user", "content": "capital of France?"}]
     assert sent.body["temperature"] == 0.3 and sent.body["model"] == "gpt-4o-mini"
+    assert (sent.body["top_p"], sent.body["stop"]) == (0.5, ["\n\n"])
+    assert "seed" not in sent.body and "user" not in sent.body  # accepted, not forwarded (docs/openai.md)
 
 
 def test_llm_model_override_reaches_the_upstream(client: openai.OpenAI, fake: OpenAISidecar) -> None:

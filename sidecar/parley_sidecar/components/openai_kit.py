@@ -141,6 +141,12 @@ def build_body(
         body["temperature"] = request.temperature
     if request.max_tokens or max_tokens:
         body[dialect.max_tokens_field] = request.max_tokens or max_tokens
+    # top_p and stop (the OpenAI-compatible API's) are read by every server of this family; seed and
+    # user are not (Mistral refuses them as unknown fields), so they stay home (docs/openai.md)
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop"] = list(request.stop)
     if request.tools:
         body["tools"] = [
             {
