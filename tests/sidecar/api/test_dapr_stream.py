@@ -185,6 +185,18 @@ async def test_grpc_cancel_cancels_the_upstream_call(running: Running, upstream:
     assert statuses == ["CANCELLED"]
 
 
+async def test_grpc_deadline_cancels_the_upstream_call(running: Running, upstream: SilentUpstream) -> None:  # noqa: F811  (the fixture)
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        async with grpc.aio.insecure_channel(running.grpc) as channel:
+            async for _ in stream_call(channel)(grpc_request(), timeout=1):
+                pass
+    assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await upstream.wait_open(0, within=GONE_WITHIN)
+    families = await scrape(running)
+    statuses = [labels["grpc_server_status"] for name, labels, _ in families["dapr_grpc_io_server_completed_rpcs"]]
+    assert statuses == ["DEADLINE_EXCEEDED"]
+
+
 # -- HTTP SSE --------------------------------------------------------------------------------------
 
 async def test_sse_events_are_the_grpc_messages_in_protojson(sidecar: Running) -> None:
