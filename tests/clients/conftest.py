@@ -5,6 +5,11 @@ The clients live outside this venv (dapr-agents pins another ``dapr``; the JavaS
 package): ``tests/clients/install.sh`` installs them under ``$PARLEY_CACHE/clients`` and the tests run
 small apps of ours on them as subprocesses. A client that is not installed skips its tests, saying
 so; without daprd the whole tier skips, as the differential tier does.
+
+The OpenAI-speaking clients (``test_openai_*.py``, ``test_langchain_*.py``: the ``openai`` Python
+package and LangChain from the test extra, the ``openai`` npm package from install.sh) run against
+parley alone, since daprd has no OpenAI API: one parley process with ``echo`` and ``llm``
+(``conversation.openai`` on the OpenAI fake), its API token given to the clients as their API key.
 """
 
 from __future__ import annotations
