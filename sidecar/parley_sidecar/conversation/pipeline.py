@@ -277,7 +277,14 @@ class Pipeline:
             source = _replayed(hit) if hit is not None else self._upstream(name, entry, sent, raw)
             async with contextlib.aclosing(source) as pieces:
                 async for delta in pieces:
-                    out = scrubber.feed(delta) if scrubber is not None else delta
+                    if scrubber is None:
+                        out: base.Delta | None = delta
+                    elif len(delta.content) > scrubbing.OFFLOAD_CHARS:
+                        # a piece this large (an upstream that sends the answer in one go) is
+                        # scrubbed off the loop, as a whole answer of that size is
+                        out = await asyncio.to_thread(scrubber.feed, delta)
+                    else:
+                        out = scrubber.feed(delta)
                     if out is not None:
                         answer.add(out)
                         yield out

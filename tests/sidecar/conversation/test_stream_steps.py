@@ -131,3 +131,10 @@ async def test_a_failed_stream_counts_as_a_failed_call(build: Build, pipe: pipel
     assert pipe.metrics.conversations.values == {("test-app", "c", "", "false"): 1.0}
     assert [labels[-1] for labels in pipe.metrics.operation_duration.values] == ["ProviderError"]
     assert "gen_ai_server_time_to_first_token_seconds_count" not in samples(pipe)
+
+
+async def test_a_piece_too_large_for_the_loop_is_scrubbed_the_same(build: Build, pipe: pipeline.Pipeline) -> None:
+    filler = "nothing to see here " * 1000
+    entry = await loaded(build, Planned([filler + "mail jane@exa", "mple.com " + filler]))
+    pieces = await collect(pipe.stream("c", entry, ask("x"), scrub_output=True))
+    assert text_of(pieces) == filler + "mail <EMAIL_ADDRESS> " + filler
