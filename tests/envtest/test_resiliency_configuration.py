@@ -22,7 +22,9 @@ import pytest
 from parley_sidecar.components.store import ComponentStore
 from parley_sidecar.loading import configuration, operator_stream
 from parley_sidecar.loading import stream_protocol as protocol
-from parley_sidecar.settings import OperatorLink
+from parley_sidecar.runtime import Sidecar
+from parley_sidecar.settings import OperatorLink, Ports, SidecarSettings
+from tests.conftest import StartSidecar
 from tests.envtest import cluster
 from tests.envtest.cluster import ApiError
 from tests.envtest.conftest import APP_NS, Installed, RunningOperator, marker_pod
@@ -252,3 +254,45 @@ async def test_a_missing_configuration_stops_the_start(installed: Installed, sid
     sidecars.start(pod, first)
     with pytest.raises(configuration.ConfigurationError, match="'does-not-exist' not found in namespace 'team-a'"):
         await operator_stream.configuration_of(first, "does-not-exist", timeout=20)
+
+
+async def test_a_real_sidecar_of_a_configured_pod_serves_under_its_configuration(
+        installed: Installed, sidecars: Sidecars, start_sidecar: StartSidecar, clean: None) -> None:
+    installed.admin.apply({"apiVersion": "dapr.io/v1alpha1", "kind": "Configuration",
+                           "metadata": {"name": "quiet", "namespace": APP_NS}, "spec": {"metric": {"enabled": False}}})
+    installed.admin.apply(echo("echo"))
+    pod = sidecars.pod("quiet-app", **{"dapr.io/config": "quiet"})
+    where = sidecars.directory / "quiet-app"
+    where.mkdir()
+    (where / "token").write_text(installed.admin.token_for(APP_NS, "default", audience="parley-operator", pod=pod))
+    [ca] = [v for k, v in pod["metadata"]["annotations"].items() if "ca" in k.split("/")[-1]]
+    (where / "ca.crt").write_text(ca)
+    link = OperatorLink(address=f"127.0.0.1:{sidecars.operator.stream_port}", token_path=where / "token",
+                        ca_path=where / "ca.crt", namespace=APP_NS)
+    # As the injected container runs it: --mode kubernetes --config quiet (cli: kubernetes_config).
+    running = await start_sidecar({}, app_id="quiet-app", namespace=APP_NS, operator=link, kubernetes_config="quiet",
+                                  enable_metrics=True)
+    status, body = await running.post("/v1.0-alpha1/conversation/echo/converse", {"inputs": [{"content": "hi"}]})
+    assert (status, body) == (200, {"outputs": [{"result": "hi"}]})  # the snapshot was in before serving
+    async with running.session.get(running.metrics + "/metrics") as resp:
+        assert resp.status == 200 and await resp.text() == ""  # spec.metric.enabled: false, as daprd
+
+
+async def test_a_real_sidecar_whose_configuration_is_missing_does_not_start(
+        installed: Installed, sidecars: Sidecars) -> None:
+    pod = sidecars.pod("lost-app", **{"dapr.io/config": "nowhere"})
+    where = sidecars.directory / "lost-app"
+    where.mkdir()
+    (where / "token").write_text(installed.admin.token_for(APP_NS, "default", audience="parley-operator", pod=pod))
+    [ca] = [v for k, v in pod["metadata"]["annotations"].items() if "ca" in k.split("/")[-1]]
+    (where / "ca.crt").write_text(ca)
+    link = OperatorLink(address=f"127.0.0.1:{sidecars.operator.stream_port}", token_path=where / "token",
+                        ca_path=where / "ca.crt", namespace=APP_NS)
+    sidecar = Sidecar(SidecarSettings(app_id="lost-app", namespace=APP_NS, operator=link, kubernetes_config="nowhere",
+                                      ports=Ports(http=0, grpc=0, metrics=0, public=0)))
+    try:
+        with pytest.raises(configuration.ConfigurationError, match="'nowhere' not found"):
+            await sidecar.start()  # cli turns this into daprd's fatal line and exit 1
+        assert not sidecar.bound, "nothing listens: the app never sees a sidecar without its Configuration"
+    finally:
+        await sidecar.stop()
