@@ -9,24 +9,36 @@ a sidecar that silently runs with defaults. Pure functions, no I/O.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
+import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TypeVar
 
 from parley_operator.injection import annotations as keys
 from parley_operator.settings import InjectorSettings
+from parley_sidecar import durations
+from parley_sidecar.settings import OperatorLink
 
 __all__ = [
+    "DEFAULT_GRACE",
     "GRPC_PORT",
     "HTTP_PORT",
     "LOG_LEVELS",
+    "POD_DEFAULT_GRACE",
     "PUBLIC_PORT",
+    "UDS_SIDECAR_DIR",
     "Invalid",
     "Parsed",
     "Probe",
+    "SecretEnv",
     "SidecarConfig",
+    "VolumeMount",
     "app_id_of",
+    "grace_shortfall",
     "parse",
+    "shutdown_seconds",
     "validate_app_id",
     "wants_injection",
 ]
@@ -51,6 +63,40 @@ _IMAGE = re.compile(r"\S+")
 
 RESERVED_ENV = ("NAMESPACE", "POD_NAME", "DAPR_API_TOKEN", "DAPR_HTTP_PORT", "DAPR_GRPC_PORT")
 """Set by the injector itself; ``dapr.io/env`` may not override them."""
+
+UDS_SIDECAR_DIR = "/var/run/dapr-sockets"
+"""Where the sockets' volume is mounted in the sidecar (Dapr's ``UnixDomainSocketDaprdPath``); the
+annotation names the directory in the app's containers only."""
+DEFAULT_GRACE = 5
+"""daprd's graceful shutdown in seconds, when ``graceful-shutdown-seconds`` is unset (-1)."""
+POD_DEFAULT_GRACE = 30
+"""Kubernetes' ``terminationGracePeriodSeconds`` when a pod sets none."""
+SHUTDOWN_MARGIN = 5
+"""Seconds the pod's grace period keeps beyond the sidecar's block and drain: the sidecar closes
+its components and exits after the drain, and the kubelet's SIGKILL must not cut that short."""
+_LINK = OperatorLink()
+_SIDECAR_DIRS = (str(_LINK.token_path.parent), str(_LINK.ca_path.parent), UDS_SIDECAR_DIR)
+"""Mount paths the injector uses in the sidecar itself; a volume mount there would clash."""
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_HOSTNAME = re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SecretEnv:
+    """One ``dapr.io/env-from-secret`` entry: env var ``name`` from ``secret``'s ``key``."""
+
+    name: str
+    secret: str
+    key: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VolumeMount:
+    """One of the pod's own volumes mounted into the sidecar (``dapr.io/volume-mounts[-rw]``)."""
+
+    volume: str
+    path: str
+    read_only: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,6 +132,25 @@ class SidecarConfig:
     liveness: Probe = Probe(delay=180, timeout=3, period=10, threshold=5)
     readiness: Probe = Probe(delay=1, timeout=1, period=1, threshold=5)
     native_sidecar: bool = False
+    graceful_shutdown_seconds: int = -1
+    """-1: daprd's own default (:data:`DEFAULT_GRACE`), passed on as Dapr's injector does."""
+    block_shutdown: str = ""
+    """A Go duration (``--dapr-block-shutdown-duration``); empty: no block."""
+    max_body_size: str = ""
+    """A quantity such as ``16Mi`` (``--max-body-size``); empty: the sidecar's default."""
+    http_max_request_size: int | None = None
+    """MiB (``--dapr-http-max-request-size``), legacy."""
+    read_buffer_size: str = ""
+    http_read_buffer_size: int | None = None
+    """KiB (``--dapr-http-read-buffer-size``), legacy."""
+    listen_addresses: str = "[::1],127.0.0.1"
+    """``--dapr-listen-addresses``: Dapr's default answers the pod's own containers only."""
+    enable_api_logging: bool | None = None
+    """Passed only when set: unset leaves the Configuration's ``apiLogging`` in charge."""
+    unix_domain_socket_path: str = ""
+    """The sockets' directory in the app's containers; empty: the API is on TCP."""
+    env_from_secret: tuple[SecretEnv, ...] = ()
+    volume_mounts: tuple[VolumeMount, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -207,6 +272,116 @@ def _env(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _env_from_secret(text: str) -> tuple[SecretEnv, ...]:
+    """Dapr's format: ``NAME=secret`` (key ``secret`` too) or ``NAME=secret:key``, comma-separated."""
+    entries: list[SecretEnv] = []
+    if not text.strip():
+        return ()
+    for part in _ENV_SPLIT.split(text.strip()):
+        name, sep, source = part.strip().partition("=")
+        name, (secret, colon, key) = name.strip(), source.strip().partition(":")
+        secret, key = secret.strip(), key.strip() if colon else secret.strip()
+        if not sep or not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"entry {part.strip()!r} is not NAME=secret or NAME=secret:key (comma-separated)")
+        if name in RESERVED_ENV:
+            raise ValueError(f"{name} is set by the injector and cannot be overridden")
+        if not _DNS_SUBDOMAIN.fullmatch(secret) or len(secret) > 253:
+            raise ValueError(f"entry {part.strip()!r}: {secret!r} is not the name of a Secret")
+        if not _SECRET_KEY.fullmatch(key) or ":" in key:
+            raise ValueError(f"entry {part.strip()!r}: {key!r} is not a key of a Secret")
+        entries.append(SecretEnv(name, secret, key))
+    return tuple(entries)
+
+
+def _mounts(read_only: bool, volumes: Collection[str]) -> Callable[[str], tuple[VolumeMount, ...]]:
+    def convert(text: str) -> tuple[VolumeMount, ...]:
+        mounts: list[VolumeMount] = []
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            volume, sep, path = (t.strip() for t in part.partition(":"))
+            if not sep or not volume or ":" in path:
+                raise ValueError(f"entry {part!r} is not volume:/path (comma-separated)")
+            if volume not in volumes:
+                raise ValueError(f"the pod has no volume named {volume!r}")
+            if not path.startswith("/") or posixpath.normpath(path) != path.rstrip("/") or ".." in path.split("/"):
+                raise ValueError(f"entry {part!r}: the mount path must be an absolute, normalised path")
+            if any(path == d or path.startswith(d + "/") or d.startswith(path + "/") for d in _SIDECAR_DIRS):
+                raise ValueError(f"entry {part!r}: {path} overlaps a directory the injector mounts in the sidecar")
+            mounts.append(VolumeMount(volume, path, read_only))
+        return tuple(mounts)
+    return convert
+
+
+_NO_MOUNTS: tuple[VolumeMount, ...] = ()
+
+
+def _listen_addresses(text: str) -> str:
+    hosts = [h.strip() for h in text.split(",")]
+    for host in hosts:
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        try:
+            ipaddress.ip_address(bare)
+        except ValueError:
+            if bare != host or not _HOSTNAME.fullmatch(host) or len(host) > 253:
+                raise ValueError(f"{host!r} is not an IP address ([::1], 127.0.0.1) or a host name") from None
+    return ",".join(hosts)
+
+
+def _size(what: str) -> Callable[[str], str]:
+    """A quantity the sidecar's ``--max-body-size``/``--read-buffer-size`` accepts, above 0."""
+    def convert(text: str) -> str:
+        value = text.strip()
+        try:
+            size = durations.parse_size(value)
+        except ValueError:
+            raise ValueError(f"must be {what} such as 4Mi or 16Ki, got {text!r}") from None
+        if size <= 0:
+            raise ValueError(f"must be above 0, got {text!r}")
+        return value
+    return convert
+
+
+def _go_duration(text: str) -> str:
+    value = text.strip()
+    try:
+        seconds = durations.parse_duration(value)
+    except ValueError:
+        raise ValueError(f"must be a duration such as 10s or 1m30s, got {text!r}") from None
+    if seconds < 0 or seconds > 86400:
+        raise ValueError(f"must be between 0s and 24h, got {text!r}")
+    return value
+
+
+def _socket_dir(text: str) -> str:
+    value = text.strip()
+    if not value.startswith("/") or ".." in value.split("/") or "," in value or ":" in value:
+        raise ValueError(f"must be an absolute directory path, got {text!r}")
+    return value
+
+
+def _optional_bool(text: str) -> bool | None:
+    return _bool(text)
+
+
+def shutdown_seconds(config: SidecarConfig) -> int:
+    """How long the sidecar may take from SIGTERM to exit: block, then drain, then a margin."""
+    grace = config.graceful_shutdown_seconds if config.graceful_shutdown_seconds >= 0 else DEFAULT_GRACE
+    block = durations.parse_duration(config.block_shutdown) if config.block_shutdown else 0.0
+    return math.ceil(block) + grace + SHUTDOWN_MARGIN
+
+
+def grace_shortfall(config: SidecarConfig, pod_grace: int | None) -> str:
+    """Why the pod's ``terminationGracePeriodSeconds`` would cut the sidecar's shutdown short, or ""
+    (a pod that sets none gets one from the patch; see ``patch.grace_ops``)."""
+    needed = shutdown_seconds(config)
+    if pod_grace is None or pod_grace >= needed or not (config.graceful_shutdown_seconds >= 0 or config.block_shutdown):
+        return ""
+    return (f"terminationGracePeriodSeconds is {pod_grace}, but the sidecar's shutdown "
+            f"({keys.BLOCK_SHUTDOWN_DURATION}, {keys.GRACEFUL_SHUTDOWN_SECONDS}) needs {needed}: "
+            f"the kubelet will kill it before in-flight calls finish")
+
+
 def _probe(reader: _Reader, default: Probe, delay: str, timeout: str, period: str, threshold: str) -> Probe:
     return Probe(
         delay=reader.get(delay, default.delay, _int_in(0, 86400)),
@@ -222,8 +397,10 @@ def parse(
     pod_name: str,
     namespace: str = "",
     settings: InjectorSettings,
+    volumes: Collection[str] = (),
 ) -> Parsed:
-    """Read a pod's Dapr annotations; every invalid value is reported, none is silently dropped."""
+    """Read a pod's Dapr annotations; every invalid value is reported, none is silently dropped.
+    ``volumes`` are the names of the pod's volumes, which ``volume-mounts`` may name."""
     r = _Reader(pod_annotations)
     app_id = app_id_of(pod_annotations, pod_name)
     problem = validate_app_id(app_id)
@@ -252,8 +429,27 @@ def parse(
         readiness=_probe(r, base.readiness, keys.READINESS_DELAY, keys.READINESS_TIMEOUT,
                          keys.READINESS_PERIOD, keys.READINESS_THRESHOLD),
         native_sidecar=r.get(keys.ENABLE_NATIVE_SIDECAR, settings.native_sidecar, _bool),
+        graceful_shutdown_seconds=r.get(keys.GRACEFUL_SHUTDOWN_SECONDS, -1, _int_in(-1, 86400)),
+        block_shutdown=r.get(keys.BLOCK_SHUTDOWN_DURATION, "", _go_duration),
+        max_body_size=r.get(keys.MAX_BODY_SIZE, "", _size("a size")),
+        http_max_request_size=r.get(keys.HTTP_MAX_REQUEST_SIZE, None, _int_in(1, 1024)),
+        read_buffer_size=r.get(keys.READ_BUFFER_SIZE, "", _size("a size")),
+        http_read_buffer_size=r.get(keys.HTTP_READ_BUFFER_SIZE, None, _int_in(1, 1024 * 1024)),
+        listen_addresses=r.get(keys.SIDECAR_LISTEN_ADDRESSES, base.listen_addresses, _listen_addresses),
+        enable_api_logging=r.get(keys.ENABLE_API_LOGGING, None, _optional_bool),
+        unix_domain_socket_path=r.get(keys.UNIX_DOMAIN_SOCKET_PATH, "", _socket_dir),
+        env_from_secret=r.get(keys.ENV_FROM_SECRET, (), _env_from_secret),
+        volume_mounts=(r.get(keys.VOLUME_MOUNTS, _NO_MOUNTS, _mounts(True, volumes))
+                       + r.get(keys.VOLUME_MOUNTS_RW, _NO_MOUNTS, _mounts(False, volumes))),
     )
     if config.enable_metrics and config.metrics_port in (HTTP_PORT, GRPC_PORT, PUBLIC_PORT):
         r.invalid.append(Invalid(keys.METRICS_PORT, f"port {config.metrics_port} is used by the sidecar's API"))
-    ignored = tuple(key for key in keys.IGNORED if key in pod_annotations)
+    plain = {name for name, _ in config.env}
+    clashes = sorted(plain & {e.name for e in config.env_from_secret})
+    if clashes:
+        r.invalid.append(Invalid(keys.ENV_FROM_SECRET, f"{', '.join(clashes)} also set by {keys.ENV}"))
+    paths = [m.path for m in config.volume_mounts]
+    if len(set(paths)) != len(paths):
+        r.invalid.append(Invalid(keys.VOLUME_MOUNTS, "two mounts share one path"))
+    ignored = keys.unhonoured(pod_annotations)
     return Parsed(config=config, invalid=tuple(r.invalid), ignored=ignored)

@@ -12,7 +12,12 @@ The sidecar reaches the operator with two read-only volumes mounted where ``parl
 expects them (``parley_sidecar.settings.OperatorLink``): a projected ServiceAccount token with the
 operator's audience, and the operator's CA, projected from a pod annotation through the downward
 API, so nothing has to be copied into application namespaces. Secret values never enter the pod
-spec: ``dapr.io/api-token-secret`` becomes a ``secretKeyRef``.
+spec: ``dapr.io/api-token-secret`` and ``dapr.io/env-from-secret`` become ``secretKeyRef``s.
+
+With ``dapr.io/unix-domain-socket-path`` the pod gets an in-memory emptyDir for the API's sockets,
+mounted at Dapr's fixed path in the sidecar and at the annotated path in every app container. A
+pod that sets no ``terminationGracePeriodSeconds`` gets one long enough for the sidecar's
+block and drain when those exceed Kubernetes' 30 s (:func:`grace_ops`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from parley_operator.injection import annotations as keys
+from parley_operator.injection import config as config_mod
 from parley_operator.injection.config import GRPC_PORT, HTTP_PORT, PUBLIC_PORT, SidecarConfig
 from parley_operator.settings import InjectorSettings
 from parley_sidecar.settings import OperatorLink
@@ -29,12 +35,15 @@ from parley_sidecar.settings import OperatorLink
 __all__ = [
     "CA_VOLUME",
     "TOKEN_VOLUME",
+    "UDS_VOLUME",
     "Op",
     "app_env_ops",
+    "app_socket_ops",
     "apply",
     "apply_in_place",
     "build",
     "container_ops",
+    "grace_ops",
     "has_sidecar",
     "metadata_ops",
     "sidecar_container",
@@ -45,6 +54,8 @@ Op = dict[str, Any]
 
 TOKEN_VOLUME = "parley-operator-token"
 CA_VOLUME = "parley-operator-ca"
+UDS_VOLUME = "dapr-unix-domain-socket"
+"""Dapr's name for the sockets' volume."""
 _LINK = OperatorLink()
 TOKEN_DIR = str(_LINK.token_path.parent)
 CA_DIR = str(_LINK.ca_path.parent)
@@ -74,9 +85,10 @@ def _args(config: SidecarConfig, settings: InjectorSettings) -> list[str]:
         "--dapr-grpc-port", str(GRPC_PORT),
         "--dapr-public-port", str(PUBLIC_PORT),
         # The API answers the app in the same pod only (daprd binds loopback too); probes use 3501.
-        "--dapr-listen-addresses", "127.0.0.1",
+        "--dapr-listen-addresses", config.listen_addresses,
         "--control-plane-address", settings.control_plane_address,
         "--log-level", config.log_level,
+        "--dapr-graceful-shutdown-seconds", str(config.graceful_shutdown_seconds),
     ]
     if config.log_as_json:
         args.append("--log-as-json")
@@ -88,6 +100,20 @@ def _args(config: SidecarConfig, settings: InjectorSettings) -> list[str]:
         args += ["--enable-metrics", "--metrics-port", str(config.metrics_port)]
     else:
         args.append("--enable-metrics=false")
+    if config.enable_api_logging is not None:  # explicit either way: unset leaves the Configuration's
+        args.append(f"--enable-api-logging={'true' if config.enable_api_logging else 'false'}")
+    if config.http_max_request_size is not None:
+        args += ["--dapr-http-max-request-size", str(config.http_max_request_size)]
+    if config.max_body_size:
+        args += ["--max-body-size", config.max_body_size]
+    if config.http_read_buffer_size is not None:
+        args += ["--dapr-http-read-buffer-size", str(config.http_read_buffer_size)]
+    if config.read_buffer_size:
+        args += ["--read-buffer-size", config.read_buffer_size]
+    if config.unix_domain_socket_path:
+        args += ["--unix-domain-socket", config_mod.UDS_SIDECAR_DIR]
+    if config.block_shutdown:
+        args += ["--dapr-block-shutdown-duration", config.block_shutdown]
     return args
 
 
@@ -103,7 +129,20 @@ def _env(config: SidecarConfig) -> list[dict[str, Any]]:
         env.append({"name": "DAPR_API_TOKEN",
                     "valueFrom": {"secretKeyRef": {"name": config.api_token_secret, "key": "token"}}})
     env.extend({"name": name, "value": value} for name, value in config.env)
+    env.extend({"name": e.name, "valueFrom": {"secretKeyRef": {"name": e.secret, "key": e.key}}}
+               for e in config.env_from_secret)
     return env
+
+
+def _mounts(config: SidecarConfig) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [
+        {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
+        {"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True},
+    ]
+    if config.unix_domain_socket_path:
+        mounts.append({"name": UDS_VOLUME, "mountPath": config_mod.UDS_SIDECAR_DIR})
+    mounts.extend({"name": m.volume, "mountPath": m.path, "readOnly": m.read_only} for m in config.volume_mounts)
+    return mounts
 
 
 def _resources(config: SidecarConfig) -> dict[str, dict[str, str]]:
@@ -142,10 +181,7 @@ def sidecar_container(config: SidecarConfig, settings: InjectorSettings) -> dict
         "args": _args(config, settings),
         "ports": ports,
         "env": _env(config),
-        "volumeMounts": [
-            {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
-            {"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True},
-        ],
+        "volumeMounts": _mounts(config),
         "readinessProbe": {
             "httpGet": {"path": "/v1.0/healthz", "port": PUBLIC_PORT},
             "initialDelaySeconds": config.readiness.delay, "timeoutSeconds": config.readiness.timeout,
@@ -166,7 +202,8 @@ def sidecar_container(config: SidecarConfig, settings: InjectorSettings) -> dict
     return container
 
 
-def _volumes(settings: InjectorSettings) -> list[dict[str, Any]]:
+def _volumes(config: SidecarConfig, settings: InjectorSettings) -> list[dict[str, Any]]:
+    uds = ([{"name": UDS_VOLUME, "emptyDir": {"medium": "Memory"}}] if config.unix_domain_socket_path else [])
     return [
         {"name": TOKEN_VOLUME, "projected": {"defaultMode": _READ_ALL, "sources": [{"serviceAccountToken": {
             "audience": settings.token_audience, "expirationSeconds": settings.token_expiration,
@@ -174,16 +211,17 @@ def _volumes(settings: InjectorSettings) -> list[dict[str, Any]]:
         {"name": CA_VOLUME, "downwardAPI": {"defaultMode": _READ_ALL, "items": [{
             "path": _LINK.ca_path.name,
             "fieldRef": {"fieldPath": f"metadata.annotations['{keys.OPERATOR_CA}']"}}]}},
+        *uds,
     ]
 
 
-def volume_ops(pod: Mapping[str, Any], settings: InjectorSettings) -> list[Op]:
+def volume_ops(pod: Mapping[str, Any], config: SidecarConfig, settings: InjectorSettings) -> list[Op]:
     existing = (pod.get("spec") or {}).get("volumes")
     if not existing:
-        return [{"op": "add", "path": "/spec/volumes", "value": _volumes(settings)}]
+        return [{"op": "add", "path": "/spec/volumes", "value": _volumes(config, settings)}]
     taken = {v.get("name") for v in existing}
     return [{"op": "add", "path": "/spec/volumes/-", "value": v}
-            for v in _volumes(settings) if v["name"] not in taken]
+            for v in _volumes(config, settings) if v["name"] not in taken]
 
 
 def container_ops(pod: Mapping[str, Any], config: SidecarConfig, settings: InjectorSettings) -> list[Op]:
@@ -221,6 +259,33 @@ def metadata_ops(pod: Mapping[str, Any], config: SidecarConfig, *, ca_pem: str) 
     return ops
 
 
+def app_socket_ops(pod: Mapping[str, Any], config: SidecarConfig, settings: InjectorSettings) -> list[Op]:
+    """The sockets' directory in each app container, at the annotated path (Dapr's UDS mounts)."""
+    if not config.unix_domain_socket_path:
+        return []
+    mount = {"name": UDS_VOLUME, "mountPath": config.unix_domain_socket_path}
+    ops: list[Op] = []
+    for index, container in enumerate((pod.get("spec") or {}).get("containers") or ()):
+        if container.get("name") == settings.container_name:
+            continue
+        if container.get("volumeMounts"):
+            ops.append({"op": "add", "path": f"/spec/containers/{index}/volumeMounts/-", "value": dict(mount)})
+        else:
+            ops.append({"op": "add", "path": f"/spec/containers/{index}/volumeMounts", "value": [dict(mount)]})
+    return ops
+
+
+def grace_ops(pod: Mapping[str, Any], config: SidecarConfig) -> list[Op]:
+    """``terminationGracePeriodSeconds`` long enough for the sidecar's shutdown, only when the pod
+    sets none and Kubernetes' 30 s would not do: a pod's own value is the user's (the webhook warns
+    when it is too short, ``config.grace_shortfall``)."""
+    needed = config_mod.shutdown_seconds(config)
+    own = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    if own is not None or needed <= config_mod.POD_DEFAULT_GRACE:
+        return []
+    return [{"op": "add", "path": "/spec/terminationGracePeriodSeconds", "value": needed}]
+
+
 def app_env_ops(pod: Mapping[str, Any], settings: InjectorSettings) -> list[Op]:
     """``DAPR_HTTP_PORT``/``DAPR_GRPC_PORT`` for each app container that does not set them."""
     wanted = (("DAPR_HTTP_PORT", str(HTTP_PORT)), ("DAPR_GRPC_PORT", str(GRPC_PORT)))
@@ -245,10 +310,12 @@ def build(
     if has_sidecar(pod, settings.container_name):
         return []
     return [
-        *volume_ops(pod, settings),
+        *volume_ops(pod, config, settings),
         *container_ops(pod, config, settings),
         *metadata_ops(pod, config, ca_pem=ca_pem),
         *app_env_ops(pod, settings),
+        *app_socket_ops(pod, config, settings),
+        *grace_ops(pod, config),
     ]
 
 

@@ -54,7 +54,8 @@ def inject(injector_settings: InjectorSettings) -> Inject:
     def run(pod: dict[str, Any], settings: InjectorSettings | None = None) -> dict[str, Any]:
         settings = settings or injector_settings
         meta = pod["metadata"]
-        parsed = config.parse(meta["annotations"], pod_name=meta.get("name", ""), settings=settings)
+        parsed = config.parse(meta["annotations"], pod_name=meta.get("name", ""), settings=settings,
+                              volumes=[v["name"] for v in pod["spec"].get("volumes") or ()])
         assert parsed.invalid == ()
         return patch.apply(pod, patch.build(pod, parsed.config, settings, ca_pem=CA_PEM))
 

@@ -11,10 +11,13 @@ from parley_operator.injection import annotations as keys
 from parley_operator.injection import config
 from parley_operator.settings import InjectorSettings
 
+POD_VOLUMES = ("data", "certs")
+"""The volumes of the pod these annotations sit on (``volume-mounts`` may name only these)."""
+
 
 def parse(annotations: dict[str, str], *, name: str = "web", **overrides: Any) -> config.Parsed:
     settings = InjectorSettings(sidecar_image="registry.test/parley-sidecar:1", **overrides)
-    return config.parse(annotations, pod_name=name, settings=settings)
+    return config.parse(annotations, pod_name=name, settings=settings, volumes=POD_VOLUMES)
 
 
 def test_no_annotations_give_daprs_defaults() -> None:
@@ -29,6 +32,12 @@ def test_no_annotations_give_daprs_defaults() -> None:
     assert c.liveness == config.Probe(delay=180, timeout=3, period=10, threshold=5)
     assert c.readiness == config.Probe(delay=1, timeout=1, period=1, threshold=5)
     assert c.native_sidecar is False
+    assert (c.graceful_shutdown_seconds, c.block_shutdown) == (-1, "")
+    assert c.listen_addresses == "[::1],127.0.0.1"  # Dapr's default: loopback, IPv6 and IPv4
+    assert (c.max_body_size, c.http_max_request_size, c.read_buffer_size, c.http_read_buffer_size) == (
+        "", None, "", None)
+    assert (c.enable_api_logging, c.unix_domain_socket_path, c.env_from_secret, c.volume_mounts) == (
+        None, "", (), ())
 
 
 # (annotation, value, SidecarConfig attribute, expected)
@@ -68,6 +77,26 @@ VALID = [
     (keys.READINESS_PERIOD, "4", "readiness", config.Probe(delay=1, timeout=1, period=4, threshold=5)),
     (keys.READINESS_THRESHOLD, "3", "readiness", config.Probe(delay=1, timeout=1, period=1, threshold=3)),
     (keys.ENABLE_NATIVE_SIDECAR, "true", "native_sidecar", True),
+    (keys.GRACEFUL_SHUTDOWN_SECONDS, "30", "graceful_shutdown_seconds", 30),
+    (keys.GRACEFUL_SHUTDOWN_SECONDS, "-1", "graceful_shutdown_seconds", -1),
+    (keys.BLOCK_SHUTDOWN_DURATION, "1m30s", "block_shutdown", "1m30s"),
+    (keys.MAX_BODY_SIZE, "16Mi", "max_body_size", "16Mi"),
+    (keys.HTTP_MAX_REQUEST_SIZE, "16", "http_max_request_size", 16),
+    (keys.READ_BUFFER_SIZE, "16Ki", "read_buffer_size", "16Ki"),
+    (keys.HTTP_READ_BUFFER_SIZE, "16", "http_read_buffer_size", 16),
+    (keys.SIDECAR_LISTEN_ADDRESSES, "0.0.0.0", "listen_addresses", "0.0.0.0"),
+    (keys.SIDECAR_LISTEN_ADDRESSES, "[::1], 127.0.0.1", "listen_addresses", "[::1],127.0.0.1"),
+    (keys.SIDECAR_LISTEN_ADDRESSES, "localhost", "listen_addresses", "localhost"),
+    (keys.ENABLE_API_LOGGING, "true", "enable_api_logging", True),
+    (keys.ENABLE_API_LOGGING, "false", "enable_api_logging", False),
+    (keys.UNIX_DOMAIN_SOCKET_PATH, "/tmp/dapr", "unix_domain_socket_path", "/tmp/dapr"),
+    (keys.ENV_FROM_SECRET, "OPENAI_API_KEY=openai", "env_from_secret",
+     (config.SecretEnv("OPENAI_API_KEY", "openai", "openai"),)),
+    (keys.ENV_FROM_SECRET, "A=creds:openai-key, B=creds:other", "env_from_secret",
+     (config.SecretEnv("A", "creds", "openai-key"), config.SecretEnv("B", "creds", "other"))),
+    (keys.VOLUME_MOUNTS, "data:/mnt/data, certs:/etc/certs", "volume_mounts",
+     (config.VolumeMount("data", "/mnt/data", True), config.VolumeMount("certs", "/etc/certs", True))),
+    (keys.VOLUME_MOUNTS_RW, "data:/mnt/scratch", "volume_mounts", (config.VolumeMount("data", "/mnt/scratch", False),)),
 ]
 
 
@@ -111,6 +140,28 @@ INVALID = [
     (keys.READINESS_PERIOD, "", "must be an integer"),
     (keys.READINESS_THRESHOLD, "0", "between 1 and"),
     (keys.ENABLE_NATIVE_SIDECAR, "sure", "true or false"),
+    (keys.GRACEFUL_SHUTDOWN_SECONDS, "30s", "must be an integer"),
+    (keys.GRACEFUL_SHUTDOWN_SECONDS, "-5", "between -1 and"),
+    (keys.BLOCK_SHUTDOWN_DURATION, "soon", "duration such as 10s"),
+    (keys.MAX_BODY_SIZE, "big", "a size such as 4Mi"),
+    (keys.MAX_BODY_SIZE, "0", "above 0"),
+    (keys.HTTP_MAX_REQUEST_SIZE, "4Mi", "must be an integer"),
+    (keys.READ_BUFFER_SIZE, "4 KB", "a size such as 4Mi"),
+    (keys.HTTP_READ_BUFFER_SIZE, "0", "between 1 and"),
+    (keys.SIDECAR_LISTEN_ADDRESSES, "", "IP address"),
+    (keys.SIDECAR_LISTEN_ADDRESSES, "[::1],,127.0.0.1", "IP address"),
+    (keys.SIDECAR_LISTEN_ADDRESSES, "[not-an-ip]", "IP address"),
+    (keys.ENABLE_API_LOGGING, "loud", "true or false"),
+    (keys.UNIX_DOMAIN_SOCKET_PATH, "relative/dir", "absolute directory"),
+    (keys.ENV_FROM_SECRET, "OPENAI_API_KEY", "NAME=secret"),
+    (keys.ENV_FROM_SECRET, "A=Bad_Secret", "name of a Secret"),
+    (keys.ENV_FROM_SECRET, "A=creds:k:extra", "key of a Secret"),
+    (keys.ENV_FROM_SECRET, "DAPR_API_TOKEN=creds", "set by the injector"),
+    (keys.VOLUME_MOUNTS, "data", "volume:/path"),
+    (keys.VOLUME_MOUNTS, "missing:/mnt", "no volume named 'missing'"),
+    (keys.VOLUME_MOUNTS, "data:relative", "absolute"),
+    (keys.VOLUME_MOUNTS_RW, "data:/var/run/secrets/parley.io", "overlaps"),
+    (keys.VOLUME_MOUNTS_RW, "data:/var/run/dapr-sockets", "overlaps"),
 ]
 
 
@@ -146,9 +197,47 @@ def test_native_sidecar_default_comes_from_settings_and_the_annotation_wins() ->
 
 
 def test_dapr_keys_parley_does_not_use_are_listed_as_ignored() -> None:
-    parsed = parse({"dapr.io/app-protocol": "grpc", "dapr.io/placement-host-address": "", "other.io/x": "1"})
+    parsed = parse({"dapr.io/app-protocol": "grpc", "dapr.io/placement-host-address": "", "other.io/x": "1",
+                    "dapr.io/app-prot": "typo"})
     assert parsed.invalid == ()
-    assert parsed.ignored == ("dapr.io/app-protocol", "dapr.io/placement-host-address")
+    # Dapr's keys parley does not act on, and a key Dapr does not have either (a typo).
+    assert parsed.ignored == ("dapr.io/app-prot", "dapr.io/app-protocol", "dapr.io/placement-host-address")
+
+
+def test_honoured_keys_and_app_port_and_config_are_not_reported_as_ignored() -> None:
+    honoured = {keys.APP_PORT: "8080", keys.CONFIG: "appconfig", keys.GRACEFUL_SHUTDOWN_SECONDS: "30",
+                keys.BLOCK_SHUTDOWN_DURATION: "10s", keys.MAX_BODY_SIZE: "8Mi", keys.HTTP_READ_BUFFER_SIZE: "8",
+                keys.SIDECAR_LISTEN_ADDRESSES: "127.0.0.1", keys.ENABLE_API_LOGGING: "true",
+                keys.UNIX_DOMAIN_SOCKET_PATH: "/tmp", keys.VOLUME_MOUNTS: "data:/d"}
+    parsed = parse(honoured)
+    assert (parsed.invalid, parsed.ignored) == ((), ())
+    assert set(keys.IGNORED).isdisjoint(keys.SUPPORTED)
+
+
+def test_a_variable_from_both_env_and_env_from_secret_is_refused() -> None:
+    parsed = parse({keys.ENV: "KEY=plain", keys.ENV_FROM_SECRET: "KEY=creds"})
+    assert [str(p) for p in parsed.invalid] == [f"annotation {keys.ENV_FROM_SECRET}: KEY also set by {keys.ENV}"]
+
+
+def test_one_path_mounted_twice_is_refused() -> None:
+    parsed = parse({keys.VOLUME_MOUNTS: "data:/mnt", keys.VOLUME_MOUNTS_RW: "certs:/mnt"})
+    assert [p.annotation for p in parsed.invalid] == [keys.VOLUME_MOUNTS]
+
+
+@pytest.mark.parametrize(("annotations", "pod_grace", "warned"), [
+    ({keys.GRACEFUL_SHUTDOWN_SECONDS: "30"}, 20, True),  # needs 30 + 5
+    ({keys.GRACEFUL_SHUTDOWN_SECONDS: "30"}, 35, False),
+    ({keys.GRACEFUL_SHUTDOWN_SECONDS: "30"}, None, False),  # the patch sets one (patch.grace_ops)
+    ({keys.BLOCK_SHUTDOWN_DURATION: "20s"}, 25, True),  # 20 + daprd's 5 + 5
+    ({}, 5, False),  # no shutdown annotation: the pod's own choice, as with daprd
+])
+def test_a_grace_period_too_short_for_the_sidecars_shutdown_is_named(
+    annotations: dict[str, str], pod_grace: int | None, warned: bool,
+) -> None:
+    message = config.grace_shortfall(parse(annotations).config, pod_grace)
+    assert bool(message) is warned
+    if warned:
+        assert f"terminationGracePeriodSeconds is {pod_grace}" in message
 
 
 @pytest.mark.parametrize(("value", "wanted"), [("true", True), ("TRUE", True), ("True", True), ("1", False),

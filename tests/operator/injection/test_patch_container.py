@@ -34,7 +34,12 @@ def test_default_sidecar_matches_daprs_contract(make_pod: PodFactory, inject: In
     assert flag(args, "--control-plane-address") == "parley-operator.parley-system.svc:6500"
     assert flag(args, "--dapr-http-port") == "3500" and flag(args, "--dapr-public-port") == "3501"
     assert flag(args, "--log-level") == "info" and flag(args, "--metrics-port") == "9090"
-    assert flag(args, "--dapr-listen-addresses") == "127.0.0.1"
+    assert flag(args, "--dapr-listen-addresses") == "[::1],127.0.0.1"  # Dapr's default
+    assert flag(args, "--dapr-graceful-shutdown-seconds") == "-1"  # the sidecar's own default, as Dapr passes it
+    for unset in ("--dapr-block-shutdown-duration", "--max-body-size", "--read-buffer-size", "--unix-domain-socket",
+                  "--dapr-http-max-request-size", "--dapr-http-read-buffer-size"):
+        assert unset not in args
+    assert not [a for a in args if a.startswith("--enable-api-logging")]
     assert "--app-port" not in args and "--config" not in args
 
 
@@ -50,7 +55,7 @@ def test_sidecar_parses_with_the_sidecars_own_cli(make_pod: PodFactory, inject: 
     assert settings.operator.namespace == "shop"
     assert settings.logging.level == "debug"
     assert settings.enable_metrics is False
-    assert settings.listen_addresses == ["127.0.0.1"]
+    assert settings.listen_addresses == ["[::1]", "127.0.0.1"]
     assert settings.ports.public == 3501
 
 

@@ -14,7 +14,7 @@ CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 def ops_for(pod: dict[str, Any], settings: InjectorSettings) -> list[dict[str, Any]]:
     parsed = config.parse(pod["metadata"]["annotations"], pod_name=pod["metadata"].get("name", ""),
-                          settings=settings)
+                          settings=settings, volumes=[v["name"] for v in pod["spec"].get("volumes") or ()])
     return patch.build(pod, parsed.config, settings, ca_pem=CA)
 
 
