@@ -291,3 +291,24 @@ async def test_a_client_that_leaves_mid_wait_closes_a_hanging_upstream(build: Bu
         await waiting
     await pieces.aclose()
     assert component.closed == 1 and entry.in_flight == 0
+
+
+async def test_a_client_that_leaves_before_the_first_piece_closes_the_upstream(
+        build: Build, pipe: pipeline.Pipeline) -> None:
+    component = Planned([None])
+    entry = await loaded(build, component, circuitBreakerFailures="1")
+    pieces = pipe.stream("c", entry, ask("x"))
+    waiting = asyncio.ensure_future(anext(pieces))
+    await asyncio.sleep(0.05)
+    assert component.opened == 1 and component.closed == 0
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert component.closed == 1 and entry.in_flight == 0
+    assert entry.breaker is not None and not entry.breaker.is_open  # a client leaving says nothing of the upstream
+
+
+async def test_stream_idle_timeout_defaults_to_60s_and_0_turns_it_off(build: Build) -> None:
+    assert (await loaded(build)).settings.stream.idle_timeout == 60.0
+    assert (await loaded(build, name="d", streamIdleTimeout="0")).settings.stream.idle_timeout is None
+    assert (await loaded(build, name="e", streamIdleTimeout="2m")).settings.stream.idle_timeout == 120.0
