@@ -221,9 +221,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     skipped = ignored_flags(args)
     if skipped:
         log.info("ignoring daprd flags that do not apply to parley: %s", " ".join(skipped))
-    if settings.kubernetes_config:
-        log.warning("parley ignores the Configuration %r (dapr.io/config): the operator does not deliver "
-                    "Configurations yet; only --config FILE in standalone mode is read", settings.kubernetes_config)
     if args.stray:
         log.info("ignoring %d stray positional argument(s)", len(args.stray))
     runtime.run(settings)

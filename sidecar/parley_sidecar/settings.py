@@ -156,7 +156,8 @@ class SidecarSettings:
     config_file: Path | None = None
     """Dapr ``Configuration`` file (``--config``); read by ``Sidecar.start`` into :attr:`configuration`."""
     kubernetes_config: str = ""
-    """``--config NAME`` with ``--mode kubernetes``: a Configuration resource's name (not read yet)."""
+    """``--config NAME`` with ``--mode kubernetes``: a Configuration resource's name, which the
+    operator's stream delivers (``Sidecar.start`` waits for it)."""
     enable_api_logging: bool | None = None
     """``--enable-api-logging``; when given it wins over ``spec.logging.apiLogging.enabled``, as in daprd."""
     configuration: Configuration = dataclasses.field(default_factory=Configuration)
