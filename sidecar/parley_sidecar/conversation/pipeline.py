@@ -267,9 +267,10 @@ class Pipeline:
             hit = await responses.lookup(key)
         scrub = self.scrubbing.start(name, entry, overrides.pii_entities) if scrub_output else None
         scrubber = pii_stream.StreamScrub(scrub) if scrub is not None else None
-        raw = streaming.Assembler()
+        # Assembled only when kept: a long answer's pieces cost memory for as long as it streams.
+        raw = streaming.Assembler() if responses is not None and hit is None else None
         """The answer as the component gave it: what the cache keeps."""
-        answer = streaming.Assembler()
+        answer = streaming.Assembler() if store is not None else None
         """The answer as the consumer got it (scrubbed): what memory keeps."""
         started = time.perf_counter()
         success = False
@@ -286,30 +287,33 @@ class Pipeline:
                     else:
                         out = scrubber.feed(delta)
                     if out is not None:
-                        answer.add(out)
+                        if answer is not None:
+                            answer.add(out)
                         yield out
             for out in scrubber.finish() if scrubber is not None else ():
-                answer.add(out)
+                if answer is not None:
+                    answer.add(out)
                 yield out
             success = True
         finally:
             self.metrics.conversation(name, success, (time.perf_counter() - started) * 1000.0)
             if scrub is not None:
                 self.scrubbing.count(scrub, "output")
-        if responses is not None and hit is None:
+        if responses is not None and raw is not None:
             await responses.put(key, raw.response(), ttl)
-        if store is not None and limits is not None:
+        if store is not None and limits is not None and answer is not None:
             reply = memory.reply_message(answer.response())
             await store.remember(name, context_id, request.messages + ((reply,) if reply else ()), limits)
 
     async def _upstream(self, name: str, entry: Entry, request: base.ConverseRequest,
-                        raw: streaming.Assembler) -> AsyncGenerator[base.Delta, None]:
-        """The resilient stream, assembled into ``raw`` as it passes, with its GenAI metrics; any
-        failure becomes ``InvokeError`` with the bare reason."""
+                        raw: streaming.Assembler | None) -> AsyncGenerator[base.Delta, None]:
+        """The resilient stream, assembled into ``raw`` (when given) as it passes, with its GenAI
+        metrics; any failure becomes ``InvokeError`` with the bare reason."""
         provider = entry.ctype.name.removeprefix("conversation.")
         started = time.perf_counter()
         first: float | None = None
         texts = 0
+        streamed: base.Usage | None = None
         error_type = "cancelled"  # unless it ends otherwise: the consumer closed it (the client left)
         try:
             resilient = resiliency.stream(self.store, entry, request, metrics=self.metrics)
@@ -318,8 +322,10 @@ class Pipeline:
                     if first is None:
                         first = time.perf_counter()
                         self.metrics.first_token(name, provider, first - started)
-                    raw.add(delta)
+                    if raw is not None:
+                        raw.add(delta)
                     texts += 1 if delta.content else 0
+                    streamed = delta.usage if delta.usage is not None else streamed
                     yield delta
             error_type = ""
         except errors.ProviderError as exc:
@@ -334,7 +340,7 @@ class Pipeline:
             raise errors.InvokeError(name, "internal error in the component (see the sidecar log)") from None
         finally:
             ended = time.perf_counter()
-            usage = raw.usage if not error_type else None
+            usage = streamed if not error_type else None
             self.metrics.genai(name, provider, ended - started, error_type,
                                usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
             if not error_type and first is not None:
