@@ -94,3 +94,31 @@ async def test_a_client_that_leaves_closes_the_stream(serve: tuple[str, list[Sou
             assert await resp.content.readuntil(b"\n\n") == b"data: a\n\n"
         # leaving the block without reading the rest closes the connection
         await asyncio.wait_for(sources[0].closed.wait(), 10)
+
+
+async def test_a_slow_reader_holds_the_stream_back(serve: tuple[str, list[Source]]) -> None:
+    """Each write waits for the socket: a reader that stops reading stops the stream, so the
+    pieces not yet read are never produced (memory stays bounded), and all arrive once it reads."""
+    url, sources = serve
+    total, size = 4000, 16384  # 64 MiB: far beyond what the kernel's loopback buffers (a few MiB) hold
+    source = Source([str(i).ljust(size, ".") for i in range(total)])
+    produced = 0
+    original = source.run
+
+    async def counted() -> AsyncIterator[str]:
+        nonlocal produced
+        async for piece in original():
+            produced += 1
+            yield piece
+
+    source.run = counted  # type: ignore[method-assign]
+    sources.append(source)
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        await resp.content.readuntil(b"\n\n")
+        await asyncio.sleep(0.5)  # a pause in reading (the producer, unblocked, would finish in far less)
+        held = produced
+        events = 1
+        while await resp.content.readuntil(b"\n\n"):
+            events += 1
+    assert held < total / 4, f"{held} of {total} pieces produced while the reader paused"
+    assert events == total + 1  # every piece, then the end marker
