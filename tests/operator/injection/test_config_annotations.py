@@ -246,3 +246,35 @@ def test_only_the_word_true_asks_for_injection(value: str, wanted: bool) -> None
     # Dapr ≥ 1.18 pre-filters with EqualFold("true"); other truthy spellings are not injected.
     assert config.wants_injection({keys.ENABLED: value}) is wanted
     assert config.wants_injection({}) is False
+
+
+DAPR_1_18_KEYS = (
+    "dapr.io/actors-disseminate-timeout", "dapr.io/api-token-secret", "dapr.io/app-binding-options-timeout",
+    "dapr.io/app-channel-address", "dapr.io/app-health-check-path", "dapr.io/app-health-probe-interval",
+    "dapr.io/app-health-probe-timeout", "dapr.io/app-health-threshold", "dapr.io/app-id",
+    "dapr.io/app-max-concurrency", "dapr.io/app-port", "dapr.io/app-protocol", "dapr.io/app-ssl",
+    "dapr.io/app-token-secret", "dapr.io/block-shutdown-duration", "dapr.io/component-container", "dapr.io/config",
+    "dapr.io/debug-port", "dapr.io/disable-builtin-k8s-secret-store", "dapr.io/disable-init-endpoints",
+    "dapr.io/enable-api-logging", "dapr.io/enable-app-health-check", "dapr.io/enable-debug",
+    "dapr.io/enable-metrics", "dapr.io/enable-native-sidecar", "dapr.io/enable-profiling", "dapr.io/enabled",
+    "dapr.io/env", "dapr.io/env-from-secret", "dapr.io/graceful-shutdown-seconds", "dapr.io/grpc-port",
+    "dapr.io/http-max-request-size", "dapr.io/http-read-buffer-size", "dapr.io/inject-pluggable-components",
+    "dapr.io/internal-grpc-port", "dapr.io/log-as-json", "dapr.io/log-level", "dapr.io/max-body-size",
+    "dapr.io/metrics-port", "dapr.io/placement-host-address", "dapr.io/pluggable-components",
+    "dapr.io/pluggable-components-sockets-folder", "dapr.io/read-buffer-size", "dapr.io/scheduler-host-address",
+    "dapr.io/sentry-request-jwt-audiences", "dapr.io/sidecar-cpu-limit", "dapr.io/sidecar-cpu-request",
+    "dapr.io/sidecar-image", "dapr.io/sidecar-listen-addresses", "dapr.io/sidecar-liveness-probe-delay-seconds",
+    "dapr.io/sidecar-liveness-probe-period-seconds", "dapr.io/sidecar-liveness-probe-threshold",
+    "dapr.io/sidecar-liveness-probe-timeout-seconds", "dapr.io/sidecar-memory-limit",
+    "dapr.io/sidecar-memory-request", "dapr.io/sidecar-readiness-probe-delay-seconds",
+    "dapr.io/sidecar-readiness-probe-period-seconds", "dapr.io/sidecar-readiness-probe-threshold",
+    "dapr.io/sidecar-readiness-probe-timeout-seconds", "dapr.io/sidecar-seccomp-profile-type",
+    "dapr.io/sidecar-svc-annotations", "dapr.io/unix-domain-socket-path", "dapr.io/volume-mounts",
+    "dapr.io/volume-mounts-rw",
+)
+"""Every key of ``dapr/dapr: pkg/injector/annotations/annotations.go`` at v1.18."""
+
+
+def test_every_dapr_annotation_is_either_honoured_or_ignored_for_a_reason() -> None:
+    assert len(DAPR_1_18_KEYS) == 64
+    assert set(DAPR_1_18_KEYS) == set(keys.SUPPORTED) | set(keys.IGNORED)
