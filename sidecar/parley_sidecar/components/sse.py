@@ -39,6 +39,7 @@ class Parser:
         self._data: list[str] = []
         self._skip_lf = False
         """The previous chunk ended with CR: a LF first in this one belongs to that line end."""
+        self._started = False
 
     def feed(self, chunk: bytes) -> Iterator[Event]:
         """Each whole event the bytes complete, as it completes: those before a bad one are
@@ -75,6 +76,9 @@ class Parser:
         self._pending += piece
 
     def _line(self, raw: bytes) -> Event | None:
+        if not self._started:
+            self._started = True
+            raw = raw.removeprefix(b"\xef\xbb\xbf")  # the spec: one leading byte-order mark is dropped
         if not raw:
             return self._dispatch()
         try:
@@ -98,11 +102,6 @@ class Parser:
         if not data:
             return None  # the spec: an event without data is not dispatched
         return Event(name, "\n".join(data))
-
-    @property
-    def idle(self) -> bool:
-        """Nothing of an event is pending (a stream may end here without losing anything)."""
-        return not self._pending and not self._data
 
 
 async def events(body: http_kit.StreamBody) -> AsyncGenerator[Event, None]:

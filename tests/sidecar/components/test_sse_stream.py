@@ -20,6 +20,8 @@ def parse(pieces: list[bytes], max_event: int = 1 << 20) -> list[sse.Event]:
 
 def test_events_whole() -> None:
     assert parse([BODY]) == EVENTS
+    # a leading byte-order mark is dropped, even split across reads
+    assert parse([b"\xef\xbb", b"\xbfdata: x\n\n"]) == [sse.Event("", "x")]
 
 
 def test_events_a_byte_at_a_time() -> None:
