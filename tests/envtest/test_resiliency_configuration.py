@@ -255,6 +255,13 @@ async def test_a_missing_configuration_stops_the_start(installed: Installed, sid
     with pytest.raises(configuration.ConfigurationError, match="'does-not-exist' not found in namespace 'team-a'"):
         await operator_stream.configuration_of(first, "does-not-exist", timeout=20)
 
+    def explained_on_the_pod() -> bool:
+        events = installed.admin.get(f"/api/v1/namespaces/{APP_NS}/events")["items"]
+        return any(e["reason"] == "ConfigurationNotFound" and e["involvedObject"]["name"] == "misconfigured"
+                   and e["involvedObject"]["kind"] == "Pod" and "'does-not-exist'" in e["message"] for e in events)
+
+    cluster.wait_for(explained_on_the_pod, timeout=20, what="a ConfigurationNotFound Event on the pod")
+
 
 async def test_a_real_sidecar_of_a_configured_pod_serves_under_its_configuration(
         installed: Installed, sidecars: Sidecars, start_sidecar: StartSidecar, clean: None) -> None:

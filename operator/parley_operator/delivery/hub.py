@@ -221,6 +221,11 @@ class Hub:
             self._metrics.errors.labels(kind="configuration_missing").inc()
             log.warning("pod %s/%s names Configuration %r (dapr.io/config), which does not exist",
                         identity.namespace, identity.pod_name, name)
+            # On the pod: `kubectl describe pod` then says why its sidecar keeps restarting.
+            self._events.record(ObjectRef("v1", "Pod", identity.namespace, identity.pod_name, identity.pod_uid),
+                                "Warning", "ConfigurationNotFound",
+                                f"dapr.io/config names Configuration '{name}', which does not exist in this "
+                                "namespace: the sidecar does not start until it does")
             return protocol.SnapshotConfiguration(
                 name, error=f"configurations.dapr.io {name!r} not found in namespace {identity.namespace!r}")
         spec = found.get("spec")
