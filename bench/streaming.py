@@ -1,0 +1,143 @@
+"""Streaming through parley and through LiteLLM's proxy, against the model streaming directly.
+
+    python -m bench.streaming [--seconds 10] [--hold 1000] [--no-litellm]
+
+One paced model (``bench.stream_upstream``: 100 ms to its first token, then 20 chunks 25 ms apart,
+OpenAI's SSE) runs in its own process. The same client (``bench.stream_client``, its own process)
+streams from it directly, through parley's ``/v1/chat/completions`` (``conversation.openai``
+pointed at it) and through LiteLLM's proxy (``openai/…`` with ``api_base`` at it), at 1 and 100
+concurrent streams. What each adds is its figure minus the direct one, measured in the same run:
+time to first token and the gap between chunks, p50 and p99. Then each holds ``--hold`` streams
+open at once (a model that sends a chunk a second) and its RSS growth per open stream is read
+from /proc. parley's component gets ``maxConnections`` above the stream count: its default pool
+(64) would queue the rest, which is the setting a user streaming that much raises too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import harness, litellm_proxy
+
+PEOPLE = ("direct", "parley", "litellm")
+
+
+def component(directory: Path, upstream: int, connections: int) -> Path:
+    (directory / "openai.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: bench\n"
+        "spec:\n  type: conversation.openai\n  version: v1\n  metadata:\n"
+        "  - name: key\n    value: sk-bench\n  - name: model\n    value: gpt-4o-mini\n"
+        f"  - name: endpoint\n    value: http://127.0.0.1:{upstream}/v1\n"
+        f"  - name: maxConnections\n    value: \"{connections}\"\n")
+    return directory
+
+
+def litellm_config(directory: Path, upstream: int) -> Path:
+    path = directory / "litellm.yaml"
+    path.write_text(
+        "model_list:\n  - model_name: bench\n    litellm_params:\n      model: openai/gpt-4o-mini\n"
+        f"      api_base: http://127.0.0.1:{upstream}/v1\n      api_key: sk-bench\n"
+        "litellm_settings:\n  telemetry: false\n  drop_params: true\n  set_verbose: false\n"
+        "general_settings:\n  disable_spend_logs: true\n")
+    return path
+
+
+def load(url: str, concurrency: int, seconds: float) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-m", "bench.stream_client", url, "bench", "--concurrency",
+                          str(concurrency), "--seconds", str(seconds)], cwd=harness.ROOT, capture_output=True,
+                         text=True, check=True, timeout=seconds + 180).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def hold(url: str, streams: int, pid: int) -> tuple[float, float, int]:
+    """RSS (MB) before and with ``streams`` open, and how many failed."""
+    before = harness.rss_mb(pid)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.stream_client", url, "bench", "--hold", str(streams)],
+                            cwd=harness.ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    during = harness.rss_mb(pid) if '"open"' in line else float("nan")
+    rest = proc.stdout.read()
+    proc.wait(300)
+    failed = int(json.loads(rest.strip().splitlines()[-1])["errors"]) if rest.strip() else streams
+    return before, during, failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench.streaming")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--hold", type=int, default=1000)
+    parser.add_argument("--no-litellm", action="store_true")
+    args = parser.parse_args()
+    people = [p for p in PEOPLE if p != "litellm" or not args.no_litellm]
+    exe = None if args.no_litellm else litellm_proxy.install()
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    memory: dict[str, tuple[float, float, int]] = {}
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for phase, upstream_args in (("latency", []), ("hold", ["--think-ms", "10", "--chunks", "40", "--gap-ms", "1000"])):
+            up = harness.free_port()
+            upstream_argv = [sys.executable, "-m", "bench.stream_upstream", str(up), *upstream_args]
+            with harness.serve(upstream_argv, f"http://127.0.0.1:{up}/healthz", f"http://127.0.0.1:{up}/v1") as upstream:
+                for person in people:
+                    http = harness.free_port()
+                    directory = Path(tmp) / f"{phase}-{person}"
+                    directory.mkdir()
+                    if person == "direct":
+                        server = None
+                    elif person == "parley":
+                        argv = harness.sidecar_argv(http, harness.free_port(), harness.free_port(), harness.free_port(),
+                                                    component(directory, up, args.hold + 100))
+                        server = harness.serve(argv, f"http://127.0.0.1:{http}/v1.0/healthz", f"http://127.0.0.1:{http}/v1")
+                    else:
+                        assert exe is not None
+                        argv = litellm_proxy.argv(exe, litellm_config(directory, up), http)
+                        server = harness.serve(argv, f"http://127.0.0.1:{http}/health/liveliness",
+                                               f"http://127.0.0.1:{http}/v1", env=litellm_proxy.ENV, timeout=120)
+                    if server is None:
+                        if phase == "latency":
+                            for concurrency in (1, 100):
+                                results[(person, concurrency)] = load(upstream.url + "/chat/completions", concurrency, args.seconds)
+                        continue
+                    with server as running:
+                        url = running.url + "/chat/completions"
+                        load(url, 10, 2)  # warm-up: imports, pools, first-call paths
+                        if phase == "latency":
+                            for concurrency in (1, 100):
+                                results[(person, concurrency)] = load(url, concurrency, args.seconds)
+                        else:
+                            memory[person] = hold(url, args.hold, running.proc.pid)
+    print(f"# bench.streaming: {args.seconds:g} s per load, load average before {load_before:.1f}, "
+          f"took {time.perf_counter() - started:.0f} s")
+    print("\n| streams | who | streams done | errors | TTFT p50 | TTFT p99 | gap p50 | gap p99 | added TTFT p50 / p99 | added gap p50 / p99 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for concurrency in (1, 100):
+        base = results[("direct", concurrency)]
+        for person in people:
+            r = results[(person, concurrency)]
+            added = "" if person == "direct" else (
+                f"{r['ttft_p50'] - base['ttft_p50']:+.2f} / {r['ttft_p99'] - base['ttft_p99']:+.2f} ms")
+            gap = "" if person == "direct" else (
+                f"{r['gap_p50'] - base['gap_p50']:+.2f} / {r['gap_p99'] - base['gap_p99']:+.2f} ms")
+            print(f"| {concurrency} | {person} | {r['streams']:.0f} | {r['errors']:.0f} | {r['ttft_p50']:.2f} ms | "
+                  f"{r['ttft_p99']:.2f} ms | {r['gap_p50']:.2f} ms | {r['gap_p99']:.2f} ms | {added} | {gap} |")
+    if memory:
+        print(f"\n| server | RSS idle | RSS with {args.hold} open streams | per open stream | failed |")
+        print("| --- | --- | --- | --- | --- |")
+        for person, (before, during, failed) in memory.items():
+            per = (during - before) * 1024 / args.hold
+            print(f"| {person} | {before:.1f} MB | {during:.1f} MB | {per:.1f} KB | {failed} |")
+    if "litellm" in people:
+        print(f"\nLiteLLM {litellm_proxy.version()}, one worker.")
+
+
+if __name__ == "__main__":
+    main()
