@@ -2,6 +2,7 @@
 
     python3 - converse API COMPONENT TEXT   # API: http-alpha1 | http-alpha2 | grpc-alpha1 | grpc-alpha2
     python3 - metadata                      # the sidecar's /v1.0/metadata
+    python3 - get URL                       # GET any URL: status and body text
 
 Prints one JSON line. Only the standard library and the Dapr SDK, both in the app's image.
 """
@@ -21,7 +22,8 @@ def http(path: str, body: Any = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(SIDECAR + path, data=data, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=20) as resp:
+        # Long enough for the slow provider of the shutdown test (20 s) and its margin.
+        with urllib.request.urlopen(req, timeout=60) as resp:
             return {"status": resp.status, "body": json.loads(resp.read() or b"null")}
     except urllib.error.HTTPError as exc:
         return {"status": exc.code, "body": json.loads(exc.read() or b"null")}
@@ -51,5 +53,13 @@ def converse(api: str, component: str, text: str) -> Any:
 if __name__ == "__main__":
     if sys.argv[1] == "metadata":
         print(json.dumps(http("/v1.0/metadata")["body"]))
+    elif sys.argv[1] == "get":
+        try:
+            with urllib.request.urlopen(sys.argv[2], timeout=20) as got:
+                print(json.dumps({"status": got.status, "body": got.read().decode()}))
+        except urllib.error.HTTPError as exc:
+            print(json.dumps({"status": exc.code, "body": exc.read().decode()}))
+        except OSError as exc:
+            print(json.dumps({"status": 0, "body": str(exc)}))
     else:
         print(json.dumps(converse(*sys.argv[2:5])))
