@@ -225,7 +225,7 @@ class Hub:
             self._events.record(ObjectRef("v1", "Pod", identity.namespace, identity.pod_name, identity.pod_uid),
                                 "Warning", "ConfigurationNotFound",
                                 f"dapr.io/config names Configuration '{name}', which does not exist in this "
-                                "namespace: the sidecar does not start until it does")
+                                "namespace: a sidecar starting now stops, as daprd does, until it exists")
             return protocol.SnapshotConfiguration(
                 name, error=f"configurations.dapr.io {name!r} not found in namespace {identity.namespace!r}")
         spec = found.get("spec")
