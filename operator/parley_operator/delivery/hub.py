@@ -125,7 +125,7 @@ class Hub:
         self._resiliency_index: resiliencies.ResiliencyIndex = {}
         self._resiliency_views = resiliencies.Views()
         self._reported: dict[tuple[str, str], str] = {}
-        """Bad Resiliency → the digest already reported (an Event and a log line once per version)."""
+        """Bad Resiliency → the digest already logged (one error line per bad version)."""
         self._ready = asyncio.Event()
         self._streams: dict[str, set[Stream]] = collections.defaultdict(set)
         self._views: dict[str, View] = {}
