@@ -79,6 +79,8 @@ def check_documented(method: str, path: str, headers: dict[str, str], body: byte
     if status == 400 and answer.startswith(b'{"errorCode":"ERR_MALFORMED_REQUEST","message":"malformed HTTP request: '):
         return None  # the HTTP parser refused the request (e.g. a method it does not know): never routed
     token_ok = headers.get("dapr-api-token") == API_TOKEN
+    if clean(path).startswith("/v1/") and (status == 200 or answer.startswith(b'{"error":')):
+        return check_openai(method, status, ctype, answer, token_ok, why)  # the OpenAI API (docs/openai.md)
     if not token_ok and clean(path) not in EXEMPT:
         assert (status, answer if method != "HEAD" else b"invalid api token\n") == (401, b"invalid api token\n"), (
             "a missing or wrong token must get daprd's 401 `invalid api token`" + why)
@@ -102,6 +104,19 @@ def check_documented(method: str, path: str, headers: dict[str, str], body: byte
     assert "Traceback" not in parsed["message"], "a stack trace reached the client" + why
     assert ERROR_STATUS.get(parsed["errorCode"]) == status, "an errorCode with another status" + why
     return parsed
+
+
+def check_openai(method: str, status: int, ctype: str, answer: bytes, token_ok: bool, why: str) -> Any:
+    """OpenAI's shapes under ``/v1/``: a JSON object or an event stream, errors as ``{"error": {…}}``."""
+    if status == 200:
+        assert ctype in ("application/json", "text/event-stream"), "an answer that is neither JSON nor SSE" + why
+        return json.loads(answer) if ctype == "application/json" and method != "HEAD" else None
+    parsed = json.loads(answer)
+    assert set(parsed) == {"error"} and set(parsed["error"]) == {"message", "type", "param", "code"}, (
+        "not OpenAI's error shape" + why)
+    assert parsed["error"]["message"] and "Traceback" not in parsed["error"]["message"], "a bad message" + why
+    assert (status == 401) == (not token_ok and parsed["error"]["code"] == "invalid_api_key"), "a wrong 401" + why
+    return None
 
 
 def send(client: HttpClient, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, Any]:

@@ -75,7 +75,9 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     status = surface.CLIENT_GONE
     try:
         token = request.app[TOKEN]
-        openai = request.path.startswith(openai_http.PREFIX)  # OpenAI's API: its header, its shapes
+        # OpenAI's API: its header, its shapes ("/v1/../v1.0/metadata" is the Dapr route it cleans to)
+        openai = request.path.startswith(openai_http.PREFIX) and public.clean_path(request.path).startswith(
+            openai_http.PREFIX)
         if token and public.clean_path(request.path) not in _EXEMPT and not _token_ok(request, token, openai):
             status = 401
             if openai:

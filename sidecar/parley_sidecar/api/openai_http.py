@@ -50,7 +50,11 @@ _FINISH = {
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate (JSON may carry "\ud800"): escaped, so still valid JSON
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -239,6 +243,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         except ValueError as exc:  # not JSON, or not UTF-8
             raise openai_chat.ChatError(f"We could not parse the JSON body of your request: {exc}. The API expects "
                                         "a JSON object.", code="invalid_json") from None
+        except RecursionError:  # nested deeper than the parser goes: no request needs that
+            raise openai_chat.ChatError("We could not parse the JSON body of your request: it is nested too deeply.",
+                                        code="invalid_json") from None
         call = openai_chat.parse(body)
         scrub, context_id = _options(request, call)
         pipeline = request.app[PIPELINE]
