@@ -217,13 +217,16 @@ class Anthropic(http_kit.ComponentSession):
         key = request.api_key if request.api_key is not None else self._key
         body, defn = build_body(request, model, self._max_tokens)
         body["stream"] = True
+        data = http_kit.encode(body)
+        del body  # only the bytes travel; the stream's frame holds neither for the answer's length
         blocks = block_stream.Blocks(model=model, provider=PROVIDER, defn=defn)
         secrets = (key, self._key)
         async with http_kit.open_stream(
-            self.session, self._url, http_kit.encode(body), headers=_headers(key) | {"Accept": "text/event-stream"},
+            self.session, self._url, data, headers=_headers(key) | {"Accept": "text/event-stream"},
             timeout=timeout, provider=PROVIDER, secrets=secrets, max_bytes=self.context.max_response_bytes,
             proxy=self.proxy(self._url),
         ) as upstream:
+            del data
             async with contextlib.aclosing(sse.events(upstream)) as events:
                 async for event in events:
                     delta = stream_event(blocks, event, secrets)

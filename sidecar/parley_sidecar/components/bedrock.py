@@ -247,6 +247,7 @@ class Bedrock(http_kit.ComponentSession):
         model = request.model or self.model
         body, defn = build_body(request, self._max_tokens)
         data = http_kit.encode(body)
+        del body  # only the bytes travel; the stream's frame holds neither for the answer's length
         url = self.url(model, "converse-stream")
         headers, secrets = await self._signed(url, data, "application/vnd.amazon.eventstream")
         blocks = block_stream.Blocks(model=model, provider=PROVIDER, defn=defn)
@@ -255,6 +256,7 @@ class Bedrock(http_kit.ComponentSession):
             auth_detail=True, credential="AWS credentials", max_bytes=self.context.max_response_bytes,
             proxy=self.proxy(url),
         ) as upstream:
+            del data
             decoder = eventstream.Decoder(provider=PROVIDER, max_message=upstream.max_bytes)
             # Read to the end, not to messageStop: the usage (metadata) comes after it.
             while chunk := await upstream.read():

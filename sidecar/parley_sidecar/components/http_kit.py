@@ -308,6 +308,7 @@ async def open_stream(
                                       timeout=aiohttp.ClientTimeout(total=None))
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise _unanswered(exc, provider, url, timeout) from None
+    del data  # sent: a long conversation's bytes are not held for as long as the answer streams
     try:
         status = resp.status
         if status >= 400 or status < 200 or (resp.content_type == "application/json"):

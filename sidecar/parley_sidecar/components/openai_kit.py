@@ -398,14 +398,17 @@ class ChatCompletions(http_kit.ComponentSession):
         body["stream"] = True
         if self.dialect.stream_usage_option:
             body["stream_options"] = {"include_usage": True}
+        data = http_kit.encode(body)
+        del body  # only the bytes travel; the stream's frame holds neither for the answer's length
         url = self.url(model)
         headers = self.headers(key) | {"Accept": "text/event-stream"}
         reader = ChunkReader(model, self.dialect.provider, (key, self._key))
         async with http_kit.open_stream(
-            self.session, url, http_kit.encode(body), headers=headers, proxy=self.proxy(url),
+            self.session, url, data, headers=headers, proxy=self.proxy(url),
             timeout=timeout, provider=self.dialect.provider, secrets=(key, self._key),
             max_bytes=self.context.max_response_bytes,
         ) as upstream:
+            del data
             done = False
             async with contextlib.aclosing(sse.events(upstream)) as events:
                 async for event in events:
