@@ -15,6 +15,7 @@ from parley_sidecar.settings import Limits
 from tests.conftest import ECHO, Running, StartSidecar, component_yaml
 from tests.fakes.openai import OpenAIFake
 from tests.fakes.server import Reply
+from tests.sidecar.api.test_metrics import scrape
 
 CHAT = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "hello there world"}]
@@ -330,3 +331,23 @@ async def test_an_upstream_failure_is_an_openai_server_error(start_sidecar: Star
         assert "failed conversing with component llm" in body["error"]["message"]
         assert "maximum context length" in body["error"]["message"]
         assert "sk-secret" not in json.dumps(body)
+
+
+async def test_requests_are_counted_under_their_route_never_user_text(running: Running) -> None:
+    await running.post(CHAT, {"model": "echo", "messages": HELLO})
+    await events(running, {"model": "echo", "messages": HELLO, "stream": True})
+    await running.post(CHAT, {"model": "secret-looking-name", "messages": HELLO})
+    async with running.session.get(running.http + "/v1/models/another-secret") as resp:
+        assert resp.status == 404
+    families = await scrape(running)
+    http = {(labels["path"], labels["status"]): value
+            for _, labels, value in families["dapr_http_server_request_count"]}
+    assert http[("/v1/chat/completions", "200")] == 2
+    assert http[("/v1/chat/completions", "404")] == 1
+    assert http[("/v1/models/{model}", "404")] == 1
+    text = json.dumps(families)
+    assert "secret-looking-name" not in text and "another-secret" not in text
+    # the pipeline counted both conversations, the streamed one included
+    conversations = {labels["success"]: value for _, labels, value in families["dapr_component_conversation_count"]
+                     if labels["component"] == "echo"}
+    assert conversations == {"true": 2}
