@@ -5,6 +5,8 @@ daprd parses ``maxTokens`` and never sends it; parley sends it as ``max_tokens``
 DeepSeek has JSON mode but no ``json_schema``: a ``responseFormat`` becomes
 ``{"type": "json_object"}`` plus a system message carrying the schema (JSON mode needs the prompt
 to ask for JSON). daprd has no response cache for it; parley's pipeline caches it like every type.
+Streaming: ``: keep-alive`` SSE comments come while a request is queued (skipped by ``sse``);
+``reasoning_content`` deltas are not relayed, as ``converse`` drops them.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 daprd fixes the endpoint to ``https://generativelanguage.googleapis.com/v1beta/openai/``; parley
 uses that as the default of ``endpoint`` and lets metadata override it (a proxy, a test fake).
+Streaming: Gemini's layer sends each tool call whole and without ``index``; ``ChunkReader`` numbers
+calls by their ids, so no dialect field is needed.
 """
 
 from __future__ import annotations

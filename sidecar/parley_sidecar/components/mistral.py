@@ -4,7 +4,8 @@ daprd uses langchaingo's Mistral client, which cannot carry tool calls, so it re
 tool calls and tool results into text ("Tool call [ID: x]: f(args)"). Mistral's API has native
 tool calls in OpenAI's shape; parley sends those (a documented difference). The key is required,
 as in daprd ("mistral api key is required"). Like daprd's client, no ``metadata`` is sent: Mistral
-refuses fields it does not know.
+refuses fields it does not know; for the same reason a stream asks for no ``stream_options`` (Mistral
+puts usage on its last chunk anyway).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``conversation.ollama``: a local Ollama server through its OpenAI-compatible API.
 
 Defaults as daprd: endpoint ``http://localhost:11434/v1``, key ``ollama`` (Ollama ignores it).
-Ollama reports no finish reason for some models; that becomes ``unknown``, as in daprd.
+Ollama reports no finish reason for some models; that becomes ``unknown``, as in daprd (a
+stream's last piece too). Streaming: each tool call comes whole in one chunk.
 """
 
 from __future__ import annotations
