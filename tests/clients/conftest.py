@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,10 @@ import pytest
 
 from tests.conformance.servers import Pair, Server, cache_root, find_daprd, parley_argv, start_pair, start_server
 from tests.fakes.agent_openai import AgentOpenAIFake, ThreadedFake
+from tests.fakes.anthropic import AnthropicFake
+from tests.fakes.bedrock import BedrockFake
 from tests.fakes.openai import OpenAIFake
+from tests.fakes.server import FakeServer
 from tests.manifests import component_yaml
 
 HERE = Path(__file__).parent
@@ -160,12 +163,49 @@ OPENAI_TOKEN = "parley-openai-clients-token"
 FAKE_KEY = "sk-fake-openai-0123456789"
 
 
+AWS_ACCESS, AWS_SECRET = "AKIDCLIENTSFAKE", "clients/secret+key/0123456789"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderType:
+    """One provider type behind the OpenAI API: its component ``p-<name>`` on a fake of its own."""
+
+    name: str
+    make: Callable[[], FakeServer]
+    component: Callable[[str], tuple[str, dict[str, str]]]
+    """The fake's URL → the Component's type and metadata."""
+
+
+PROVIDER_TYPES = (
+    ProviderType("azure", lambda: OpenAIFake(flavor="azure"), lambda url: ("conversation.openai", {
+        "key": "azure-key", "apiType": "azure", "endpoint": url, "apiVersion": "2024-10-21", "model": "my-gpt4o"})),
+    ProviderType("googleai", lambda: OpenAIFake(flavor="gemini"), lambda url: ("conversation.googleai", {
+        "key": "AIza-test-key", "endpoint": f"{url}/v1beta/openai/"})),
+    ProviderType("huggingface", OpenAIFake, lambda url: ("conversation.huggingface", {
+        "key": "hf_testtoken", "model": "org/model-7b", "endpoint": f"{url}/hf-inference/models/{{{{model}}}}/v1"})),
+    ProviderType("mistral", lambda: OpenAIFake(flavor="mistral"), lambda url: ("conversation.mistral", {
+        "key": "mistral-key", "endpoint": f"{url}/v1"})),
+    ProviderType("ollama", lambda: OpenAIFake(flavor="ollama"), lambda url: ("conversation.ollama", {
+        "endpoint": f"{url}/v1", "model": "llama3.2:latest"})),
+    ProviderType("deepseek", lambda: OpenAIFake(flavor="deepseek"), lambda url: ("conversation.deepseek", {
+        "key": "ds-key", "endpoint": url})),
+    ProviderType("anthropic", AnthropicFake, lambda url: ("conversation.anthropic", {
+        "key": "sk-ant-test", "endpoint": f"{url}/v1"})),
+    ProviderType("bedrock", lambda: BedrockFake(credentials={AWS_ACCESS: AWS_SECRET}), lambda url: (
+        "conversation.aws.bedrock", {"endpoint": url, "accessKey": AWS_ACCESS, "secretKey": AWS_SECRET,
+                                     "model": "anthropic.claude-3-haiku-20240307-v1:0"})),
+)
+"""Every provider type besides OpenAI's own (``llm``), each behind a fake that streams its wire format."""
+
+
 @dataclasses.dataclass
 class OpenAISidecar:
-    """A parley process on loopback (echo, and ``llm``: conversation.openai on ``fake``)."""
+    """A parley process on loopback: echo, ``llm`` (conversation.openai on ``fake``) and one
+    ``p-<type>`` component per :data:`PROVIDER_TYPES` on ``providers[type]``."""
 
     server: Server
     fake: ThreadedFake
+    providers: dict[str, ThreadedFake]
 
     @property
     def base_url(self) -> str:
@@ -181,13 +221,20 @@ def openai_fake() -> Iterator[ThreadedFake]:
 
 @pytest.fixture(scope="session")
 def openai_sidecar(openai_fake: ThreadedFake, clients_dir_tmp: Path) -> Iterator[OpenAISidecar]:
-    resources = _components(clients_dir_tmp / "components-openai", {
+    providers = {p.name: ThreadedFake(p.make()).start() for p in PROVIDER_TYPES}
+    files = {
         "echo.yaml": component_yaml("echo"),
         "llm.yaml": component_yaml("llm", "conversation.openai", {
             "key": FAKE_KEY, "model": "gpt-4o-mini", "endpoint": openai_fake.endpoint}),
-    })
+    }
+    for p in PROVIDER_TYPES:
+        ctype, metadata = p.component(providers[p.name].fake.url)
+        files[f"p-{p.name}.yaml"] = component_yaml(f"p-{p.name}", ctype, metadata)
+    resources = _components(clients_dir_tmp / "components-openai", files)
     logs = clients_dir_tmp / "logs"
     logs.mkdir(exist_ok=True)
     server = start_server("parley-openai", parley_argv(), APP_ID, resources, logs, env={"DAPR_API_TOKEN": OPENAI_TOKEN})
-    yield OpenAISidecar(server, openai_fake)
+    yield OpenAISidecar(server, openai_fake, providers)
     server.stop()
+    for fake in providers.values():
+        fake.stop()

@@ -1,5 +1,6 @@
 """LangChain's ``ChatOpenAI`` (langchain-openai) against a parley process on loopback: ``invoke``,
-``stream`` and ``bind_tools``, with ``echo`` and with ``conversation.openai`` on the OpenAI fake."""
+``stream`` and ``bind_tools``, with ``echo`` and with ``conversation.openai`` on the OpenAI fake;
+``stream`` with every other provider type on a fake streaming its own wire format."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_openai import ChatOpenAI
 
-from tests.clients.conftest import OPENAI_TOKEN, OpenAISidecar
+from tests.clients.conftest import OPENAI_TOKEN, PROVIDER_TYPES, OpenAISidecar
 from tests.fakes.server import Reply
 
 
@@ -91,3 +92,13 @@ def test_bind_tools_stream_with_llm(fake: OpenAISidecar) -> None:
     assert [(c["name"], c["args"], c["id"]) for c in total.tool_calls] == [("GetWeather", {"city": "Lyon"}, "call_9")]
     sent = fake.fake.take()[0].body
     assert sent["tools"][0]["function"]["name"] == "GetWeather"
+
+
+@pytest.mark.parametrize("name", [p.name for p in PROVIDER_TYPES])
+def test_stream_from_every_provider_type(openai_sidecar: OpenAISidecar, name: str) -> None:
+    fake = openai_sidecar.providers[name].fake
+    fake.clear()
+    fake.stream(Reply(text="langchain hears every provider"))
+    chunks = list(chat(openai_sidecar, f"p-{name}").stream("hello"))
+    assert "".join(str(c.content) for c in chunks) == "langchain hears every provider"
+    assert sum(1 for c in chunks if c.content) > 1

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.clients.conftest import HERE, INSTALL_HINT, OPENAI_TOKEN, OpenAISidecar, clients_dir, run_app
+from tests.clients.conftest import HERE, INSTALL_HINT, OPENAI_TOKEN, PROVIDER_TYPES, OpenAISidecar, clients_dir, run_app
 from tests.fakes.server import Reply
 
 VERSION = "7.55.0"
@@ -94,7 +94,7 @@ def test_tools(run: dict[str, Any]) -> None:
 
 
 def test_models(run: dict[str, Any]) -> None:
-    assert ok(run, "models") == {"ids": ["echo", "llm"]}
+    assert ok(run, "models") == {"ids": sorted(["echo", "llm", *(f"p-{p.name}" for p in PROVIDER_TYPES)])}
 
 
 def test_errors_are_the_sdks_error_classes(run: dict[str, Any]) -> None:

@@ -4,12 +4,15 @@
 with its input) and with ``llm``, a ``conversation.openai`` component pointed at the OpenAI fake,
 which streams as OpenAI's reference shows: plain answers, streams with usage, tools (streamed
 argument fragments included), structured output parsed into a Pydantic model, OpenAI-shaped
-errors raised as the SDK's own exceptions, and a stream that fails or is abandoned midway.
+errors raised as the SDK's own exceptions, and a stream that fails or is abandoned midway. Then every
+other provider type (Azure, Google, Hugging Face, Mistral, Ollama, DeepSeek, Anthropic, Bedrock), each
+on a fake that streams its own wire format: text and tool calls streamed through the SDK.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 
@@ -17,8 +20,8 @@ import openai
 import pydantic
 import pytest
 
-from tests.clients.conftest import OPENAI_TOKEN, OpenAISidecar
-from tests.fakes.server import Reply
+from tests.clients.conftest import OPENAI_TOKEN, PROVIDER_TYPES, OpenAISidecar
+from tests.fakes.server import FakeServer, Reply
 
 HELLO = [{"role": "user", "content": "hello from the openai sdk"}]
 WEATHER = {"type": "function", "function": {
@@ -100,7 +103,7 @@ def test_structured_output_parsed_into_a_pydantic_model(client: openai.OpenAI) -
 
 
 def test_model_override_and_model_listing(client: openai.OpenAI) -> None:
-    assert {m.id for m in client.models.list()} == {"echo", "llm"}
+    assert {m.id for m in client.models.list()} == {"echo", "llm", *(f"p-{p.name}" for p in PROVIDER_TYPES)}
     assert client.models.retrieve("llm").owned_by == "conversation.openai"
     completion = client.chat.completions.create(model="echo/any-model", messages=HELLO)  # type: ignore[arg-type]
     assert completion.model == "echo/any-model"
@@ -238,3 +241,46 @@ def test_a_client_that_leaves_mid_stream_closes_the_upstream(client: openai.Open
     stream.close()  # the client stops reading and hangs up
     assert eventually(lambda: upstream.closed_by_client == before + 1), "the upstream stream was not closed"
     assert client.chat.completions.create(model="echo", messages=HELLO).choices  # type: ignore[arg-type]
+
+
+# -- every other provider type, each on a fake streaming its own wire format -----------------------
+
+PROVIDERS = [p.name for p in PROVIDER_TYPES]
+
+
+@pytest.fixture
+def provider(request: pytest.FixtureRequest, openai_sidecar: OpenAISidecar) -> Iterator[FakeServer]:
+    fake = openai_sidecar.providers[request.param]
+    fake.fake.clear()
+    fake.take()
+    yield fake.fake
+    fake.fake.clear()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS, indirect=True)
+def test_every_provider_streams_text_through_the_sdk(client: openai.OpenAI, provider: FakeServer,
+                                                     request: pytest.FixtureRequest) -> None:
+    name = request.node.callspec.params["provider"]
+    provider.stream(Reply(text="streams from every provider", prompt_tokens=6, completion_tokens=4))
+    stream = client.chat.completions.create(model=f"p-{name}", messages=HELLO, stream=True,  # type: ignore[arg-type]
+                                            stream_options={"include_usage": True})
+    chunks = list(stream)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert "".join(pieces) == "streams from every provider"  # type: ignore[arg-type]
+    assert len(pieces) > 1, "relayed as the upstream streamed it, not in one piece"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS, indirect=True)
+def test_every_provider_streams_tool_calls_through_the_sdk(client: openai.OpenAI, provider: FakeServer,
+                                                           request: pytest.FixtureRequest) -> None:
+    name = request.node.callspec.params["provider"]
+    provider.stream(Reply(text=None, tool_calls=(("call_p1", "get_weather", {"city": "Rome, Italy"}),),
+                          finish="tool_calls"))
+    with client.chat.completions.stream(model=f"p-{name}", messages=HELLO, tools=[WEATHER]) as stream:  # type: ignore[arg-type,list-item]
+        final = stream.get_final_completion()
+    [call] = final.choices[0].message.tool_calls or []
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Rome, Italy"})
+    assert call.id  # the upstream's own id, or one the provider's format implies
+    assert final.choices[0].finish_reason == "tool_calls"
