@@ -112,6 +112,13 @@ async def test_an_error_event_mid_stream(component: base.Conversation, anthropic
     assert caught.value.status == 529
 
 
+async def test_the_first_piece_timeout(component: base.Conversation, anthropic_fake: AnthropicFake) -> None:
+    anthropic_fake.stream(REPLY, stall_after=3)  # message_start, ping, content_block_start: no piece yet
+    with pytest.raises(errors.ProviderTimeout):
+        await collect(stream(component, timeout=0.3))
+    await anthropic_fake.wait_until(lambda: anthropic_fake.closed_by_client == 1)
+
+
 async def test_a_malformed_event(component: base.Conversation, anthropic_fake: AnthropicFake) -> None:
     anthropic_fake.stream(REPLY, malformed_at=4)
     pieces = stream(component)

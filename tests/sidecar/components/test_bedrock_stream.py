@@ -95,6 +95,24 @@ async def test_an_exception_event_mid_stream(component: base.Conversation, bedro
     assert (caught.value.status, caught.value.retryable) == (429, True)
 
 
+async def test_an_error_message_mid_stream(component: base.Conversation, bedrock_fake: BedrockFake) -> None:
+    frames = recordings.bedrock_frames("bedrock_stream_tools.json")[:2]
+    failed = eventstream.encode({":message-type": "error", ":error-code": "InternalFailure",
+                                 ":error-message": "We encountered an internal error."}, b"")
+    bedrock_fake.stream(frames=(*frames, failed))
+    with pytest.raises(errors.ProviderError) as caught:
+        await collect(stream(component))
+    assert caught.value.reason == "aws bedrock sent InternalFailure mid-stream: We encountered an internal error."
+    assert (caught.value.status, caught.value.retryable) == (500, True)
+
+
+async def test_the_first_piece_timeout(component: base.Conversation, bedrock_fake: BedrockFake) -> None:
+    bedrock_fake.stream(REPLY, stall_after=1)  # messageStart only: no piece yet
+    with pytest.raises(errors.ProviderTimeout):
+        await collect(stream(component, timeout=0.3))
+    await bedrock_fake.wait_until(lambda: bedrock_fake.closed_by_client == 1)
+
+
 @pytest.mark.parametrize("flag", ["bad_prelude_crc", "bad_message_crc"])
 async def test_a_checksum_mismatch_is_refused(component: base.Conversation, bedrock_fake: BedrockFake,
                                               flag: str) -> None:

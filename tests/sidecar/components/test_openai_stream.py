@@ -13,6 +13,7 @@ import pytest
 from parley_sidecar import errors
 from parley_sidecar.components import base, streaming
 from tests.fakes import OpenAIFake, Reply, recordings
+from tests.fakes.proxy import Proxy
 from tests.sidecar.components.conftest import MODEL_ENV, PROVIDERS, Build, Provider, text_request
 from tests.sidecar.components.streams import assembled, collect
 
@@ -210,3 +211,20 @@ async def test_the_compatible_servers_documented_shapes(build: Build, openai_fak
     answer = assembled(await collect(streaming.open_stream(entry.instance, text_request("Hi"), timeout=5)))
     choice = answer.outputs[0].choices[0]
     assert (choice.content, choice.tool_calls, answer.usage) == (text, calls, usage)
+
+
+async def test_a_stream_goes_through_the_egress_proxy(build: Build, openai_fake: OpenAIFake,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = await Proxy({"api.fake.test": openai_fake.port}).start()
+    try:
+        for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        endpoint = f"http://api.fake.test:{openai_fake.port}/v1"
+        entry = await build("conversation.openai", {"key": "sk-x" * 4, "endpoint": endpoint})
+        openai_fake.stream(REPLY, every=0.01)
+        pieces = await collect(streaming.open_stream(entry.instance, text_request("Hi"), timeout=5))
+        assert assembled(pieces).outputs[0].choices[0].content == REPLY.text
+        assert proxy.seen == [f"POST http://api.fake.test:{openai_fake.port}/v1/chat/completions"]
+    finally:
+        await proxy.close()
