@@ -4,6 +4,7 @@ rebuild the answer ``converse`` gives for the same exchange."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -228,3 +229,15 @@ async def test_a_stream_goes_through_the_egress_proxy(build: Build, openai_fake:
         assert proxy.seen == [f"POST http://api.fake.test:{openai_fake.port}/v1/chat/completions"]
     finally:
         await proxy.close()
+
+
+async def test_a_cancelled_read_closes_the_upstream_connection(family: Family) -> None:
+    # The pipeline's idle timeout cancels the wait for the next piece: the upstream must see it.
+    family.fake.stream(REPLY, stall_after=4)
+    stream = family.stream(text_request("Hi"))
+    assert (await anext(stream)).content
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            while True:
+                await anext(stream)
+    await family.fake.wait_until(lambda: family.fake.closed_by_client == 1)
