@@ -298,7 +298,7 @@ class ChunkReader:
             raise errors.ProviderError(f"{self.provider} sent an error mid-stream: {detail or 'no message'}",
                                        status=200, retryable=True)
         usage = parse_usage(data.get("usage"))
-        if usage is not None:  # Gemini repeats a running total: the last one counts
+        if usage is not None:  # a server that sends it on several chunks: the last one counts
             self.usage = usage
         choices = data.get("choices")
         choice = next((c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0), None) \
