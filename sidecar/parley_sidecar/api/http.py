@@ -4,6 +4,9 @@ Answers as daprd does: 200 with protojson bodies, ``{"errorCode","message"}`` er
 statuses, 401 ``invalid api token`` (plain text, as daprd) when ``DAPR_API_TOKEN`` is set and the
 header is wrong, and daprd's fallback answer (404 ``ERR_DIRECT_INVOKE``) for any other route or
 method. Handlers only translate; the work is in ``conversation``.
+
+The same port serves OpenAI's Chat Completions API under ``/v1/`` (``api/openai_http.py``); there
+the guard also takes the token as ``Authorization: Bearer`` and answers refusals in OpenAI's shape.
 """
 
 from __future__ import annotations
