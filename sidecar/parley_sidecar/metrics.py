@@ -7,7 +7,8 @@ small in-process tables and written as Prometheus text (format 0.0.4) only at sc
 tests read that text back with ``prometheus_client.parser``.
 
 Label values never carry user text: components by their configured name, paths only as routes
-(an unknown component name is reported as the ``{name}`` template), PII by entity type.
+(an unknown component name is reported as the ``{name}`` template), PII by entity type, models
+only as :class:`ModelLabels` admits them (a bounded set per component, anything else ``other``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-__all__ = ["CONTENT_TYPE", "Counter", "Histogram", "Metrics"]
+__all__ = ["CONTENT_TYPE", "OTHER", "Counter", "Gauge", "Histogram", "Metrics", "ModelLabels"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -139,6 +140,73 @@ class Histogram:
             yield f"{_sample(self.name + '_count', self.labels, key)} {_value(row[-1])}"
 
 
+class Gauge:
+    """A gauge read at scrape time from ``source`` (None: no samples), so nothing is recorded on
+    the hot path for state that already lives elsewhere (a breaker's state lives in the breaker)."""
+
+    def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
+        self.name, self.doc, self.labels = name, doc, tuple(labels)
+        self.source: Callable[[], Iterable[tuple[Labels, float]]] | None = None
+        self.rewrite: Rewrite | None = None
+
+    def render(self) -> Iterator[str]:
+        yield f"# HELP {self.name} {self.doc}"
+        yield f"# TYPE {self.name} gauge"
+        for key, value in self.source() if self.source is not None else ():
+            labels = key if self.rewrite is None else self.rewrite(key)
+            yield f"{_sample(self.name, self.labels, labels)} {_value(value)}"
+
+
+OTHER = "other"
+"""The model label of every model past a component's limit, or that it never configured nor answered with."""
+
+
+class ModelLabels:
+    """Bounded values for ``gen_ai_request_model`` and ``gen_ai_response_model``.
+
+    Each component labels at most ``limit`` distinct models: its ``model`` metadata, then the
+    models its provider answers with, in the order first seen; past that, ``other``. A request's
+    own model (the ``metadata.model`` override, which any client may set to anything) is labelled
+    by name only once the component knows it that way, and ``other`` until then, so no client can
+    mint a series. Overly long or control-character names are ``other`` too. After warm-up a
+    lookup is one dict access per component and one per model; nothing is built per request.
+    """
+
+    def __init__(self, limit: int = 10) -> None:
+        self.limit = limit
+        self._known: dict[str, dict[str, str]] = {}
+        """component → {model: label}; only admitted models are keys (never a client's raw value)."""
+
+    def request(self, component: str, model: str, configured: str) -> str:
+        """The label of the model asked for: ``model`` (the override), else ``configured``."""
+        known = self._known.get(component)
+        if known is not None:
+            label = known.get(model or configured)
+            if label is not None:
+                return label
+        if model and model != configured:
+            return OTHER  # a client's choice: not admitted here, see the class docstring
+        return self._admit(component, configured)
+
+    def response(self, component: str, model: str) -> str:
+        """The label of the model the provider says answered ("" when it did not say)."""
+        known = self._known.get(component)
+        if known is not None:
+            label = known.get(model)
+            if label is not None:
+                return label
+        return self._admit(component, model)
+
+    def _admit(self, component: str, model: str) -> str:
+        if not model:
+            return ""
+        known = self._known.setdefault(component, {})
+        if len(known) >= self.limit or len(model) > 128 or not model.isprintable():
+            return OTHER
+        known[model] = model
+        return model
+
+
 def _format_bound(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else repr(bound)
 
@@ -162,7 +230,10 @@ class Metrics:
                                      "Conversation component calls.", comp)
         self.conversation_latency = Histogram("dapr_component_conversation_latencies",
                                               "Conversation component latency in ms.", comp, LATENCY_MS)
-        genai = ("gen_ai_operation_name", "gen_ai_provider_name", "component")
+        # app_id as on daprd's metrics (one value per process, so no cardinality), then the
+        # OpenTelemetry GenAI attributes with dots as underscores, models bounded by ModelLabels.
+        genai = ("app_id", "gen_ai_operation_name", "gen_ai_provider_name", "component", "gen_ai_request_model",
+                 "gen_ai_response_model")
         self.token_usage = Histogram("gen_ai_client_token_usage", "Tokens used per call, by token type.",
                                      (*genai, "gen_ai_token_type"), GENAI_TOKENS)
         self.operation_duration = Histogram("gen_ai_client_operation_duration_seconds",
@@ -192,9 +263,14 @@ class Metrics:
         self.resiliency_errors = Counter(
             "parley_resiliency_load_errors_total",
             "Resiliency problems found in a resources file (the last good Resiliency stays applied).", ("file",))
-        self._all: tuple[Counter | Histogram, ...] = tuple(
-            v for v in vars(self).values() if isinstance(v, (Counter, Histogram))
+        self.breaker_state = Gauge(
+            "parley_circuit_breaker_state",
+            "Circuit breaker of each live component: 1 for its current state (closed, half-open, open), 0 for the "
+            "others. An open breaker turns half-open on the first call after its timeout.", ("component", "state"))
+        self._all: tuple[Counter | Histogram | Gauge, ...] = tuple(
+            v for v in vars(self).values() if isinstance(v, (Counter, Histogram, Gauge))
         )
+        self.models = ModelLabels()
         self.enabled = True
         """``spec.metric.enabled: false``: as daprd, the port still answers, with no series."""
         self.api_log: ApiCallSink | None = None
@@ -245,18 +321,26 @@ class Metrics:
         if elapsed_ms > 0:
             self.conversation_latency.observe(key, elapsed_ms)
 
-    def genai(self, component: str, provider: str, seconds: float, error_type: str,
+    def genai_labels(self, component: str, provider: str, requested: str, configured: str,
+                     responded: str) -> Labels:
+        """The GenAI label set of one call: ``requested`` is the request's own model ("" for the
+        component's), ``configured`` the component's ``model`` metadata, ``responded`` the
+        provider's answer's model ("" when unknown, e.g. the call failed)."""
+        return (self.app_id, "chat", provider, component, self.models.request(component, requested, configured),
+                self.models.response(component, responded))
+
+    def genai(self, labels: Labels, seconds: float, error_type: str,
               prompt_tokens: int, completion_tokens: int) -> None:
-        self.operation_duration.observe(("chat", provider, component, error_type), seconds)
+        self.operation_duration.observe((*labels, error_type), seconds)
         if not error_type:
-            self.token_usage.observe(("chat", provider, component, "input"), prompt_tokens)
-            self.token_usage.observe(("chat", provider, component, "output"), completion_tokens)
+            self.token_usage.observe((*labels, "input"), prompt_tokens)
+            self.token_usage.observe((*labels, "output"), completion_tokens)
 
-    def first_token(self, component: str, provider: str, seconds: float) -> None:
-        self.time_to_first_token.observe(("chat", provider, component), seconds)
+    def first_token(self, labels: Labels, seconds: float) -> None:
+        self.time_to_first_token.observe(labels, seconds)
 
-    def per_output_token(self, component: str, provider: str, seconds: float, tokens: int) -> None:
+    def per_output_token(self, labels: Labels, seconds: float, tokens: int) -> None:
         """A completed stream: ``seconds`` from its first piece to its end, for ``tokens`` output
         tokens (the first one excluded, as OpenTelemetry's definition says)."""
         if tokens > 1:
-            self.time_per_output_token.observe(("chat", provider, component), seconds / (tokens - 1))
+            self.time_per_output_token.observe(labels, seconds / (tokens - 1))

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
 
 from parley_sidecar import errors
@@ -42,6 +42,7 @@ class Overrides:
 
 
 _NO_OVERRIDES = Overrides()
+_BREAKER_STATES = ("closed", "half-open", "open")
 
 
 def check_settings(settings: Mapping[str, Any]) -> None:
@@ -63,6 +64,14 @@ class Pipeline:
         self._closing: set[asyncio.Future[None]] = set()
         self.memory = memory.Memory()
         self._memories: dict[str, tuple[str, memory.RedisMemory]] = {}
+        metrics.breaker_state.source = self._breaker_states
+
+    def _breaker_states(self) -> Iterator[tuple[tuple[str, ...], float]]:
+        """``parley_circuit_breaker_state``, read from the live entries at scrape time."""
+        for entry in self.store.entries():
+            if entry.breaker is not None:
+                for state in _BREAKER_STATES:
+                    yield (entry.spec.name, state), 1.0 if entry.breaker.state == state else 0.0
 
     # -- lookups -----------------------------------------------------------------------------------
     def entry(self, name: str) -> Entry:
@@ -220,15 +229,13 @@ class Pipeline:
             log.exception("component %r failed", name)
             raise errors.InvokeError(name, "internal error in the component (see the sidecar log)") from None
         finally:
+            elapsed = time.perf_counter() - started
             usage = response.usage if response is not None else None
-            self.metrics.genai(
-                name,
-                entry.ctype.name.removeprefix("conversation."),
-                time.perf_counter() - started,
-                error_type,
-                usage.prompt_tokens if usage else 0,
-                usage.completion_tokens if usage else 0,
-            )
+            labels = self.metrics.genai_labels(name, entry.ctype.name.removeprefix("conversation."),
+                                               request.model or "", _configured_model(entry),
+                                               response.model if response is not None else "")
+            self.metrics.genai(labels, elapsed, error_type, usage.prompt_tokens if usage else 0,
+                               usage.completion_tokens if usage else 0)
 
     # -- the stream --------------------------------------------------------------------------------
     async def stream(
@@ -314,6 +321,7 @@ class Pipeline:
         first: float | None = None
         texts = 0
         streamed: base.Usage | None = None
+        model = ""  # the upstream names its model on some piece (OpenAI: every one; Anthropic: the first)
         error_type = "cancelled"  # unless it ends otherwise: the consumer closed it (the client left)
         try:
             resilient = resiliency.stream(self.store, entry, request, metrics=self.metrics)
@@ -321,7 +329,8 @@ class Pipeline:
                 async for delta in pieces:
                     if first is None:
                         first = time.perf_counter()
-                        self.metrics.first_token(name, provider, first - started)
+                    if delta.model:
+                        model = delta.model
                     if raw is not None:
                         raw.add(delta)
                     texts += 1 if delta.content else 0
@@ -341,12 +350,17 @@ class Pipeline:
         finally:
             ended = time.perf_counter()
             usage = streamed if not error_type else None
-            self.metrics.genai(name, provider, ended - started, error_type,
+            # Labelled once the stream is over, so time to first token carries the response model
+            # that later pieces may be the first to name.
+            labels = self.metrics.genai_labels(name, provider, request.model or "", _configured_model(entry), model)
+            self.metrics.genai(labels, ended - started, error_type,
                                usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
+            if first is not None:
+                self.metrics.first_token(labels, first - started)
             if not error_type and first is not None:
                 # Without usage from the upstream, the pieces of text stand in for tokens.
                 tokens = usage.completion_tokens if usage and usage.completion_tokens else texts
-                self.metrics.per_output_token(name, provider, ended - first, tokens)
+                self.metrics.per_output_token(labels, ended - first, tokens)
 
     async def aclose(self) -> None:
         for _, made in self._caches.values():
@@ -357,6 +371,11 @@ class Pipeline:
         self._memories.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _configured_model(entry: Entry) -> str:
+    model = entry.settings.metadata.get("model")
+    return model if isinstance(model, str) else ""
 
 
 async def _replayed(response: base.ConverseResponse) -> AsyncGenerator[base.Delta, None]:

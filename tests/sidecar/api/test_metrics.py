@@ -55,7 +55,8 @@ async def test_genai_token_usage_is_recorded(sidecar: Running) -> None:
     assert sums == {"input": 3.0, "output": 3.0}
     durations = [labels for name, labels, v in families["gen_ai_client_operation_duration_seconds"]
                  if name.endswith("_count")]
-    assert durations == [{"gen_ai_operation_name": "chat", "gen_ai_provider_name": "echo", "component": "echo",
+    assert durations == [{"app_id": "test-app", "gen_ai_operation_name": "chat", "gen_ai_provider_name": "echo",
+                          "component": "echo", "gen_ai_request_model": "", "gen_ai_response_model": "",
                           "error_type": ""}]
 
 
