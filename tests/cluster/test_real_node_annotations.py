@@ -148,8 +148,10 @@ def test_an_in_flight_llm_call_finishes_when_its_pod_is_deleted_as_a_rollout_doe
     refused = wait_for(new_connection_refused, timeout=15, what="new connections refused")
     assert "refused" in refused["body"].lower(), refused
     # … and the call in flight gets its answer, long after the 5 s daprd would have given it.
-    out, err = call.communicate(timeout=60)
+    call.wait(timeout=60)
     answered = time.monotonic() - deleted
+    assert call.stdout is not None and call.stderr is not None
+    out, err = call.stdout.read(), call.stderr.read()
     assert call.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1]) == {
         "status": 200, "body": {"outputs": [{"result": "echo: a long answer"}]}}

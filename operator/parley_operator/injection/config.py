@@ -373,9 +373,11 @@ def shutdown_seconds(config: SidecarConfig) -> int:
 
 def grace_shortfall(config: SidecarConfig, pod_grace: int | None) -> str:
     """Why the pod's ``terminationGracePeriodSeconds`` would cut the sidecar's shutdown short, or ""
-    (a pod that sets none gets one from the patch; see ``patch.grace_ops``)."""
+    (none, or Kubernetes' default of 30, is raised by the patch instead; see ``patch.grace_ops``)."""
     needed = shutdown_seconds(config)
-    if pod_grace is None or pod_grace >= needed or not (config.graceful_shutdown_seconds >= 0 or config.block_shutdown):
+    if pod_grace in (None, POD_DEFAULT_GRACE) or pod_grace >= needed:
+        return ""
+    if not (config.graceful_shutdown_seconds >= 0 or config.block_shutdown):
         return ""
     return (f"terminationGracePeriodSeconds is {pod_grace}, but the sidecar's shutdown "
             f"({keys.BLOCK_SHUTDOWN_DURATION}, {keys.GRACEFUL_SHUTDOWN_SECONDS}) needs {needed}: "

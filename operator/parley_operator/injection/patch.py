@@ -16,8 +16,8 @@ spec: ``dapr.io/api-token-secret`` and ``dapr.io/env-from-secret`` become ``secr
 
 With ``dapr.io/unix-domain-socket-path`` the pod gets an in-memory emptyDir for the API's sockets,
 mounted at Dapr's fixed path in the sidecar and at the annotated path in every app container. A
-pod that sets no ``terminationGracePeriodSeconds`` gets one long enough for the sidecar's
-block and drain when those exceed Kubernetes' 30 s (:func:`grace_ops`).
+pod with Kubernetes' default ``terminationGracePeriodSeconds`` gets one long enough for the
+sidecar's block and drain when those exceed that 30 s (:func:`grace_ops`).
 """
 
 from __future__ import annotations
@@ -276,12 +276,14 @@ def app_socket_ops(pod: Mapping[str, Any], config: SidecarConfig, settings: Inje
 
 
 def grace_ops(pod: Mapping[str, Any], config: SidecarConfig) -> list[Op]:
-    """``terminationGracePeriodSeconds`` long enough for the sidecar's shutdown, only when the pod
-    sets none and Kubernetes' 30 s would not do: a pod's own value is the user's (the webhook warns
-    when it is too short, ``config.grace_shortfall``)."""
+    """``terminationGracePeriodSeconds`` long enough for the sidecar's shutdown, when the pod has
+    Kubernetes' default and that would not do. The API server fills the default (30) in before
+    admission, so 30 cannot be told from "unset" and is raised; any other value is the user's
+    choice and stays (the webhook warns when it is too short, ``config.grace_shortfall``). An
+    ``add`` replaces a member that exists (RFC 6902)."""
     needed = config_mod.shutdown_seconds(config)
     own = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
-    if own is not None or needed <= config_mod.POD_DEFAULT_GRACE:
+    if own not in (None, config_mod.POD_DEFAULT_GRACE) or needed <= config_mod.POD_DEFAULT_GRACE:
         return []
     return [{"op": "add", "path": "/spec/terminationGracePeriodSeconds", "value": needed}]
 

@@ -228,6 +228,7 @@ def test_one_path_mounted_twice_is_refused() -> None:
     ({keys.GRACEFUL_SHUTDOWN_SECONDS: "30"}, 20, True),  # needs 30 + 5
     ({keys.GRACEFUL_SHUTDOWN_SECONDS: "30"}, 35, False),
     ({keys.GRACEFUL_SHUTDOWN_SECONDS: "30"}, None, False),  # the patch sets one (patch.grace_ops)
+    ({keys.GRACEFUL_SHUTDOWN_SECONDS: "30"}, 30, False),  # Kubernetes' default, filled in: the patch raises it
     ({keys.BLOCK_SHUTDOWN_DURATION: "20s"}, 25, True),  # 20 + daprd's 5 + 5
     ({}, 5, False),  # no shutdown annotation: the pod's own choice, as with daprd
 ])

@@ -93,6 +93,9 @@ def test_a_long_shutdown_gets_a_long_enough_grace_period(make_pod: PodFactory, i
     # An LLM call of 20 s must finish in a rollout: Kubernetes' 30 s would kill the sidecar first.
     injected = inject(make_pod({keys.GRACEFUL_SHUTDOWN_SECONDS: "30", keys.BLOCK_SHUTDOWN_DURATION: "10s"}))
     assert injected["spec"]["terminationGracePeriodSeconds"] == 10 + 30 + 5
+    # The API server fills in the default (30) before admission: that is raised the same way.
+    defaulted = inject(make_pod({keys.GRACEFUL_SHUTDOWN_SECONDS: "30"}, terminationGracePeriodSeconds=30))
+    assert defaulted["spec"]["terminationGracePeriodSeconds"] == 30 + 5
 
 
 def test_the_pods_own_grace_period_and_short_shutdowns_are_left_alone(make_pod: PodFactory, inject: Inject) -> None:
