@@ -47,33 +47,36 @@ class Parser:
         if self._skip_lf and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._skip_lf = False
-        start = 0
-        size = len(chunk)
-        while start < size:
-            lf = chunk.find(b"\n", start)
-            cr = chunk.find(b"\r", start, lf if lf >= 0 else size)
-            end = cr if cr >= 0 else lf
-            if end < 0:
-                self._grow(chunk[start:])
-                break
-            self._grow(chunk[start:end])
-            line = bytes(self._pending)
+        if b"\r" in chunk:
+            # CR and CRLF end lines too; a CR last may be the first half of a CRLF split across reads.
+            self._skip_lf = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\n" not in chunk:
+            self._count(len(chunk))
+            self._pending += chunk
+            return
+        # Whole lines split in one pass (C speed); the last, unfinished one waits for the next read.
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        carried = len(self._pending)
+        if carried:
+            lines[0] = bytes(self._pending) + lines[0]
             self._pending.clear()
-            if end == cr:
-                if cr + 1 < size and chunk[cr + 1] == 0x0A:
-                    end += 1
-                elif cr + 1 == size:
-                    self._skip_lf = True
-            start = end + 1
+        for line in lines:
+            self._count(len(line) + 1 - carried)
+            carried = 0
             event = self._line(line)
             if event is not None:
                 yield event
+        if rest:
+            self._count(len(rest))
+            self._pending += rest
 
-    def _grow(self, piece: bytes) -> None:
-        self._event_bytes += len(piece) + 1
+    def _count(self, size: int) -> None:
+        """Count bytes into the current event; refuse it once it passes the cap."""
+        self._event_bytes += size
         if self._event_bytes > self._max_event:
             raise http_kit.ResponseTooLarge(self._provider, self._max_event, what="one streamed event")
-        self._pending += piece
 
     def _line(self, raw: bytes) -> Event | None:
         if not self._started:
