@@ -23,6 +23,7 @@ import grpc
 from aiohttp import web
 from dapr.proto.runtime.v1 import metadata_pb2
 
+from parley_sidecar import tracing
 from parley_sidecar.api import connections, metadata, public, surface
 from parley_sidecar.api import grpc as grpc_api
 from parley_sidecar.api import http as http_api
@@ -56,6 +57,8 @@ class Sidecar:
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.extended = metadata.ExtendedMetadata()
+        self.traced = False
+        """Tracing was turned on by this sidecar's Configuration or environment (``tracing.start``)."""
         self.shutdown_requested = asyncio.Event()
         """Set by SIGTERM/SIGINT (in ``_main``) or the shutdown API; ``_main`` then stops the sidecar."""
         self.force_exit = False
@@ -223,6 +226,8 @@ class Sidecar:
         if s.enable_api_logging if s.enable_api_logging is not None else api.enabled:
             self.metrics.api_log = ApiLog(obfuscate_urls=api.obfuscate_urls, omit_health_checks=api.omit_health_checks)
             log.info("API logging is enabled")
+        # Before the servers are built: they add their tracing hooks only when it is on.
+        self.traced = tracing.start(config.tracing, app_id=s.app_id, environ=os.environ) is not None
 
     def _metrics_app(self) -> web.Application:
         from parley_sidecar.metrics import CONTENT_TYPE
@@ -255,6 +260,9 @@ class Sidecar:
                 path.unlink()
         await self.pipeline.aclose()
         await self.store.aclose()
+        if self.traced:
+            self.traced = False
+            await asyncio.to_thread(tracing.stop)  # the last spans leave (within the exporter's timeout)
         log.info("parley sidecar stopped")
 
     async def block_shutdown(self) -> None:

@@ -25,7 +25,7 @@ from dapr.proto.runtime.v1 import ai_pb2, dapr_pb2, dapr_pb2_grpc, metadata_pb2
 from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError, Message
 
-from parley_sidecar import errors
+from parley_sidecar import errors, tracing
 from parley_sidecar.api import dapr_stream, metadata
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
@@ -215,6 +215,25 @@ class _Undecodable:
         self.reason = reason
 
 
+async def _traced(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
+                  request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    """``behaviour`` inside a server span named as daprd names it (the full method), joined to the
+    caller's ``traceparent``; the span's ``traceparent`` is answered in the headers (daprd answers
+    ``grpc-trace-bin``, which grpcio cannot send: docs/tracing.md). A stream's span ends with it."""
+    tracer = tracing.current()
+    if tracer is None:
+        return await behaviour(request, context)
+    scope = tracer.grpc_server(_SERVICE + method, context.invocation_metadata() or ())
+    await context.send_initial_metadata(tuple(scope.headers().items()))
+    try:
+        return await behaviour(request, context)
+    finally:
+        code = context.code()
+        failed = code is not None and code not in (grpc.StatusCode.OK, 0)
+        name = code.name if isinstance(code, grpc.StatusCode) else _CODES.get(int(code or 0), grpc.StatusCode.OK).name
+        scope.close({"rpc.grpc.status_code": name}, error=str(context.details() or name) if failed else None)
+
+
 def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
            request_type: Any, response_type: Any, metrics: Metrics) -> grpc.RpcMethodHandler[Any, Any]:
     """A unary method whose undecodable requests get grpc-go's INTERNAL answer, counted."""
@@ -229,6 +248,8 @@ def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaita
         if type(request) is _Undecodable:
             _count(metrics, method, "INTERNAL", time.perf_counter())
             await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
+        if tracing.current() is not None:
+            return await _traced(behaviour, method, request, context)
         return await behaviour(request, context)
 
     return grpc.unary_unary_rpc_method_handler(call, request_deserializer=decode,
@@ -254,6 +275,9 @@ def _server_stream(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]]
         if type(request) is _Undecodable:
             _count(metrics, method, "INTERNAL", time.perf_counter())
             await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
+        if tracing.current() is not None:
+            await _traced(behaviour, method, request, context)
+            return
         await behaviour(request, context)
 
     return grpc.unary_stream_rpc_method_handler(call, request_deserializer=decode, response_serializer=_serialize)

@@ -196,6 +196,7 @@ def build_app(pipeline: Pipeline, metrics: Metrics, *, api_token: str, max_body_
     app[TOKEN] = api_token
     app[MAX_BODY] = max_body_size
     app[surface.PATH_LABEL] = _metric_path
+    surface.install_tracing(app)
     app.router.add_post("/v1.0-alpha1/conversation/{name}/converse",
                         _converse(ai_pb2.ConversationRequest, alpha1.converse, plain_inputs=True))
     app.router.add_post("/v1.0-alpha2/conversation/{name}/converse",

@@ -9,7 +9,9 @@ the answer is counted with status 499 (nginx's "client closed request": no statu
 
 The API port's own middleware (``http._guard``) does the same duties itself (with its own path
 label, :data:`PATH_LABEL`, and API logging), so that port pays for one middleware, not two; the
-public and metrics ports get :func:`install`. No routes here.
+public and metrics ports get :func:`install`. With tracing on, the API port also gets
+:func:`traced` (outermost) and :func:`trace_headers`; with it off they are not installed at all.
+No routes here.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
-from parley_sidecar import errors
+from parley_sidecar import errors, tracing
 from parley_sidecar.api import wire
 from parley_sidecar.metrics import Metrics
 
-__all__ = ["CLIENT_GONE", "MATCH", "PATH_LABEL", "error_response", "install", "route_path", "unexpected"]
+__all__ = ["CLIENT_GONE", "MATCH", "PATH_LABEL", "error_response", "install", "install_tracing", "route_path",
+           "unexpected"]
 
 log = logging.getLogger("parley.http")
 
@@ -39,6 +43,8 @@ PATH_LABEL: web.AppKey[PathLabel] = web.AppKey("surface_path_label")
 """How an app names a request's path in metrics; :func:`route_path` when unset."""
 MATCH = "parley.match"
 """Request key: the route match of a request served under its cleaned path (``public.reroute``)."""
+TRACE: web.RequestKey[Any] = web.RequestKey("parley_trace", object)
+"""The request's server span (``tracing_otel.ServerScope``) while tracing is on."""
 
 
 def route_path(request: web.Request) -> str:
@@ -93,3 +99,41 @@ def install(app: web.Application, metrics: Metrics) -> None:
         return
     app[METRICS] = metrics
     app.middlewares.insert(0, _observe)
+
+
+@web.middleware
+async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One server span per API call, named as daprd names it (the request's path), joined to the
+    caller's ``traceparent``; health checks get none (as daprd). It ends when the answer has been
+    written, so a stream's span lasts as long as the stream."""
+    tracer = tracing.current()
+    if tracer is None or "/healthz" in request.path:
+        return await handler(request)
+    scope = tracer.http_server(request.method, request.path, request.headers)
+    request[TRACE] = scope
+    status = CLIENT_GONE
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        scope.close({"dapr.status_code": str(status), "http.response.status_code": status},
+                    error=f"Code({status})" if status >= 400 else None)
+
+
+async def trace_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """daprd answers with the ``traceparent`` (and ``tracestate``) of its span: so does parley."""
+    scope = request.get(TRACE)
+    if scope is not None and "traceparent" not in response.headers:
+        response.headers.update(scope.headers())
+
+
+def install_tracing(app: web.Application) -> None:
+    """Trace ``app``'s requests when tracing is on (nothing is added when it is off)."""
+    if tracing.current() is None:
+        return
+    app.middlewares.insert(0, traced)
+    app.on_response_prepare.append(trace_headers)

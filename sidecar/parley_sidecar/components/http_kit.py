@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from parley_sidecar import errors
+from parley_sidecar import errors, tracing
 from parley_sidecar.components import base
 
 __all__ = [
@@ -211,7 +211,8 @@ async def post_json(
     """
     client_timeout = aiohttp.ClientTimeout(total=timeout if timeout else None)
     try:
-        async with session.post(url, data=data, headers=dict(headers), timeout=client_timeout, proxy=proxy) as resp:
+        async with session.post(url, data=data, headers=tracing.outgoing(headers),  # + traceparent when tracing
+                                timeout=client_timeout, proxy=proxy) as resp:
             raw = await _read_capped(resp, max_bytes, provider)
             status = resp.status
             resp_headers = resp.headers
@@ -304,7 +305,7 @@ async def open_stream(
     deadline = asyncio.get_running_loop().time() + timeout if timeout else None
     try:
         async with asyncio.timeout_at(deadline):
-            resp = await session.post(url, data=data, headers=dict(headers), proxy=proxy,
+            resp = await session.post(url, data=data, headers=tracing.outgoing(headers), proxy=proxy,
                                       timeout=aiohttp.ClientTimeout(total=None))
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise _unanswered(exc, provider, url, timeout) from None

@@ -44,16 +44,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from parley_sidecar import errors
+from parley_sidecar import errors, tracing
 from parley_sidecar.components import base, streaming
 from parley_sidecar.components.component_settings import ResiliencySettings
 from parley_sidecar.components.store import ComponentStore, Entry
 from parley_sidecar.metrics import Metrics
+
+if TYPE_CHECKING:
+    from parley_sidecar import tracing_otel
 
 __all__ = ["MAX_BACKOFF", "MAX_RETRY_AFTER", "DeadlineExceeded", "EmptyStream", "StreamIdle", "invoke", "stream"]
 
@@ -120,6 +124,88 @@ def _backoff(policy: ResiliencySettings, attempt: int) -> float:
     return random.uniform(0.0, min(policy.max_interval, policy.backoff * 2 ** min(attempt, 64)))
 
 
+# -- attempt spans (tracing on only) ----------------------------------------------------------------
+# One client span per attempt, named and described by OpenTelemetry's GenAI conventions; retries
+# and fallbacks are each an attempt, so they show as siblings under the API call's span.
+
+_PROVIDER_NAMES = {
+    # GenAI semantic-convention names where they differ from the component type's last part.
+    "conversation.googleai": "gcp.gemini", "conversation.aws.bedrock": "aws.bedrock",
+    "conversation.mistral": "mistral_ai", "conversation.huggingface": "huggingface",
+}
+
+
+def _model(entry: Entry, request: base.ConverseRequest) -> str:
+    return request.model or str(entry.settings.metadata.get("model") or "")
+
+
+def _message_json(messages: tuple[base.Message, ...]) -> str:
+    """The GenAI conventions' ``gen_ai.input.messages`` shape (only when content capture is on)."""
+    out = []
+    for message in messages:
+        parts: list[dict[str, str]] = []
+        for part in message.parts:
+            if isinstance(part, base.TextPart):
+                parts.append({"type": "text", "content": part.text})
+            elif isinstance(part, base.ToolCall):
+                parts.append({"type": "tool_call", "id": part.id, "name": part.name, "arguments": part.arguments})
+            else:
+                parts.append({"type": "tool_call_response", "id": part.tool_id, "response": part.content})
+        out.append({"role": str(message.role), "parts": parts})
+    return json.dumps(out, ensure_ascii=False)
+
+
+def _attempt_span(entry: Entry, request: base.ConverseRequest) -> tracing_otel.AttemptScope | None:
+    model = _model(entry, request)
+    attributes: dict[str, tracing.Value] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": _PROVIDER_NAMES.get(entry.spec.type, entry.spec.type.rsplit(".", 1)[-1]),
+        "parley.component": entry.spec.name,
+    }
+    if model:
+        attributes["gen_ai.request.model"] = model
+    if request.max_tokens:
+        attributes["gen_ai.request.max_tokens"] = request.max_tokens
+    if request.temperature:
+        attributes["gen_ai.request.temperature"] = request.temperature
+    if tracing.capture_content():
+        attributes["gen_ai.input.messages"] = _message_json(request.messages)
+    return tracing.attempt(f"chat {model}" if model else "chat", attributes)
+
+
+def _usage(usage: base.Usage | None, attributes: dict[str, tracing.Value]) -> None:
+    if usage is not None:
+        attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+        attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
+
+
+def _answered(response: base.ConverseResponse) -> dict[str, tracing.Value]:
+    attributes: dict[str, tracing.Value] = {
+        "gen_ai.response.finish_reasons": tuple(c.finish_reason for o in response.outputs for c in o.choices),
+    }
+    if response.model:
+        attributes["gen_ai.response.model"] = response.model
+    _usage(response.usage, attributes)
+    if tracing.capture_content():
+        attributes["gen_ai.output.messages"] = json.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": c.content}], "finish_reason": c.finish_reason}
+             for o in response.outputs for c in o.choices], ensure_ascii=False)
+    return attributes
+
+
+def _piece(span: tracing.AttemptSpan, delta: base.Delta) -> None:
+    """What a streamed piece says of the answer as a whole (most pieces say nothing: no cost)."""
+    if not (delta.model or delta.finish_reason or delta.usage is not None):
+        return
+    attributes: dict[str, tracing.Value] = {}
+    if delta.model:
+        attributes["gen_ai.response.model"] = delta.model
+    if delta.finish_reason:
+        attributes["gen_ai.response.finish_reasons"] = (delta.finish_reason,)
+    _usage(delta.usage, attributes)
+    span.answered(attributes)
+
+
 async def _attempts(
     store: ComponentStore, entry: Entry, request: base.ConverseRequest, metrics: Metrics | None, sleep: Sleep,
     deadline: _Deadline | None, attempt_once: Attempt[_T],
@@ -135,6 +221,7 @@ async def _attempts(
         timeout = _cut(policy.timeout, deadline)
         if breaker is not None:
             breaker.before(name)
+        span = None if tracing.current() is None else _attempt_span(entry, request)
         try:
             # The component's own timeout stays the attempt's: when the deadline cuts it, the
             # cut fires here first and is reported as the deadline, not as a slow upstream.
@@ -150,14 +237,20 @@ async def _attempts(
             )
         except errors.ProviderError as exc:
             failure = exc
-        except BaseException:
+        except BaseException as exc:
             if breaker is not None:
                 breaker.release()
+            if span is not None:
+                span.close("cancelled" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__, str(exc))
             raise
         else:
             if breaker is not None:
                 breaker.success()
+            if span is not None:
+                span.close()
             return response
+        if span is not None:
+            span.close(_label(failure), failure.reason)
         if isinstance(failure, DeadlineExceeded):
             if breaker is not None:
                 breaker.release()  # cut short by the call's budget: says nothing of the upstream
@@ -193,7 +286,11 @@ async def _converse(store: ComponentStore, entry: Entry, request: base.ConverseR
                     timeout: float | None) -> base.ConverseResponse:
     """One attempt of a plain call."""
     async with store.lease(entry) as component:
-        return await component.converse(request, timeout=timeout)
+        response = await component.converse(request, timeout=timeout)
+    span = tracing.attempt_span()
+    if span is not None:
+        span.answered(_answered(response))
+    return response
 
 
 async def invoke(
@@ -311,6 +408,8 @@ class _Opened:
     resources: contextlib.AsyncExitStack
     idle_timeout: float | None
     """The answering component's ``streamIdleTimeout`` (a fallback's own)."""
+    span: tracing.AttemptSpan | None = None
+    """The answering attempt's span (tracing on), kept open until the stream ends."""
 
 
 def _empty(delta: base.Delta) -> bool:
@@ -338,7 +437,12 @@ async def _open(store: ComponentStore, entry: Entry, request: base.ConverseReque
         async for piece in pieces:
             if not _empty(piece):
                 first = dataclasses.replace(piece, model=model) if model and not piece.model else piece
-                return _Opened(first, pieces, resources, entry.settings.stream.idle_timeout)
+                span = tracing.attempt_span()
+                if span is not None:  # the attempt's span lasts as long as its stream
+                    span.keep_open()
+                    resources.callback(span.end)
+                    _piece(span, first)
+                return _Opened(first, pieces, resources, entry.settings.stream.idle_timeout, span)
             model = piece.model or model
         raise EmptyStream()
     except BaseException:
@@ -375,6 +479,14 @@ async def stream(
                 return
             except TimeoutError:
                 if waiting.expired():
+                    if opened.span is not None:
+                        opened.span.failed("stream_idle", f"no piece for {idle:g}s (streamIdleTimeout)")
                     raise StreamIdle(idle or 0.0) from None
                 raise
+            except errors.ProviderError as exc:
+                if opened.span is not None:
+                    opened.span.failed(_label(exc), exc.reason)
+                raise
+            if opened.span is not None:
+                _piece(opened.span, delta)
             yield delta

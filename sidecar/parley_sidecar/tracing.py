@@ -1,0 +1,215 @@
+"""Tracing, the Dapr way: whether it is on, and the few calls the request path makes.
+
+Off (the default) it costs one global read per call site: :func:`current` is ``None`` and nothing
+else runs; the OpenTelemetry SDK is not even imported (``tracing_otel`` holds everything that
+needs it and is imported only by :func:`start`). On, ``tracing_otel.OtelTracer`` exports spans
+through a batch processor with a bounded queue, so a slow or absent collector never holds a call.
+
+What turns it on (:func:`plan`, pure): a Configuration's ``spec.tracing`` with ``samplingRate`` > 0
+and an ``otel`` or ``zipkin`` endpoint, as in daprd. Without one, the standard ``OTEL_*``
+variables (an ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``) turn it on, as they would an
+OpenTelemetry SDK. A Configuration that sets tracing wins over the variables for what it sets
+(daprd's settings are the Dapr way; the variables are the SDK's fallback); ``OTEL_SDK_DISABLED=true``
+turns tracing off whatever else says. ``docs/tracing.md`` has the whole table.
+
+The tracer is process-wide, as OpenTelemetry's own global provider is: one sidecar per process.
+This module imports no layer (``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Protocol
+
+from parley_sidecar.settings import Tracing
+
+if TYPE_CHECKING:
+    from parley_sidecar import tracing_otel
+
+__all__ = ["AttemptSpan", "Plan", "attempt", "attempt_span", "capture_content", "current", "install", "outgoing",
+           "plan", "start", "stop"]
+
+log = logging.getLogger("parley.tracing")
+
+Value = str | int | float | bool | tuple[str, ...]
+"""An attribute value (OpenTelemetry's scalar types, and a tuple of strings)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """Where spans go and how many: what :func:`plan` decided from a Configuration and the environment."""
+
+    sampling_rate: float
+    protocol: str
+    """``http`` or ``grpc`` (OTLP), or ``zipkin``."""
+    endpoint: str
+    """As the user wrote it: ``host:port`` (Dapr's ``otel.endpointAddress``) or a URL."""
+    secure: bool
+    source: str
+    """``Configuration`` or ``environment``: named in the log line that says tracing is on."""
+    service_name: str
+    capture_content: bool
+    """Prompt and answer text on the attempt spans (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``)."""
+
+
+class AttemptSpan(Protocol):
+    """The client span of one provider attempt (``tracing_otel`` implements it)."""
+
+    def answered(self, attributes: Mapping[str, Value]) -> None:
+        """Set what the provider answered (model, usage, finish reasons)."""
+
+    def failed(self, error_type: str, message: str) -> None:
+        """Mark the attempt failed (``error.type``, and the span status with ``message``)."""
+
+    def keep_open(self) -> None:
+        """The attempt's work goes on after it returned (a stream): :func:`attempt`'s exit leaves it
+        open, and whoever called this ends it with :meth:`end`."""
+
+    def end(self) -> None: ...
+
+
+class _Running:
+    """Holds the process's tracer (a class attribute, not a rebound global: one sidecar per process)."""
+
+    tracer: tracing_otel.OtelTracer | None = None
+
+
+_ATTEMPT: ContextVar[AttemptSpan | None] = ContextVar("parley_attempt_span", default=None)
+
+
+def current() -> tracing_otel.OtelTracer | None:
+    """The running tracer, or ``None`` when tracing is off (the check every call site makes first)."""
+    return _Running.tracer
+
+
+def attempt_span() -> AttemptSpan | None:
+    """The attempt span the running task is inside (set by ``OtelTracer.attempt``), if any."""
+    return _ATTEMPT.get()
+
+
+def capture_content() -> bool:
+    tracer = _Running.tracer
+    return tracer is not None and tracer.plan.capture_content
+
+
+def outgoing(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` as a new dict, with the current span's ``traceparent`` (and ``tracestate``) when
+    tracing is on: the provider's request joins the trace under the attempt's span."""
+    out = dict(headers)
+    if _Running.tracer is not None:
+        _Running.tracer.inject(out)
+    return out
+
+
+_TRUE = {"true", "1", "yes"}
+
+
+def _env_bool(environ: Mapping[str, str], name: str) -> bool:
+    return environ.get(name, "").strip().lower() in _TRUE
+
+
+def _env_rate(environ: Mapping[str, str]) -> float:
+    """``OTEL_TRACES_SAMPLER`` / ``_ARG`` as a ratio (the SDK's names; unknown ones: always on)."""
+    sampler = environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    if sampler in ("always_off", "parentbased_always_off"):
+        return 0.0
+    if sampler in ("traceidratio", "parentbased_traceidratio"):
+        raw = environ.get("OTEL_TRACES_SAMPLER_ARG", "1")
+        try:
+            rate = float(raw)
+        except ValueError:
+            rate = math.nan
+        if not 0.0 <= rate <= 1.0:
+            log.error("OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1, not %r; sampling every trace", raw)
+            return 1.0
+        return rate
+    return 1.0
+
+
+def _from_environment(environ: Mapping[str, str]) -> tuple[str, str, bool] | None:
+    """(protocol, endpoint, secure) from ``OTEL_EXPORTER_OTLP_*``, or None when they name no endpoint."""
+    if environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() in ("none", ""):
+        return None
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    if not endpoint:
+        return None
+    raw = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+           or "http/protobuf").strip().lower()
+    protocol = {"http/protobuf": "http", "http": "http", "grpc": "grpc"}.get(raw)
+    if protocol is None:
+        log.error("OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf or grpc, not %r; tracing is off", raw)
+        return None
+    # A bare host:port is plain text unless OTEL_EXPORTER_OTLP_INSECURE=false says otherwise.
+    secure = endpoint.startswith("https://") or (
+        "://" not in endpoint and environ.get("OTEL_EXPORTER_OTLP_INSECURE", "true").strip().lower() == "false")
+    return protocol, endpoint, secure
+
+
+def plan(config: Tracing, *, app_id: str, environ: Mapping[str, str]) -> Plan | None:
+    """What tracing does for this Configuration and environment; None: off. Pure but for log lines."""
+    if _env_bool(environ, "OTEL_SDK_DISABLED"):
+        if config.enabled:
+            log.info("OTEL_SDK_DISABLED=true: tracing is off despite the Configuration's spec.tracing")
+        return None
+    service = environ.get("OTEL_SERVICE_NAME") or app_id or "parley"
+    capture = _env_bool(environ, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+    if config.enabled:
+        if config.otel_endpoint:
+            return Plan(config.sampling_rate, config.otel_protocol, config.otel_endpoint, config.otel_secure,
+                        "Configuration", service, capture)
+        return Plan(config.sampling_rate, "zipkin", config.zipkin_endpoint, config.zipkin_endpoint.startswith("https"),
+                    "Configuration", service, capture)
+    found = _from_environment(environ)
+    if found is None:
+        return None
+    rate = _env_rate(environ)
+    if rate <= 0:
+        return None
+    protocol, endpoint, secure = found
+    return Plan(rate, protocol, endpoint, secure, "environment", service, capture)
+
+
+def start(config: Tracing, *, app_id: str, environ: Mapping[str, str]) -> tracing_otel.OtelTracer | None:
+    """Turn tracing on when :func:`plan` says so (importing the SDK only then). A problem (the
+    ``tracing`` extra not installed, an endpoint that cannot be used) is one clear log line and
+    tracing stays off: the sidecar serves on."""
+    chosen = plan(config, app_id=app_id, environ=environ)
+    if chosen is None:
+        return None
+    try:
+        from parley_sidecar import tracing_otel
+    except ImportError as exc:
+        log.error("tracing is configured but the OpenTelemetry SDK is not installed "
+                  "(pip install 'parley[tracing]'): %s; tracing is off", exc.name or exc)
+        return None
+    try:
+        tracer = tracing_otel.OtelTracer(chosen)
+    except (ImportError, ValueError) as exc:
+        log.error("tracing to %s (%s) cannot start: %s; tracing is off", chosen.endpoint, chosen.protocol, exc)
+        return None
+    log.info("tracing is on (%s): %s to %s, sampling %g", chosen.source, chosen.protocol, chosen.endpoint,
+             chosen.sampling_rate)
+    _Running.tracer = tracer
+    return tracer
+
+
+def install(tracer: tracing_otel.OtelTracer | None) -> None:
+    """Make ``tracer`` the running one (tests build theirs over an in-memory exporter)."""
+    _Running.tracer = tracer
+
+
+def stop() -> None:
+    """Flush what is queued (bounded by the exporter's timeout) and turn tracing off."""
+    tracer, _Running.tracer = _Running.tracer, None
+    if tracer is not None:
+        tracer.shutdown()
+
+
+def attempt(name: str, attributes: Mapping[str, Value]) -> tracing_otel.AttemptScope | None:
+    """A scope for one provider attempt (None when tracing is off): ``with`` it around the attempt."""
+    tracer = _Running.tracer
+    return None if tracer is None else tracer.attempt(name, attributes, _ATTEMPT)

@@ -1,0 +1,185 @@
+"""The OpenTelemetry SDK behind ``tracing``: imported only when tracing is on (``tracing.start``).
+
+Spans leave through a ``BatchSpanProcessor`` (its own thread, a bounded queue of
+:data:`QUEUE_SIZE` spans, spans dropped when it is full): no request waits for an export, and an
+unreachable collector costs a warning from the exporter, never a stalled call. Sampling is
+``ParentBased(TraceIdRatioBased(samplingRate))``: a caller's sampled ``traceparent`` is followed,
+as daprd follows it.
+
+Incoming context: W3C ``traceparent``/``tracestate`` (OpenTelemetry's propagator, which ignores a
+malformed header as the W3C spec says), in HTTP headers and in gRPC metadata. daprd reads gRPC's
+binary ``grpc-trace-bin`` first; grpcio's C core consumes that key itself, on the server and on
+the client, so a Python server never sees it and cannot send it (``docs/tracing.md``): parley
+joins ``traceparent`` on gRPC, which daprd accepts too, and answers ``traceparent`` in the headers.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from parley_sidecar import tracing
+
+__all__ = ["AttemptScope", "OtelTracer", "ServerScope"]
+
+log = logging.getLogger("parley.tracing")
+
+QUEUE_SIZE = 2048
+"""Spans held for export at most (the SDK's default); past it new spans are dropped, not waited for."""
+EXPORT_TIMEOUT = 5.0
+"""Seconds one export may take (and so the longest a shutdown waits for the last batch)."""
+SCOPE = "parley"
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def _url(plan: tracing.Plan) -> str:
+    """Dapr's ``endpointAddress`` is ``host:port``; OTLP/HTTP posts to its ``/v1/traces``."""
+    endpoint = plan.endpoint
+    if "://" not in endpoint:
+        endpoint = ("https://" if plan.secure else "http://") + endpoint
+    scheme, _, rest = endpoint.partition("://")
+    if "/" not in rest:
+        endpoint = f"{scheme}://{rest}/v1/traces"
+    return endpoint
+
+
+def _exporter(plan: tracing.Plan) -> SpanExporter:
+    if plan.protocol == "http":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        return HttpExporter(endpoint=_url(plan), timeout=EXPORT_TIMEOUT)
+    if plan.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        endpoint = plan.endpoint.split("://", 1)[-1]
+        return GrpcExporter(endpoint=endpoint, insecure=not plan.secure, timeout=EXPORT_TIMEOUT)
+    if plan.protocol == "zipkin":
+        from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+        return ZipkinExporter(endpoint=plan.endpoint, timeout=int(EXPORT_TIMEOUT))
+    raise ValueError(f"unknown protocol {plan.protocol!r}")
+
+
+class ServerScope:
+    """The span of one API call, current while the call runs (so attempts become its children)."""
+
+    __slots__ = ("_token", "span")
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+
+    def headers(self) -> dict[str, str]:
+        """``traceparent`` (and ``tracestate``) naming this span, for the answer (as daprd's)."""
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, trace.set_span_in_context(self.span))
+        return carrier
+
+    def close(self, attributes: Mapping[str, tracing.Value], error: str | None = None) -> None:
+        """End the span; ``error``: the status description of a failed call."""
+        otel_context.detach(self._token)
+        if self.span.is_recording():
+            self.span.set_attributes(attributes)
+            if error is not None:
+                self.span.set_status(Status(StatusCode.ERROR, error))
+        self.span.end()
+
+
+class AttemptScope:
+    """One provider attempt's client span: current (and :func:`tracing.attempt_span`) from its
+    start until :meth:`close`, so the provider's HTTP request carries it as parent."""
+
+    __slots__ = ("_open", "_reset", "_token", "span")
+
+    def __init__(self, span: trace.Span, var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> None:
+        self.span = span
+        self._open = False
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+        self._reset = (var, var.set(self))
+
+    def answered(self, attributes: Mapping[str, tracing.Value]) -> None:
+        if self.span.is_recording():
+            self.span.set_attributes(attributes)
+
+    def failed(self, error_type: str, message: str) -> None:
+        if self.span.is_recording():
+            self.span.set_attribute("error.type", error_type)
+            self.span.set_status(Status(StatusCode.ERROR, message))
+
+    def keep_open(self) -> None:
+        self._open = True
+
+    def end(self) -> None:
+        self.span.end()
+
+    def close(self, error_type: str | None = None, message: str = "") -> None:
+        """Leave the attempt: no longer current; ended unless :meth:`keep_open` was called."""
+        var, token = self._reset
+        var.reset(token)
+        otel_context.detach(self._token)
+        if error_type is not None:
+            self.failed(error_type, message)
+        if not self._open:
+            self.span.end()
+
+
+def _getter_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """gRPC metadata (key, value) pairs → the first value of each key."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        found.setdefault(key.lower(), value)
+    return found
+
+
+class OtelTracer:
+    def __init__(self, plan: tracing.Plan, *, processor: SpanProcessor | None = None) -> None:
+        """``processor``: tests hand in a simple processor over an in-memory exporter."""
+        self.plan = plan
+        self.provider = TracerProvider(resource=Resource.create({"service.name": plan.service_name}),
+                                       sampler=ParentBased(TraceIdRatioBased(plan.sampling_rate)))
+        self.provider.add_span_processor(processor or BatchSpanProcessor(
+            _exporter(plan), max_queue_size=QUEUE_SIZE, export_timeout_millis=EXPORT_TIMEOUT * 1000))
+        self._tracer = self.provider.get_tracer(SCOPE)
+
+    def _server(self, name: str, parent: otel_context.Context | None,
+                attributes: Mapping[str, tracing.Value]) -> ServerScope:
+        span = self._tracer.start_span(name, context=parent or otel_context.Context(), kind=SpanKind.SERVER,
+                                       attributes=attributes)
+        return ServerScope(span)
+
+    def http_server(self, method: str, path: str, headers: Mapping[str, str]) -> ServerScope:
+        """daprd names its span after the request's path."""
+        parent = _PROPAGATOR.extract(headers, context=otel_context.Context())
+        return self._server(path, parent, {"dapr.protocol": "http", "dapr.api": f"{method} {path}"})
+
+    def grpc_server(self, full_method: str, metadata: Iterable[tuple[str, Any]]) -> ServerScope:
+        """daprd names its span after the full method."""
+        text = {k: v for k, v in _getter_pairs(metadata).items()
+                if k in ("traceparent", "tracestate") and isinstance(v, str)}
+        parent = _PROPAGATOR.extract(text, context=otel_context.Context()) if text else None
+        return self._server(full_method, parent, {"dapr.protocol": "grpc", "dapr.api": full_method})
+
+    def attempt(self, name: str, attributes: Mapping[str, tracing.Value],
+                var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> AttemptScope:
+        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        return AttemptScope(span, var)
+
+    def inject(self, headers: MutableMapping[str, str]) -> None:
+        span = trace.get_current_span()
+        if span.get_span_context().is_valid:
+            _PROPAGATOR.inject(headers)
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()

@@ -1,0 +1,285 @@
+"""Tracing through a real in-process sidecar, spans read from the SDK's in-memory exporter.
+
+What a user sees in their trace backend: the caller's trace joined (HTTP ``traceparent``, gRPC
+``grpc-trace-bin`` or ``traceparent``), one span per API call named as daprd names it, one client
+span per provider attempt (retries and fallbacks as siblings) with the GenAI attributes, the
+provider's request carrying the attempt's ``traceparent``, and the answer carrying the call's. The
+real collector and the real daprd are in tests/observability.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+import pytest
+from dapr.proto.runtime.v1 import ai_pb2
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from parley_sidecar import tracing
+from parley_sidecar.settings import Tracing
+from parley_sidecar.tracing_otel import OtelTracer
+from tests.conftest import Running, StartSidecar, component_yaml
+from tests.fakes import OpenAIFake
+
+KEY = "sk-tracing-test-0000"
+A2 = "/v1.0-alpha2/conversation/llm/converse"
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+CALLER = f"00-{TRACE}-{PARENT}-01"
+
+
+def body(text: str) -> dict[str, object]:
+    return {"inputs": [{"messages": [{"ofUser": {"content": [{"text": text}]}}]}]}
+
+
+def plan(capture: bool = False) -> tracing.Plan:
+    return tracing.Plan(1.0, "http", "127.0.0.1:1", False, "test", "test-app", capture)
+
+
+@pytest.fixture
+def exported() -> Iterator[InMemorySpanExporter]:
+    memory = InMemorySpanExporter()
+    tracing.install(OtelTracer(plan(), processor=SimpleSpanProcessor(memory)))
+    yield memory
+    tracing.stop()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[OpenAIFake]:
+    server = await OpenAIFake(expected_key=KEY).start()
+    yield server
+    await server.close()
+
+
+def llm(fake: OpenAIFake, name: str = "llm", **extra: str) -> str:
+    return component_yaml(name, "conversation.openai", {
+        "key": KEY, "model": "gpt-4o-mini", "endpoint": f"{fake.url}/v1", "retryBackoff": "1ms", **extra})
+
+
+def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
+    return [s for s in spans if s.name == name]
+
+
+def hex_id(value: int, width: int) -> str:
+    return format(value, f"0{width}x")
+
+
+async def test_http_call_joins_the_caller_and_each_attempt_is_a_child(
+        start_sidecar: StartSidecar, fake: OpenAIFake, exported: InMemorySpanExporter) -> None:
+    running = await start_sidecar({"llm.yaml": llm(fake, maxRetries="2")})
+    fake.fail(503, "overloaded")
+    async with running.session.post(running.http + A2, json=body("Hello"), headers={"traceparent": CALLER}) as resp:
+        assert resp.status == 200
+        answered = resp.headers["traceparent"]
+    spans = exported.get_finished_spans()
+    [server] = by_name(spans, A2)
+    assert hex_id(server.context.trace_id, 32) == TRACE
+    assert server.parent is not None and hex_id(server.parent.span_id, 16) == PARENT
+    assert server.attributes is not None and server.attributes["dapr.api"] == f"POST {A2}"
+    assert answered == f"00-{TRACE}-{hex_id(server.context.span_id, 16)}-01"
+
+    first, second = by_name(spans, "chat gpt-4o-mini")
+    for attempt in (first, second):  # siblings under the API call's span
+        assert attempt.parent is not None and attempt.parent.span_id == server.context.span_id
+        assert attempt.attributes is not None
+        assert attempt.attributes["gen_ai.operation.name"] == "chat"
+        assert attempt.attributes["gen_ai.provider.name"] == "openai"
+        assert attempt.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert first.attributes is not None and first.attributes["error.type"] == "503"
+    assert second.attributes is not None and "error.type" not in second.attributes
+    assert second.attributes["gen_ai.response.model"] == "gpt-4o-mini"
+    assert second.attributes["gen_ai.usage.input_tokens"] == 10
+    assert second.attributes["gen_ai.usage.output_tokens"] == 5
+    assert second.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert "gen_ai.input.messages" not in second.attributes  # no prompt text unless opted in
+    # The provider's request carries the successful attempt's span as its parent.
+    assert fake.last.headers["traceparent"] == f"00-{TRACE}-{hex_id(second.context.span_id, 16)}-01"
+
+
+async def test_fallback_is_a_sibling_of_the_failed_attempt(
+        start_sidecar: StartSidecar, fake: OpenAIFake, exported: InMemorySpanExporter) -> None:
+    running = await start_sidecar({"llm.yaml": llm(fake, maxRetries="0", fallback="echo"),
+                                   "echo.yaml": component_yaml("echo", "conversation.echo", {})})
+    fake.fail(500, "down")
+    status, _ = await running.post(A2, body("Hello"), headers={"traceparent": CALLER})
+    assert status == 200
+    spans = exported.get_finished_spans()
+    [server] = by_name(spans, A2)
+    attempts = [s for s in spans if s.name.startswith("chat")]
+    assert [(s.attributes or {}).get("parley.component") for s in attempts] == ["llm", "echo"]
+    assert all(s.parent is not None and s.parent.span_id == server.context.span_id for s in attempts)
+    assert (attempts[0].attributes or {})["error.type"] == "500"
+
+
+@pytest.mark.parametrize("header", [
+    "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # all-zero trace id
+    "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  # version ff is invalid
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",  # no flags
+    "garbage",
+])
+async def test_a_malformed_traceparent_starts_a_new_trace(
+        exported: InMemorySpanExporter, sidecar: Running, header: str) -> None:
+    status, _ = await sidecar.post("/v1.0-alpha2/conversation/echo/converse", body("x"),
+                                   headers={"traceparent": header})
+    assert status == 200
+    [server] = by_name(exported.get_finished_spans(), "/v1.0-alpha2/conversation/echo/converse")
+    assert server.parent is None
+    assert hex_id(server.context.trace_id, 32) != TRACE
+
+
+async def test_health_checks_get_no_span(exported: InMemorySpanExporter, sidecar: Running) -> None:
+    async with sidecar.session.get(sidecar.http + "/v1.0/healthz") as resp:
+        assert resp.status == 204
+        assert "traceparent" not in resp.headers
+    assert exported.get_finished_spans() == ()
+
+
+async def test_an_error_answer_marks_the_span(exported: InMemorySpanExporter, sidecar: Running) -> None:
+    status, _ = await sidecar.post("/v1.0-alpha2/conversation/missing/converse", body("x"))
+    assert status == 400
+    [server] = exported.get_finished_spans()
+    assert server.status.status_code.name == "ERROR"
+    assert (server.attributes or {})["dapr.status_code"] == "400"
+
+
+async def grpc_call(running: Running, metadata: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    async with grpc.aio.insecure_channel(running.grpc) as channel:
+        call = channel.unary_unary("/dapr.proto.runtime.v1.Dapr/ConverseAlpha2",
+                                   request_serializer=ai_pb2.ConversationRequestAlpha2.SerializeToString,
+                                   response_deserializer=ai_pb2.ConversationResponseAlpha2.FromString)
+        req = ai_pb2.ConversationRequestAlpha2(name="echo", inputs=[ai_pb2.ConversationInputAlpha2(
+            messages=[ai_pb2.ConversationMessage(of_user=ai_pb2.ConversationMessageOfUser(
+                content=[ai_pb2.ConversationMessageContent(text="hi")]))])])
+        pending = call(req, metadata=metadata)
+        await pending
+        return {k: str(v) for k, v in await pending.initial_metadata()}
+
+
+async def test_grpc_joins_the_callers_traceparent(exported: InMemorySpanExporter, sidecar: Running) -> None:
+    headers = await grpc_call(sidecar, (("traceparent", CALLER), ("tracestate", "vendor=1")))
+    [server] = by_name(exported.get_finished_spans(), "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2")
+    assert hex_id(server.context.trace_id, 32) == TRACE
+    assert server.parent is not None and hex_id(server.parent.span_id, 16) == PARENT
+    assert headers["traceparent"] == f"00-{TRACE}-{hex_id(server.context.span_id, 16)}-01"
+    assert headers["tracestate"] == "vendor=1"
+
+
+async def test_grpc_without_a_caller_starts_a_trace(exported: InMemorySpanExporter, sidecar: Running) -> None:
+    headers = await grpc_call(sidecar, ())
+    [server] = by_name(exported.get_finished_spans(), "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2")
+    assert server.parent is None
+    assert headers["traceparent"].split("-")[1] == hex_id(server.context.trace_id, 32)
+
+
+async def test_a_stream_span_ends_with_the_stream_and_says_what_it_answered(
+        start_sidecar: StartSidecar, fake: OpenAIFake, exported: InMemorySpanExporter) -> None:
+    running = await start_sidecar({"llm.yaml": llm(fake)})
+    path = A2 + "/stream"
+    async with running.session.post(running.http + path, json=body("one two three"),
+                                    headers={"traceparent": CALLER}) as resp:
+        assert resp.status == 200
+        assert resp.headers["traceparent"].startswith(f"00-{TRACE}-")
+        await resp.read()
+    spans = exported.get_finished_spans()
+    [server] = by_name(spans, path)
+    [attempt] = by_name(spans, "chat gpt-4o-mini")
+    assert attempt.parent is not None and attempt.parent.span_id == server.context.span_id
+    assert attempt.end_time is not None and server.end_time is not None and attempt.end_time <= server.end_time
+    assert (attempt.attributes or {})["gen_ai.response.finish_reasons"] == ("stop",)
+    assert fake.last.headers["traceparent"] == f"00-{TRACE}-{hex_id(attempt.context.span_id, 16)}-01"
+
+
+async def test_prompt_and_answer_text_only_when_opted_in(
+        start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
+    memory = InMemorySpanExporter()
+    tracing.install(OtelTracer(plan(capture=True), processor=SimpleSpanProcessor(memory)))
+    try:
+        running = await start_sidecar({"llm.yaml": llm(fake)})
+        status, _ = await running.post(A2, body("secret plan"))
+        assert status == 200
+    finally:
+        tracing.stop()
+    [attempt] = by_name(memory.get_finished_spans(), "chat gpt-4o-mini")
+    attributes = attempt.attributes or {}
+    assert json.loads(str(attributes["gen_ai.input.messages"])) == [
+        {"role": "user", "parts": [{"type": "text", "content": "secret plan"}]}]
+    assert "echo: secret plan" in str(attributes["gen_ai.output.messages"])
+
+
+async def test_off_no_header_and_no_sdk_import(sidecar: Running) -> None:
+    async with sidecar.session.post(sidecar.http + "/v1.0-alpha2/conversation/echo/converse",
+                                    json=body("x"), headers={"traceparent": CALLER}) as resp:
+        assert resp.status == 200
+        assert "traceparent" not in resp.headers
+
+
+def test_off_the_sdk_is_never_imported() -> None:
+    """A sidecar that starts and stops without tracing never imports the SDK (no memory for it)."""
+    code = ("import sys, asyncio\n"
+            "from parley_sidecar import cli, runtime\n"
+            "from parley_sidecar.settings import SidecarSettings, Ports\n"
+            "async def main():\n"
+            "    s = runtime.Sidecar(SidecarSettings(app_id='a', ports=Ports(0, 0, 0, 0),"
+            " listen_addresses=['127.0.0.1'], public_listen_address='127.0.0.1', metrics_listen_address='127.0.0.1'))\n"
+            "    await s.start(); await s.stop()\n"
+            "asyncio.run(main())\n"
+            "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]"
+
+
+async def test_an_unreachable_collector_does_not_hold_a_call(
+        start_sidecar: StartSidecar, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="parley.tracing")
+    running = await start_sidecar(configuration=_config(Tracing(enabled=True, sampling_rate=1.0,
+                                                               otel_endpoint="127.0.0.1:9", otel_protocol="http",
+                                                               otel_secure=False)))
+    assert tracing.current() is not None
+    for _ in range(3):
+        status, _ = await running.post("/v1.0-alpha2/conversation/echo/converse", body("x"))
+        assert status == 200
+    assert "tracing is on (Configuration): http to 127.0.0.1:9" in caplog.text
+
+
+def _config(t: Tracing) -> object:
+    from parley_sidecar.settings import Configuration
+
+    return Configuration(tracing=t)
+
+
+# -- what turns tracing on (pure) ------------------------------------------------------------------
+ON = Tracing(enabled=True, sampling_rate=0.5, otel_endpoint="collector:4318", otel_protocol="http",
+             otel_secure=False)
+ENV = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://env-collector:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+
+
+@pytest.mark.parametrize(("config", "environ", "expected"), [
+    (Tracing(), {}, None),
+    (ON, {}, ("http", "collector:4318", 0.5, "Configuration")),
+    (ON, ENV, ("http", "collector:4318", 0.5, "Configuration")),  # the Configuration wins
+    (Tracing(), ENV, ("grpc", "http://env-collector:4317", 1.0, "environment")),
+    (Tracing(), {**ENV, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"},
+     ("grpc", "http://env-collector:4317", 0.01, "environment")),
+    (Tracing(), {**ENV, "OTEL_TRACES_EXPORTER": "none"}, None),
+    (Tracing(), {**ENV, "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon"}, None),
+    (ON, {"OTEL_SDK_DISABLED": "true"}, None),
+    (Tracing(enabled=True, sampling_rate=1.0, zipkin_endpoint="http://zipkin:9411/api/v2/spans"), {},
+     ("zipkin", "http://zipkin:9411/api/v2/spans", 1.0, "Configuration")),
+])
+def test_plan(config: Tracing, environ: dict[str, str], expected: tuple[str, str, float, str] | None) -> None:
+    chosen = tracing.plan(config, app_id="app", environ=environ)
+    assert (None if chosen is None else (chosen.protocol, chosen.endpoint, chosen.sampling_rate, chosen.source)
+            ) == expected
+
+
+def test_service_name_is_the_app_id_unless_the_environment_names_one() -> None:
+    assert (tracing.plan(ON, app_id="app", environ={}) or plan()).service_name == "app"
+    assert (tracing.plan(ON, app_id="app", environ={"OTEL_SERVICE_NAME": "svc"}) or plan()).service_name == "svc"
