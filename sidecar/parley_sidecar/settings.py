@@ -42,7 +42,7 @@ class ApiLogging:
 
 @dataclasses.dataclass(slots=True)
 class Tracing:
-    """Parsed and validated only; the Observability work exports spans from these."""
+    """``spec.tracing``, validated; ``tracing.plan`` decides from it (and ``OTEL_*``) where spans go."""
 
     enabled: bool = False
     sampling_rate: float = 1.0
@@ -161,4 +161,4 @@ class SidecarSettings:
     enable_api_logging: bool | None = None
     """``--enable-api-logging``; when given it wins over ``spec.logging.apiLogging.enabled``, as in daprd."""
     configuration: Configuration = dataclasses.field(default_factory=Configuration)
-    """What the Configuration file set (defaults without one); ``tracing`` waits for Observability."""
+    """What the Configuration file set (defaults without one)."""
