@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from parley_sidecar import tracing_otel
 
 __all__ = ["AttemptSpan", "Plan", "attempt", "attempt_span", "capture_content", "current", "install", "outgoing",
-           "plan", "start", "stop"]
+           "plan", "recording", "start", "stop"]
 
 log = logging.getLogger("parley.tracing")
 
@@ -84,6 +84,14 @@ _ATTEMPT: ContextVar[AttemptSpan | None] = ContextVar("parley_attempt_span", def
 def current() -> tracing_otel.OtelTracer | None:
     """The running tracer, or ``None`` when tracing is off (the check every call site makes first)."""
     return _Running.tracer
+
+
+def recording() -> bool:
+    """Whether the running task is inside a sampled span. Attempt spans are made only then: under an
+    unsampled call they would be dropped anyway (sampling follows the parent), and the call's own
+    context still reaches the provider. This keeps the unsampled 99 % of calls cheap."""
+    tracer = _Running.tracer
+    return tracer is not None and tracer.recording()
 
 
 def attempt_span() -> AttemptSpan | None:

@@ -176,6 +176,9 @@ class OtelTracer:
         span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         return AttemptScope(span, var)
 
+    def recording(self) -> bool:
+        return trace.get_current_span().is_recording()
+
     def inject(self, headers: MutableMapping[str, str]) -> None:
         span = trace.get_current_span()
         if span.get_span_context().is_valid:

@@ -221,7 +221,7 @@ async def _attempts(
         timeout = _cut(policy.timeout, deadline)
         if breaker is not None:
             breaker.before(name)
-        span = None if tracing.current() is None else _attempt_span(entry, request)
+        span = _attempt_span(entry, request) if tracing.recording() else None
         try:
             # The component's own timeout stays the attempt's: when the deadline cuts it, the
             # cut fires here first and is reported as the deadline, not as a slow upstream.
