@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.conftest import Running, StartSidecar, component_yaml
+from tests.conftest import Running, StartSidecar
 from tests.fakes.openai import OpenAIFake
+from tests.manifests import component_yaml
 
 from parley_sidecar import metrics
 
