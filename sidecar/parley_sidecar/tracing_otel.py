@@ -162,7 +162,8 @@ class OtelTracer:
     def http_server(self, method: str, path: str, headers: Mapping[str, str]) -> ServerScope:
         """daprd names its span after the request's path."""
         parent = _PROPAGATOR.extract(headers, context=otel_context.Context())
-        return self._server(path, parent, {"dapr.protocol": "http", "dapr.api": f"{method} {path}"})
+        return self._server(path, parent, {"dapr.protocol": "http", "dapr.api": f"{method} {path}",
+                                           "http.request.method": method, "url.full": path})
 
     def grpc_server(self, full_method: str, metadata: Iterable[tuple[str, Any]]) -> ServerScope:
         """daprd names its span after the full method."""

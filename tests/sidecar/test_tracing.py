@@ -82,7 +82,9 @@ async def test_http_call_joins_the_caller_and_each_attempt_is_a_child(
     [server] = by_name(spans, A2)
     assert hex_id(server.context.trace_id, 32) == TRACE
     assert server.parent is not None and hex_id(server.parent.span_id, 16) == PARENT
-    assert server.attributes is not None and server.attributes["dapr.api"] == f"POST {A2}"
+    assert server.attributes is not None
+    assert {k: server.attributes[k] for k in ("dapr.api", "dapr.protocol", "dapr.status_code", "url.full")} == {
+        "dapr.api": f"POST {A2}", "dapr.protocol": "http", "dapr.status_code": "200", "url.full": A2}
     assert answered == f"00-{TRACE}-{hex_id(server.context.span_id, 16)}-01"
 
     first, second = by_name(spans, "chat gpt-4o-mini")
@@ -145,7 +147,7 @@ async def test_an_error_answer_marks_the_span(exported: InMemorySpanExporter, si
     status, _ = await sidecar.post("/v1.0-alpha2/conversation/missing/converse", body("x"))
     assert status == 400
     [server] = exported.get_finished_spans()
-    assert server.status.status_code.name == "ERROR"
+    assert (server.status.status_code.name, server.status.description) == ("ERROR", "Code(400): Bad Request")
     assert (server.attributes or {})["dapr.status_code"] == "400"
 
 

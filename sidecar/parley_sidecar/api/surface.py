@@ -17,6 +17,7 @@ No routes here.
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -121,7 +122,16 @@ async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     finally:
         scope.close({"dapr.status_code": str(status), "http.response.status_code": status},
-                    error=f"Code({status})" if status >= 400 else None)
+                    error=_status_text(status) if status >= 400 else None)
+
+
+def _status_text(status: int) -> str:
+    """daprd's span status for an error answer: ``Code(404): Not Found``."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    return f"Code({status}): {phrase}"
 
 
 async def trace_headers(request: web.Request, response: web.StreamResponse) -> None:
