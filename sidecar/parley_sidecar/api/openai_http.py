@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from aiohttp import web
@@ -49,12 +49,17 @@ _FINISH = {
 }
 
 
+# Made once: json.dumps with options builds a new encoder on every call, once per streamed chunk.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"))
+
+
 def _dumps(value: Any) -> bytes:
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = _COMPACT.encode(value)
     try:
         return text.encode()
     except UnicodeEncodeError:  # a lone surrogate (JSON may carry "\ud800"): escaped, so still valid JSON
-        return json.dumps(value, separators=(",", ":")).encode()
+        return _COMPACT_ASCII.encode(value).encode()
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -140,7 +145,12 @@ def _completion(call: openai_chat.ChatCall, response: base.ConverseResponse) -> 
 
 class _Chunks:
     """``chat.completion.chunk`` events for one stream: the role in the first, a separate last
-    chunk for the finish reason (as OpenAI sends it), then the usage chunk when asked, then [DONE]."""
+    chunk for the finish reason (as OpenAI sends it), then the usage chunk when asked, then [DONE].
+
+    A piece of text only (nearly every piece) is spliced into bytes encoded once per stream (id,
+    created, model before it; logprobs, finish_reason, usage after it): only its text is encoded
+    per piece. The bytes are exactly what encoding the whole chunk gives (``_chunk``), which every
+    other piece still takes."""
 
     def __init__(self, call: openai_chat.ChatCall) -> None:
         self._call = call
@@ -150,6 +160,18 @@ class _Chunks:
         self._calls = False
         self._usage: base.Usage | None = None
         self._finished = False
+        self._tail = (b',"logprobs":null,"finish_reason":null}],"usage":null}\n\n' if call.include_usage
+                      else b',"logprobs":null,"finish_reason":null}]}\n\n')
+        self._prefix = self._encode_prefix()
+
+    def _encode_prefix(self) -> bytes | None:
+        """``data: `` and the chunk up to its delta, for the current model (None: a model that
+        cannot be encoded as UTF-8 as it is, so every chunk takes the whole-chunk path)."""
+        try:
+            head = _COMPACT.encode(self._head)[:-1].encode()
+        except UnicodeEncodeError:
+            return None
+        return b"data: " + head + b',"choices":[{"index":0,"delta":'
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk: dict[str, Any] = {**self._head,
@@ -158,21 +180,39 @@ class _Chunks:
             chunk["usage"] = None
         return sse.event(_dumps(chunk))
 
+    def _text(self, delta: bytes, content: str) -> bytes | None:
+        """A chunk whose delta is ``delta`` (its opening) then ``content``, or None when the text
+        needs the whole-chunk path (a lone surrogate: the whole chunk is then escaped)."""
+        if self._prefix is None:
+            return None
+        try:
+            text = _COMPACT.encode(content).encode()
+        except UnicodeEncodeError:
+            return None
+        return self._prefix + delta + text + b"}" + self._tail
+
     def piece(self, piece: base.Delta) -> bytes:
-        if piece.model:
+        if piece.model and piece.model != self._head["model"]:
             self._head["model"] = piece.model
+            self._prefix = self._encode_prefix()
         if piece.usage is not None:
             self._usage = piece.usage
-        delta: dict[str, Any] = {}
-        if self._first:
-            delta = {"role": "assistant", "content": ""}
+        out: bytes | None = None
+        if piece.content and not piece.tool_calls:
+            out = self._text(b'{"role":"assistant","content":' if self._first else b'{"content":', piece.content)
+        if out is not None:
             self._first = False
-        if piece.content:
-            delta["content"] = piece.content
-        if piece.tool_calls:
-            self._calls = True
-            delta["tool_calls"] = [self._tool_call(t) for t in piece.tool_calls]
-        out = self._chunk(delta) if delta else b""
+        else:
+            delta: dict[str, Any] = {}
+            if self._first:
+                delta = {"role": "assistant", "content": ""}
+                self._first = False
+            if piece.content:
+                delta["content"] = piece.content
+            if piece.tool_calls:
+                self._calls = True
+                delta["tool_calls"] = [self._tool_call(t) for t in piece.tool_calls]
+            out = self._chunk(delta) if delta else b""
         if piece.finish_reason and not self._finished:
             self._finished = True
             out += self._chunk({}, _finish(piece.finish_reason, self._calls))
@@ -220,19 +260,8 @@ async def _relay(request: web.Request, call: openai_chat.ChatCall,
         await pieces.aclose()
         raise
     chunks = _Chunks(call)
-
-    async def rest() -> AsyncIterator[bytes]:
-        try:
-            async for piece in pieces:
-                encoded = chunks.piece(piece)
-                if encoded:
-                    yield encoded
-            yield chunks.tail()
-        finally:
-            await pieces.aclose()
-
-    tail = rest()
-    return await sse.relay(request, chunks.piece(first), tail, lambda b: b, _error_event)
+    # relay closes ``pieces`` however it ends (the client left: the upstream call is cancelled)
+    return await sse.relay(request, first, pieces, chunks.piece, _error_event, end=chunks.tail)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

@@ -59,21 +59,27 @@ async def relay(
     encode: Callable[[T], bytes],
     on_error: Callable[[errors.ParleyError], bytes],
     *,
-    end: bytes = b"",
+    end: bytes | Callable[[], bytes] = b"",
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Send ``first`` then every piece of ``pieces`` as SSE, then ``end`` (e.g. ``data: [DONE]``).
+    """Send ``first`` then every piece of ``pieces`` as SSE, then ``end`` (e.g. ``data: [DONE]``,
+    or a function giving the closing events once the last piece has been encoded).
 
-    ``pieces`` is the rest of the stream ``first`` came from. An error event replaces ``end``.
-    Returns the response, already finished; a client that left is not an error (the relay stops
-    and closes ``pieces``)."""
+    ``pieces`` is the rest of the stream ``first`` came from; a piece that ``encode`` turns into no
+    bytes is not written. An error event replaces ``end``. Returns the response, already finished;
+    a client that left is not an error (the relay stops and closes ``pieces``)."""
     response = web.StreamResponse(status=200, headers={**_HEADERS, **(headers or {})})
     try:
         await response.prepare(request)
-        await response.write(encode(first))
+        await response.write(encode(first))  # even empty: aiohttp sends the headers with the first write
         try:
+            # Each piece is encoded here and written as it comes, with no layer in between: this
+            # loop runs once per streamed piece, so what it costs is paid for every token.
             async for piece in pieces:
-                await response.write(encode(piece))
+                data = encode(piece)
+                if data:  # nothing to send (a role-only piece): not even a call into aiohttp
+                    await response.write(data)
+            data = end() if callable(end) else end
         except errors.ParleyError as exc:  # mid-stream: the status is sent, so an event says it
             await response.write(on_error(exc))
         except ConnectionResetError:  # handled below: the client is gone
@@ -82,8 +88,8 @@ async def relay(
             log.exception("stream on %s failed unexpectedly", request.path)
             await response.write(on_error(errors.Internal()))
         else:
-            if end:
-                await response.write(end)
+            if data:
+                await response.write(data)
         await response.write_eof()
     except ConnectionResetError:  # the client stopped reading and closed: nothing left to tell it
         log.debug("stream client went away on %s", request.path)
