@@ -39,7 +39,7 @@ async def test_every_panel_query_returns_data_and_the_panels_show_the_traffic() 
     queries = dashboard_rig.queries(dashboard)
     assert len(queries) >= 18
     async with dashboard_rig.stack() as stack:
-        start, end = await dashboard_rig.traffic(stack, ROUNDS)
+        start, end = await dashboard_rig.traffic(stack, ROUNDS, pause=0.5)
         empty: list[str] = []
         results: dict[str, list[dict[str, Any]]] = {}
         for q in queries:
