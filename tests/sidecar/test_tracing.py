@@ -285,3 +285,28 @@ def test_plan(config: Tracing, environ: dict[str, str], expected: tuple[str, str
 def test_service_name_is_the_app_id_unless_the_environment_names_one() -> None:
     assert (tracing.plan(ON, app_id="app", environ={}) or plan()).service_name == "app"
     assert (tracing.plan(ON, app_id="app", environ={"OTEL_SERVICE_NAME": "svc"}) or plan()).service_name == "svc"
+
+
+@pytest.fixture
+def rarely() -> Iterator[InMemorySpanExporter]:
+    """A tracer that samples no call of its own (the rate's draw always says no)."""
+    memory = InMemorySpanExporter()
+    tracing.install(OtelTracer(tracing.Plan(0.0, "http", "127.0.0.1:1", False, "test", "test-app", False),
+                               processor=SimpleSpanProcessor(memory)))
+    yield memory
+    tracing.stop()
+
+
+@pytest.mark.parametrize(("flags", "recorded"), [("01", True), ("00", False), (None, False)])
+async def test_the_callers_sampling_decision_is_followed(
+        rarely: InMemorySpanExporter, sidecar: Running, flags: str | None, recorded: bool) -> None:
+    headers = {} if flags is None else {"traceparent": f"00-{TRACE}-{PARENT}-{flags}"}
+    async with sidecar.session.post(sidecar.http + "/v1.0-alpha2/conversation/echo/converse", json=body("x"),
+                                    headers=headers) as resp:
+        assert resp.status == 200
+        version, trace_id, span_id, answered_flags = resp.headers["traceparent"].split("-")
+    assert (version, answered_flags) == ("00", flags or "00")
+    assert (trace_id == TRACE) == (flags is not None)  # an unsampled caller's trace still carries on
+    assert span_id not in (PARENT, "0" * 16)
+    assert [s.name for s in rarely.get_finished_spans()] == (
+        ["chat", "/v1.0-alpha2/conversation/echo/converse"] if recorded else [])
