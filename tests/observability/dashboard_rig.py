@@ -16,6 +16,7 @@ Shared by ``test_dashboard_prometheus.py`` (every panel's query returns data) an
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -27,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ from bench.harness import free_port
 from dapr.proto.runtime.v1 import ai_pb2, dapr_pb2_grpc
 from tests.fakes.openai import OpenAIFake
 from tests.manifests import component_yaml
+
+from parley_operator.injection import patch
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "parley-dashboard.json"
@@ -121,6 +124,8 @@ class Stack:
     stream: str
     ssl: ssl.SSLContext
     stream_token: str
+    injected: list[dict[str, Any]] = field(default_factory=list)
+    """Pods as the operator's mutating webhook patched them (the PodMonitor must select them)."""
 
     async def query_range(self, expr: str, start: float, end: float, step: float = 1.0) -> list[dict[str, Any]]:
         async with self.session.get(self.prometheus + "/api/v1/query_range", params={
@@ -268,6 +273,9 @@ async def _admission(stack: Stack, n: int, *, enabled: bool) -> None:
                                   server_hostname=operator_rig.SERVER_NAME) as resp:
         answer = await resp.json()
     assert answer["response"]["allowed"], answer
+    if "patch" in answer["response"]:
+        ops = json.loads(base64.b64decode(answer["response"]["patch"]))
+        stack.injected.append(patch.apply(pod, ops))
 
 
 async def _follow_stream(stack: Stack, ready: asyncio.Event) -> None:

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import pytest
+import yaml
 from tests.observability import dashboard_rig
 
 pytestmark = pytest.mark.skipif(dashboard_rig.prometheus_binary() is None,
@@ -47,7 +48,16 @@ async def test_every_panel_query_returns_data_and_the_panels_show_the_traffic() 
             results[f"{q.panel}/{q.ref}"] = series
             if not finite_values(series):
                 empty.append(f"{q.panel} [{q.ref}]: {q.expr}")
+        injected = stack.injected
     assert not empty, "queries without data:\n" + "\n".join(empty)
+    # the PodMonitor shipped in deploy/ selects the pods the real injector patched, on a port they have
+    monitor = yaml.safe_load((dashboard_rig.ROOT / "deploy/overlays/monitoring/podmonitor.yaml").read_text())
+    assert injected
+    for pod in injected:
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+        ports = {p["name"] for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
+                 for p in c.get("ports", [])}
+        assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
 
     def panel(title: str, ref: str = "A") -> dict[str, float]:
         query = next(q for q in queries if q.panel == title and q.ref == ref)
