@@ -417,7 +417,9 @@ def _echo_call_flags(request: dict[str, Any]) -> tuple[int, list[bool]]:
     For each: whether parley scrubbed it (the tools' definitions when the request asks anywhere;
     a message's calls when its input asks; all of them on output when the request itself asks)."""
     on_output = _asks(request)
-    tools = request.get("tools") or []
+    # Only typed tools become calls: an entry without ``function`` (``tools: [{}]``) is dropped by
+    # both daprd and parley before echo sees the tools.
+    tools = [t for t in request.get("tools") or [] if isinstance(t, dict) and t.get("function") is not None]
     flags = [on_output or _asks_scrubbing(request)] * len(tools)
     for item in request.get("inputs") or []:
         asked = on_output or _asks(item)
