@@ -1,6 +1,7 @@
 """Sidecar CPU time per echo request, parley next to the real daprd: the A/B figure least moved by load.
 
     python -m bench.cpu_per_request [--seconds 4] [--runs 2] [--connections 16] [--only LABEL] [--no-daprd]
+                                    [--baseline DIR]
 
 Each server is pinned to CPU 0 (``taskset -c 0``) and its load generator to CPU 1 (``wrk`` for HTTP,
 ``bench.grpc_load`` for gRPC), as a sidecar under a one-core limit runs. The server's user+system
@@ -11,6 +12,8 @@ by. req/s is printed too, with the load average, for the record. Runs alternate 
 servers (daprd, parley, parley, daprd, …) so drifting load falls on both alike.
 
 Scenarios: HTTP alpha1/alpha2 echo and gRPC alpha1/alpha2 echo, the bodies of ``bench.vs_daprd``.
+``--baseline DIR`` adds a third server, "base": parley from another checkout (``DIR/sidecar`` first
+on ``PYTHONPATH``, e.g. ``git worktree add /tmp/base HEAD~1``), for an A/B of a change in one run.
 """
 
 from __future__ import annotations
@@ -68,9 +71,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--only", action="append", default=[], metavar="LABEL")
     parser.add_argument("--no-daprd", action="store_true", help="parley only (no daprd needed)")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="also run parley from this checkout, as 'base'")
     args = parser.parse_args()
     scenarios = [s for s in SCENARIOS if not args.only or any(o in s.label for o in args.only)]
     names = ["parley"] if args.no_daprd else ["daprd", "parley"]
+    if args.baseline is not None:
+        names.insert(-1, "base")
     daprd_bin = None
     if not args.no_daprd:
         daprd_bin, missing = find_daprd()
@@ -90,12 +97,13 @@ def main() -> None:
                 argv = harness.sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"],
                                             resources)
             url = f"http://127.0.0.1:{ports['http']}"
+            env = {"PYTHONPATH": str(args.baseline.resolve() / "sidecar")} if name == "base" else None
             server = stack.enter_context(harness.serve(["taskset", "-c", SERVER_CPU, *argv],
-                                                       f"{url}/v1.0/healthz", url))
+                                                       f"{url}/v1.0/healthz", url, env=env))
             running[name] = (server, ports["http"], ports["grpc"])
         for scenario in scenarios:
             for run in range(args.runs + 1):  # run 0 warms each server up and is not counted
-                for name in names if run % 2 == 0 else list(reversed(names)):
+                for name in names if run % 2 == 0 else names[::-1]:
                     server, http, grpc_port = running[name]
                     before = cpu_seconds(server.proc.pid)
                     if scenario.transport == "http":
@@ -114,15 +122,18 @@ def main() -> None:
           f"servers on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}, load average before {load_before:.1f}, "
           f"after {os.getloadavg()[0]:.1f}")
     print(f"{'scenario':20} " + " ".join(f"{n + ' us/req':>13} {n + ' req/s':>13}" for n in names)
-          + ("   parley/daprd CPU" if len(names) == 2 else ""))
+          + ("   parley/daprd CPU" if "daprd" in names else "")
+          + ("   parley/base CPU" if "base" in names else ""))
     for scenario in scenarios:
         row = f"{scenario.label:20} "
         medians = {}
         for name in names:
             medians[name] = statistics.median(cpu[(name, scenario.label)])
             row += f"{medians[name]:13.0f} {statistics.median(rps[(name, scenario.label)]):13.0f} "
-        if len(names) == 2:
-            row += f"  {medians['parley'] / medians['daprd']:.2f}x"
+        if "daprd" in names:
+            row += f"  {medians['parley'] / medians['daprd']:17.2f}x"
+        if "base" in names:
+            row += f"  {medians['parley'] / medians['base']:16.2f}x"
         print(row)
 
 

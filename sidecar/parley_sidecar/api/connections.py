@@ -25,6 +25,7 @@ so the answer goes through :meth:`_Handler.handle_error` like any malformed requ
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import http, http_exceptions, streams, web, web_protocol
@@ -32,7 +33,7 @@ from aiohttp import http, http_exceptions, streams, web, web_protocol
 from parley_sidecar import errors
 from parley_sidecar.api import wire
 
-__all__ = ["GO_HEADER_SLACK", "Runner"]
+__all__ = ["FRONT", "GO_HEADER_SLACK", "Front", "Runner"]
 
 GO_HEADER_SLACK = 4096
 """Bytes Go's ``http.Server`` reads past ``MaxHeaderBytes`` before refusing a head (its bufio slop)."""
@@ -144,9 +145,9 @@ def _too_large() -> Any:
 class _Server(web.Server):
     """aiohttp's protocol factory, making :class:`_Handler` connections."""
 
-    def __init__(self, plain: web.Server, head_timeout: float, max_head: int) -> None:
+    def __init__(self, plain: web.Server, head_timeout: float, max_head: int, front: Front | None) -> None:
         # ``_kwargs`` are the RequestHandler options aiohttp collected (keepalive_timeout, debug …).
-        super().__init__(plain.request_handler, request_factory=plain.request_factory,
+        super().__init__(front or plain.request_handler, request_factory=plain.request_factory,
                          handler_cancellation=plain.handler_cancellation, **plain._kwargs)
         self._head_timeout = head_timeout
         self._max_head = max_head
@@ -155,6 +156,11 @@ class _Server(web.Server):
         return _Handler(self, loop=self._loop, head_timeout=self._head_timeout, max_head=self._max_head,
                         **self._kwargs)
 
+
+Front = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+FRONT: web.AppKey[Front] = web.AppKey("connections_front")
+"""An app's own first handler, in place of ``Application._handle`` (which it calls for what it does
+not answer itself): the API port's hot routes skip the router and middlewares (``http._front``)."""
 
 _FOREVER = 365 * 24 * 3600.0
 """aiohttp reads a keep-alive timeout of 0 as "close at once"; ours means "no limit"."""
@@ -182,4 +188,4 @@ class Runner(web.AppRunner):
         self._max_head = max_head
 
     async def _make_server(self) -> web.Server:
-        return _Server(await super()._make_server(), self._head_timeout, self._max_head)
+        return _Server(await super()._make_server(), self._head_timeout, self._max_head, self.app.get(FRONT))

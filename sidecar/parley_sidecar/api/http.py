@@ -14,16 +14,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from dapr.proto.runtime.v1 import ai_pb2
 from google.protobuf.message import Message
 
-from parley_sidecar import durations, errors
-from parley_sidecar.api import dapr_sse, metadata, openai_http, public, surface, wire
+from parley_sidecar import durations, errors, tracing
+from parley_sidecar.api import connections, dapr_sse, metadata, openai_http, public, surface, wire
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.metrics import Metrics
@@ -148,30 +149,92 @@ async def _within(timeout: float, call: Awaitable[Message], name: str) -> Messag
         ) from None
 
 
-def _converse(
-    message: Callable[[], Message], run: Callable[[Pipeline, Any], Awaitable[Message]], *, plain_inputs: bool
-) -> Handler:
-    """One handler shape for both API versions: decode, name from the URL, pipeline, encode."""
+_Decode = tuple[Callable[[], Message], Callable[[Pipeline, Any], Awaitable[Message]], bool]
+"""How one API version's converse is served: its request message, its rules, plain-string inputs."""
+_ALPHA1: _Decode = (ai_pb2.ConversationRequest, alpha1.converse, True)
+_ALPHA2: _Decode = (ai_pb2.ConversationRequestAlpha2, alpha2.converse, False)
+
+
+async def _answer(request: web.Request, name: str, pipeline: Pipeline, version: _Decode) -> web.Response:
+    """Decode, pipeline, encode; every failure but aiohttp's own answers becomes daprd's JSON."""
+    message, run, plain_inputs = version
+    try:
+        req: Any = wire.decode(await request.read(), message(), query_metadata=_query_metadata(request),
+                               plain_inputs=plain_inputs)
+        req.name = name
+        timeout = _caller_timeout(request, name)
+        if timeout is None:  # the common request: no timer on the hot path
+            body = wire.encode(await run(pipeline, req))
+        else:
+            body = wire.encode(await _within(timeout, run(pipeline, req), name))
+    except errors.ParleyError as exc:
+        return surface.error_response(exc)
+    except web.HTTPException:  # aiohttp's own answers (413 from read()) are the guard's to translate
+        raise
+    except Exception:  # a bug, or an answer that cannot be written: daprd's invoke error, not a 500 page
+        log.exception("conversation with component %r failed unexpectedly", name)
+        return surface.error_response(errors.InvokeError(name, "internal error (see the sidecar log)"))
+    return web.Response(body=body, content_type=_JSON)
+
+
+def _converse(version: _Decode) -> Handler:
+    """The routed handler of one API version (paths that need cleaning, ``?metadata.*`` queries)."""
 
     async def handle(request: web.Request) -> web.Response:
+        return await _answer(request, public.param(request, "name"), request.app[PIPELINE], version)
+
+    return handle
+
+
+_HOT_PATH = re.compile(r"/v1\.0-alpha([12])/conversation/([A-Za-z0-9_.~-]+)/converse")
+"""A converse path as clients send it: nothing to clean, decode or route (no ``%``, ``//``, dot
+segment or query), so the name is the raw text and the route is known without the router."""
+_HOT_ROUTES = {"1": ("/v1.0-alpha1/conversation/{name}/converse", _ALPHA1),
+               "2": ("/v1.0-alpha2/conversation/{name}/converse", _ALPHA2)}
+
+
+def _front(app: web.Application) -> connections.Front:
+    """The API port's first handler: a converse request as clients send it is answered here, with
+    the guard's duties (token, metrics, API log, nothing let out), without the router and the
+    middleware chain, which were a tenth of the sidecar's CPU per echo request; anything else
+    (other routes, paths to clean, queries, ``Expect``, an unknown method) goes to the app, as before."""
+    pipeline, metrics, token, max_body = app[PIPELINE], app[METRICS], app[TOKEN], app[MAX_BODY]
+    routed = app._handle
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        assert isinstance(request, web.Request)  # the app's request factory made it
+        hot = _HOT_PATH.fullmatch(request.raw_path) if request.method == "POST" else None
+        if hot is None or hot[2] in (".", "..") or hdrs.EXPECT in request.headers:
+            return await routed(request)
+        route, version = _HOT_ROUTES[hot[1]]
+        name = hot[2]
+        started = time.perf_counter()
+        status = surface.CLIENT_GONE
         try:
-            req: Any = wire.decode(await request.read(), message(), query_metadata=_query_metadata(request),
-                                   plain_inputs=plain_inputs)
-            req.name = public.param(request, "name")
-            timeout = _caller_timeout(request, req.name)
-            if timeout is None:  # the common request: no timer on the hot path
-                body = wire.encode(await run(request.app[PIPELINE], req))
-            else:
-                body = wire.encode(await _within(timeout, run(request.app[PIPELINE], req), req.name))
-        except errors.ParleyError as exc:
-            return surface.error_response(exc)
-        except web.HTTPException:  # aiohttp's own answers (413 from read()) are the guard's to translate
+            if token and not _token_ok(request, token, False):
+                status = 401
+                return web.Response(status=401, text="invalid api token\n")  # Go's http.Error, as daprd
+            try:
+                response = await _answer(request, name, pipeline, version)
+            except web.HTTPRequestEntityTooLarge:
+                response = surface.error_response(errors.BodyTooLarge(max_body))
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
             raise
-        except Exception:  # a bug, or an answer that cannot be written: daprd's invoke error, not a 500 page
-            name = public.param(request, "name")
-            log.exception("conversation with component %r failed unexpectedly", name)
-            return surface.error_response(errors.InvokeError(name, "internal error (see the sidecar log)"))
-        return web.Response(body=body, content_type=_JSON)
+        except asyncio.CancelledError:  # the client went away (handler cancellation): counted as 499
+            raise
+        except Exception:
+            status = 500
+            log.exception("unexpected error answering POST %s", route)
+            return surface.error_response(errors.Internal())
+        finally:
+            path = route.replace("{name}", name) if pipeline.store.get(name) is not None else route
+            elapsed = (time.perf_counter() - started) * 1000
+            metrics.http("POST", path, status, elapsed)
+            if metrics.api_log is not None:
+                metrics.api_log.http("POST", path, status, elapsed, request.headers.get("User-Agent", ""))
 
     return handle
 
@@ -197,10 +260,10 @@ def build_app(pipeline: Pipeline, metrics: Metrics, *, api_token: str, max_body_
     app[MAX_BODY] = max_body_size
     app[surface.PATH_LABEL] = _metric_path
     surface.install_tracing(app)
-    app.router.add_post("/v1.0-alpha1/conversation/{name}/converse",
-                        _converse(ai_pb2.ConversationRequest, alpha1.converse, plain_inputs=True))
-    app.router.add_post("/v1.0-alpha2/conversation/{name}/converse",
-                        _converse(ai_pb2.ConversationRequestAlpha2, alpha2.converse, plain_inputs=False))
+    if tracing.current() is None:  # traced, every request goes through the tracing middleware
+        app[connections.FRONT] = _front(app)
+    app.router.add_post(_HOT_ROUTES["1"][0], _converse(_ALPHA1))
+    app.router.add_post(_HOT_ROUTES["2"][0], _converse(_ALPHA2))
     app.router.add_post(dapr_sse.ROUTE, dapr_sse.handler(pipeline))  # parley's streaming extension
     openai_http.add_routes(app, pipeline)
     public.add_routes(app, describe, extended=extended, extended_writable=True)

@@ -177,6 +177,11 @@ def _check_message(data: Any, desc: Any, depth: int = 1) -> Any:
     return data
 
 
+# Built once: json.loads and json.dumps build a new decoder or encoder on every call that passes
+# options; these are the same objects they would build (the decoder and encoder keep no state).
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 _SIMPLE_DEPTH = 20
 """Deeper bodies take the full path, which enforces MAX_DEPTH."""
 _MAX_EXACT = 2**53
@@ -272,7 +277,10 @@ def decode(body: bytes, message: M, *, query_metadata: Mapping[str, str], plain_
     if body:  # daprd parses any non-empty body: whitespace alone is malformed
         try:
             # Strict UTF-8 (json.loads would let a surrogate's bytes through): protojson's rule.
-            data = json.loads(body.decode(), object_pairs_hook=_object)
+            text = body.decode()
+            if text.startswith("\ufeff"):  # json.loads' own refusal, with its words
+                raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+            data = _DECODER.decode(text)
         except RecursionError:
             raise errors.MalformedRequest(f"JSON nested deeper than {MAX_DEPTH} levels") from None
         except (ValueError, UnicodeDecodeError) as exc:
@@ -371,7 +379,7 @@ def encode(message: Message) -> bytes:
     """protojson's default output: zero fields omitted, int64 as strings, lowerCamel names."""
     data = _simple_dict(message)
     if data is not None:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        return _ENCODER.encode(data).encode()
     data = json_format.MessageToDict(message)
     if message.DESCRIPTOR.full_name == "dapr.proto.runtime.v1.ConversationResponse":
         for output in data.get("outputs", ()):
@@ -379,8 +387,8 @@ def encode(message: Message) -> bytes:
                 # protojson writes an Any holding google.protobuf.Empty as {"@type": …, "value": {}}.
                 if value.get("@type", "").rsplit("/", 1)[-1] == "google.protobuf.Empty":
                     value.setdefault("value", {})
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(data).encode()
 
 
 def error_body(code: str, message: str) -> bytes:
-    return json.dumps({"errorCode": code, "message": message}, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode({"errorCode": code, "message": message}).encode()

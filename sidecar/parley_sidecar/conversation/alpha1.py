@@ -44,9 +44,13 @@ async def converse(pipeline: Pipeline, req: ai_pb2.ConversationRequest) -> ai_pb
         )
 
     scrub_inputs = any(item.scrubPII for item in req.inputs)
+    if scrub_inputs:
+        sent = await pipeline.scrubbing.run(name, entry, overrides.pii_entities, "input", messages, req.ByteSize())
+    else:  # nothing to scrub: no scrubber, no redaction count
+        sent = tuple(base.Message(ROLES.get(item.role, base.Role.USER), (base.TextPart(item.content),))
+                     for item in req.inputs)
     request = base.ConverseRequest(
-        messages=await pipeline.scrubbing.run(name, entry, overrides.pii_entities, "input", messages,
-                                              req.ByteSize() if scrub_inputs else 0),
+        messages=sent,
         temperature=req.temperature,
         model=overrides.model,
         api_key=overrides.api_key,

@@ -155,8 +155,10 @@ async def prepare(pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2) -> 
         )
 
     size = req.ByteSize() if scrub_any else 0
-    messages = await pipeline.scrubbing.run(name, entry, overrides.pii_entities, "input", build,
-                                            size if scrub_inputs else 0)
+    if scrub_inputs:
+        messages = await pipeline.scrubbing.run(name, entry, overrides.pii_entities, "input", build, size)
+    else:  # nothing to scrub: no scrubber, no redaction count
+        messages = tuple(_message(name, msg, None) for item in req.inputs for msg in item.messages)
     tools = tuple(
         base.Tool(
             name=t.function.name,
