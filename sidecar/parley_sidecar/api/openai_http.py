@@ -276,6 +276,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             raise openai_chat.ChatError("We could not parse the JSON body of your request: it is nested too deeply.",
                                         code="invalid_json") from None
         call = openai_chat.parse(body)
+        del body  # parsed: the decoded JSON is not kept for as long as a stream stays open
         scrub, context_id = _options(request, call)
         pipeline = request.app[PIPELINE]
         if call.stream:

@@ -282,6 +282,13 @@ class StreamBody:
                                     retryable=True)
 
 
+def _is_json(content_type: str) -> bool:
+    """Whether a Content-Type names JSON, read from the header as it came: aiohttp's
+    ``content_type`` parses it with the email package and keeps the parse on the response, about
+    1.5 KB for as long as a stream stays open."""
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
 @contextlib.asynccontextmanager
 async def open_stream(
     session: aiohttp.ClientSession,
@@ -312,7 +319,7 @@ async def open_stream(
     del data  # sent: a long conversation's bytes are not held for as long as the answer streams
     try:
         status = resp.status
-        if status >= 400 or status < 200 or (resp.content_type == "application/json"):
+        if status >= 400 or status < 200 or _is_json(resp.headers.get("Content-Type", "")):
             try:
                 async with asyncio.timeout_at(deadline):
                     raw = await _read_capped(resp, max_bytes, provider)

@@ -434,6 +434,7 @@ class ChatCompletions(http_kit.ComponentSession):
                         raise errors.ProviderError(f"{self.dialect.provider} sent a malformed event (not JSON)",
                                                    status=200) from None
                     delta = reader.add(chunk)
+                    del chunk  # not kept while the stream waits for the next piece (memory per open stream)
                     if delta is not None:
                         upstream.arrived()
                         yield delta
