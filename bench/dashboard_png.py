@@ -36,22 +36,24 @@ def slug(title: str) -> str:
 
 
 def draw(panel: dict[str, Any], results: Results, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7.2, 3.0), dpi=90)
-    for legend_format, series in results:
-        for s in series:
-            points = [(datetime.fromtimestamp(float(t)), float(v)) for t, v in s["values"]]
-            xs = [t for t, _ in points]
-            ys = [v if math.isfinite(v) else math.nan for _, v in points]
-            ax.plot(xs, ys, linewidth=1.2, label=dashboard_rig.legend(legend_format, s["metric"]))
+    lines = [(legend_format, s) for legend_format, series in results for s in series]
+    columns = 2 if len(lines) > 3 else 1
+    rows = math.ceil(len(lines) / columns)
+    # the legend under the plot, as Grafana's default places it; the figure grows with it
+    fig, ax = plt.subplots(figsize=(7.2, 2.6 + 0.17 * rows), dpi=90)
+    for legend_format, s in lines:
+        points = [(datetime.fromtimestamp(float(t)), float(v)) for t, v in s["values"]]
+        ax.plot([t for t, _ in points], [v if math.isfinite(v) else math.nan for _, v in points],
+                linewidth=1.2, label=dashboard_rig.legend(legend_format, s["metric"]))
     ax.set_title(panel["title"], fontsize=10, loc="left")
     ax.set_ylabel(UNITS.get(panel["fieldConfig"]["defaults"].get("unit", ""), ""), fontsize=8)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
+    if lines:
+        fig.legend(fontsize=7, loc="lower left", ncol=columns, frameon=False, bbox_to_anchor=(0.06, 0.0))
+    fig.tight_layout(rect=(0.0, 0.06 * rows / (1 + 0.065 * rows) + 0.02, 1.0, 1.0))
     fig.savefig(path)
     plt.close(fig)
 
