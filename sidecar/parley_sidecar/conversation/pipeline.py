@@ -170,8 +170,8 @@ class Pipeline:
         settings = entry.settings
         limits = settings.memory if settings.memory.enabled and context_id else None
         store = self._memory_for(name, entry) if limits is not None else None
-        sent = await self._with_history(name, entry, request, store, limits, context_id,
-                                        overrides if scrub_history else None)
+        sent = request if store is None else await self._with_history(
+            name, entry, request, store, limits, context_id, overrides if scrub_history else None)
         ttl = overrides.cache_ttl if overrides.cache_ttl is not None else settings.cache.ttl
         started = time.perf_counter()
         success = False
