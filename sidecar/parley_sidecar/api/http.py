@@ -260,8 +260,8 @@ def build_app(pipeline: Pipeline, metrics: Metrics, *, api_token: str, max_body_
     app[MAX_BODY] = max_body_size
     app[surface.PATH_LABEL] = _metric_path
     surface.install_tracing(app)
-    if tracing.current() is None:  # traced, every request goes through the tracing middleware
-        app[connections.FRONT] = _front(app)
+    front = _front(app)  # traced, the span covers every request, the hot ones too
+    app[connections.FRONT] = front if tracing.current() is None else surface.traced(front)
     app.router.add_post(_HOT_ROUTES["1"][0], _converse(_ALPHA1))
     app.router.add_post(_HOT_ROUTES["2"][0], _converse(_ALPHA2))
     app.router.add_post(dapr_sse.ROUTE, dapr_sse.handler(pipeline))  # parley's streaming extension

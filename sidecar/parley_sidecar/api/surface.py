@@ -9,8 +9,8 @@ the answer is counted with status 499 (nginx's "client closed request": no statu
 
 The API port's own middleware (``http._guard``) does the same duties itself (with its own path
 label, :data:`PATH_LABEL`, and API logging), so that port pays for one middleware, not two; the
-public and metrics ports get :func:`install`. With tracing on, the API port also gets
-:func:`traced` (outermost) and :func:`trace_headers`; with it off they are not installed at all.
+public and metrics ports get :func:`install`. With tracing on, the API port's front handler is
+wrapped in :func:`traced` and its answers get :func:`trace_headers`; with it off neither is installed.
 No routes here.
 """
 
@@ -29,7 +29,7 @@ from parley_sidecar import errors, tracing
 from parley_sidecar.api import wire
 from parley_sidecar.metrics import Metrics
 
-__all__ = ["CLIENT_GONE", "MATCH", "PATH_LABEL", "error_response", "install", "install_tracing", "route_path",
+__all__ = ["CLIENT_GONE", "MATCH", "PATH_LABEL", "error_response", "install", "install_tracing", "route_path", "traced",
            "unexpected"]
 
 log = logging.getLogger("parley.http")
@@ -102,27 +102,37 @@ def install(app: web.Application, metrics: Metrics) -> None:
     app.middlewares.insert(0, _observe)
 
 
-@web.middleware
-async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One server span per API call, named as daprd names it (the request's path), joined to the
-    caller's ``traceparent``; health checks get none (as daprd). It ends when the answer has been
-    written, so a stream's span lasts as long as the stream."""
-    tracer = tracing.current()
-    if tracer is None or "/healthz" in request.path:
-        return await handler(request)
-    scope = tracer.http_server(request.method, request.path, request.headers)
-    request[TRACE] = scope
-    status = CLIENT_GONE
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        scope.close({"dapr.status_code": str(status), "http.response.status_code": status},
-                    error=_status_text(status) if status >= 400 else None)
+Front = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def traced(front: Front) -> Front:
+    """``front`` (the API app's first handler, which sees every request: ``http._front``) with one
+    server span per API call, named as daprd names it (the request's path), joined to the caller's
+    ``traceparent``; health checks get none (as daprd). The span ends when the answer has been
+    written by the handler, so a stream's span lasts as long as the stream. Installed only with
+    tracing on: off, the front handler is called directly."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        tracer = tracing.current()
+        if tracer is None or "/healthz" in request.path:
+            return await front(request)
+        scope = tracer.http_server(request.method, request.path, request.headers)
+        request[TRACE] = scope
+        status = CLIENT_GONE
+        try:
+            response = await front(request)
+            status = response.status
+            if not response.prepared and "traceparent" not in response.headers:
+                response.headers.update(scope.headers())  # the hot path's answers skip the signal below
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            scope.close({"dapr.status_code": str(status), "http.response.status_code": status},
+                        error=_status_text(status) if status >= 400 else None)
+
+    return handle
 
 
 def _status_text(status: int) -> str:
@@ -135,15 +145,16 @@ def _status_text(status: int) -> str:
 
 
 async def trace_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """daprd answers with the ``traceparent`` (and ``tracestate``) of its span: so does parley."""
+    """daprd answers with the ``traceparent`` (and ``tracestate``) of its span: so does parley, also
+    on a stream (prepared by its handler, before ``traced`` sees the response)."""
     scope = request.get(TRACE)
     if scope is not None and "traceparent" not in response.headers:
         response.headers.update(scope.headers())
 
 
 def install_tracing(app: web.Application) -> None:
-    """Trace ``app``'s requests when tracing is on (nothing is added when it is off)."""
+    """Answer the ``traceparent`` of ``app``'s spans when tracing is on (nothing is added when it is
+    off); the spans themselves come from :func:`traced` around the app's front handler."""
     if tracing.current() is None:
         return
-    app.middlewares.insert(0, traced)
     app.on_response_prepare.append(trace_headers)
