@@ -53,8 +53,9 @@ def _url(plan: tracing.Plan) -> str:
     if "://" not in endpoint:
         endpoint = ("https://" if plan.secure else "http://") + endpoint
     scheme, _, rest = endpoint.partition("://")
-    if "/" not in rest:
-        endpoint = f"{scheme}://{rest}/v1/traces"
+    host, _, path = rest.partition("/")
+    if not path:  # a base address (OTEL_EXPORTER_OTLP_ENDPOINT's meaning): the traces path under it
+        endpoint = f"{scheme}://{host}/v1/traces"
     return endpoint
 
 

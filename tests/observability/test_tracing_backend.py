@@ -167,6 +167,21 @@ def test_parley_to_zipkin(jaeger: Jaeger, resources: Path, tmp_path: Path) -> No
         parley.stop()
 
 
+def test_the_otel_variables_turn_tracing_on(jaeger: Jaeger, resources: Path, tmp_path: Path) -> None:
+    """No Configuration: the standard variables, as an OpenTelemetry SDK reads them."""
+    parley = start_server("parley-env", parley_argv(), APP_ID, resources, tmp_path, env={
+        **FAST_EXPORT, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{jaeger.otlp_grpc}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_SERVICE_NAME": "from-env"})
+    try:
+        trace_id, caller, traceparent = new_caller()
+        assert post(parley, A2.format(name="echo"), traceparent)[0] == 200
+        stored = jaeger.trace(trace_id, spans=2)
+        span = server_span(stored, caller)
+        assert stored["processes"][span["processID"]]["serviceName"] == "from-env"
+    finally:
+        parley.stop()
+
+
 def test_daprd_and_parley_line_up(jaeger: Jaeger, resources: Path, tmp_path: Path) -> None:
     daprd, missing = find_daprd()
     if daprd is None:

@@ -310,3 +310,36 @@ async def test_the_callers_sampling_decision_is_followed(
     assert span_id not in (PARENT, "0" * 16)
     assert [s.name for s in rarely.get_finished_spans()] == (
         ["chat", "/v1.0-alpha2/conversation/echo/converse"] if recorded else [])
+
+
+async def test_a_grpc_stream_span_ends_with_the_stream(
+        exported: InMemorySpanExporter, start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
+    running = await start_sidecar({"llm.yaml": llm(fake)})
+    async with grpc.aio.insecure_channel(running.grpc) as channel:
+        call = channel.unary_stream("/dapr.proto.runtime.v1.Dapr/ConverseStreamAlpha2",
+                                    request_serializer=ai_pb2.ConversationRequestAlpha2.SerializeToString,
+                                    response_deserializer=lambda raw: raw)
+        req = ai_pb2.ConversationRequestAlpha2(name="llm", inputs=[ai_pb2.ConversationInputAlpha2(
+            messages=[ai_pb2.ConversationMessage(of_user=ai_pb2.ConversationMessageOfUser(
+                content=[ai_pb2.ConversationMessageContent(text="one two three")]))])])
+        pieces = [piece async for piece in call(req, metadata=(("traceparent", CALLER),))]
+    assert len(pieces) > 1
+    spans = exported.get_finished_spans()
+    [server] = by_name(spans, "/dapr.proto.runtime.v1.Dapr/ConverseStreamAlpha2")
+    [attempt] = by_name(spans, "chat gpt-4o-mini")
+    assert hex_id(server.context.trace_id, 32) == TRACE
+    assert attempt.parent is not None and attempt.parent.span_id == server.context.span_id
+    assert attempt.end_time is not None and server.end_time is not None and attempt.end_time <= server.end_time
+    assert (attempt.attributes or {})["gen_ai.usage.output_tokens"] > 0
+
+
+@pytest.mark.parametrize(("endpoint", "secure", "url"), [
+    ("collector:4318", False, "http://collector:4318/v1/traces"),  # Dapr's endpointAddress: host:port
+    ("collector:4318", True, "https://collector:4318/v1/traces"),
+    ("http://collector:4318/", False, "http://collector:4318/v1/traces"),  # OTEL_EXPORTER_OTLP_ENDPOINT: a base
+    ("https://gateway/otlp/v1/traces", True, "https://gateway/otlp/v1/traces"),  # a full URL as given
+])
+def test_where_otlp_http_posts(endpoint: str, secure: bool, url: str) -> None:
+    from parley_sidecar.tracing_otel import _url
+
+    assert _url(tracing.Plan(1.0, "http", endpoint, secure, "test", "app", False)) == url
