@@ -313,7 +313,11 @@ one run and are the figures to compare. Ratio > 1 is better for req/s, < 1 for l
 Re-run: `python -m bench.vs_daprd --write` (needs `wrk`, matplotlib and the daprd from
 `tests/daprd/build.sh`; about {took / 60:.0f} minutes).
 """
-    doc.write_text(text)
+    # The generated part has no "## " heading; the dated sections after it (breakdowns, A/B
+    # figures written by hand) are kept.
+    old = doc.read_text() if doc.exists() else ""
+    start = old.find("\n## ")
+    doc.write_text(text + (old[start:] if start >= 0 else ""))
 
 
 def main() -> None:
