@@ -291,8 +291,10 @@ async def _main(settings: SidecarSettings) -> None:
         await sidecar.stop()
         raise SystemExit(1) from None
     # What start built (modules, servers, components) lives as long as the process: frozen, it is
-    # left out of every later collection, which then walks only what requests allocate.
+    # left out of every later collection, which then walks only what requests allocate. The
+    # collector was off during the start (cli.main), so it is turned (back) on only now.
     gc.freeze()
+    gc.enable()
     await sidecar.shutdown_requested.wait()
     if sidecar.force_exit:  # daprd's dapr-force-shutdown: the answer gets 100 ms to leave, then exit 1
         await asyncio.sleep(0.1)

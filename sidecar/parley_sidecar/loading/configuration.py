@@ -22,8 +22,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from parley_sidecar.settings import ApiLogging, Configuration, LabelRule, MetricRule, Tracing
 
 __all__ = ["ApiLogging", "Configuration", "ConfigurationError", "LabelRule", "MetricRule", "Tracing",
@@ -182,6 +180,8 @@ def load(path: Path) -> Configuration:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigurationError(f"error loading configuration: {exc.strerror or exc}: {path}") from None
+    import yaml  # here, not at the top: in Kubernetes the Configuration comes as JSON (operator_stream)
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:

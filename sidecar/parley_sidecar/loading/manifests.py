@@ -14,8 +14,6 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import yaml
-
 from parley_sidecar.components import resiliency_resource
 from parley_sidecar.components.spec import ComponentSpec
 
@@ -61,6 +59,10 @@ class Parsed:
 def parse_documents(text: str, where: str) -> Parsed:
     """Split a YAML text into Component and Resiliency documents; a YAML syntax error fails the
     whole file (raises ManifestError)."""
+    # Imported here, not at the top: in Kubernetes the operator's stream brings Components as JSON,
+    # and importing PyYAML costs a sidecar that never reads a file ~10 ms of its start.
+    import yaml
+
     try:
         raw_docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:

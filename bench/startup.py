@@ -1,0 +1,110 @@
+"""Time to ready and idle RSS of the sidecar, this checkout against another one, alternating.
+
+    python -m bench.startup --baseline DIR [--starts 10] [--setups echo,every]
+
+Each start runs ``python -m parley_sidecar`` (the argv of ``bench.vs_daprd``) and times exec → the
+first 2xx from ``/v1.0/healthz`` and the CPU time the process spent by then (moved less by the
+neighbours' load than the wall time; clock ticks of 10 ms); one second later it reads the process's ``VmRSS``. Starts
+alternate between the two checkouts (base, this, this, base, …) so that a neighbour's load on this
+shared machine falls on both alike; the figures printed are the median and the range, with the
+load average before and after. ``--baseline DIR`` puts ``DIR/sidecar`` first on ``PYTHONPATH``
+(e.g. ``git worktree add --detach /tmp/base HEAD~1``).
+
+Setups: ``echo`` (one echo Component, the issue's "idle RSS with echo") and ``every`` (one Component
+of every type in the catalog, their upstreams never called, the issue's "≤ 60 MB with one component
+of every type loaded").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import harness
+
+_COMPONENT = ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n"
+              "spec:\n  type: {type}\n  version: v1\n  metadata:\n{metadata}")
+
+# The metadata each type needs to load; endpoints point at a closed loopback port (never called).
+_EVERY: dict[str, dict[str, str]] = {
+    "conversation.echo": {},
+    "conversation.openai": {"key": "sk-bench", "endpoint": "http://127.0.0.1:9/v1"},
+    "conversation.anthropic": {"key": "sk-bench", "endpoint": "http://127.0.0.1:9"},
+    "conversation.googleai": {"key": "sk-bench", "endpoint": "http://127.0.0.1:9/v1"},
+    "conversation.huggingface": {"key": "sk-bench", "endpoint": "http://127.0.0.1:9/v1"},
+    "conversation.mistral": {"key": "sk-bench", "endpoint": "http://127.0.0.1:9/v1"},
+    "conversation.ollama": {"endpoint": "http://127.0.0.1:9/v1"},
+    "conversation.deepseek": {"key": "sk-bench", "endpoint": "http://127.0.0.1:9"},
+    "conversation.aws.bedrock": {"accessKey": "AKIDBENCH", "secretKey": "bench", "endpoint": "http://127.0.0.1:9"},
+}
+
+
+def write_components(directory: Path, setup: str) -> Path:
+    types = {"echo": ["conversation.echo"], "every": list(_EVERY)}[setup]
+    for type_name in types:
+        name = type_name.removeprefix("conversation.").replace(".", "-")
+        metadata = "".join(f"  - name: {k}\n    value: {v}\n" for k, v in _EVERY[type_name].items()) or "  []\n"
+        (directory / f"{name}.yaml").write_text(_COMPONENT.format(name=name, type=type_name, metadata=metadata))
+    return directory
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of the process (all threads) so far, from ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_start(resources: Path, env: dict[str, str] | None) -> tuple[float, float, float]:
+    """(exec → ready in s, CPU time spent by then in s, idle RSS one second later in MB)."""
+    ports = [harness.free_port() for _ in range(4)]
+    argv = harness.sidecar_argv(*ports, resources)
+    with harness.serve(argv, f"http://127.0.0.1:{ports[0]}/v1.0/healthz", "", env=env) as server:
+        cpu = cpu_s(server.proc.pid)
+        time.sleep(1.0)
+        return server.ready_s, cpu, server.rss_mb
+
+
+def _summary(values: list[float], unit: str, digits: int) -> str:
+    return (f"median {statistics.median(values):.{digits}f} {unit}, "
+            f"range {min(values):.{digits}f}-{max(values):.{digits}f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--starts", type=int, default=10, help="starts per checkout and setup")
+    parser.add_argument("--setups", default="echo,every")
+    args = parser.parse_args()
+    checkouts: dict[str, dict[str, str] | None] = {"this": None}
+    if args.baseline is not None:
+        checkouts = {"base": {"PYTHONPATH": str(args.baseline.resolve() / "sidecar")}, "this": None}
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    for setup in args.setups.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            resources = write_components(Path(tmp), setup)
+            ready: dict[str, list[float]] = {name: [] for name in checkouts}
+            cpu: dict[str, list[float]] = {name: [] for name in checkouts}
+            rss: dict[str, list[float]] = {name: [] for name in checkouts}
+            order = list(checkouts)
+            for i in range(args.starts):
+                # base, this, this, base, …: drifting load falls on both checkouts alike.
+                for name in order if i % 2 == 0 else order[::-1]:
+                    r, c, m = one_start(resources, checkouts[name])
+                    ready[name].append(r)
+                    cpu[name].append(c)
+                    rss[name].append(m)
+            for name in checkouts:
+                print(f"{setup:5} {name:4}  ready {_summary(ready[name], 's', 3)}; "
+                      f"CPU to ready {_summary(cpu[name], 's', 2)}; "
+                      f"idle RSS {_summary(rss[name], 'MB', 1)}", flush=True)
+    print(f"load average after: {os.getloadavg()}", file=sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
