@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import random
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -95,13 +95,15 @@ class ServerScope:
             carrier["tracestate"] = ctx.trace_state.to_header()
         return carrier
 
-    def close(self, attributes: Mapping[str, tracing.Value], error: str | None = None) -> None:
-        """End the span; ``error``: the status description of a failed call."""
+    def close(self, attributes: Callable[[], Mapping[str, tracing.Value]], error: Callable[[], str | None]) -> None:
+        """End the span with what ``attributes`` and ``error`` (the status description of a failed
+        call, or None) say; they are called only for a sampled span."""
         otel_context.detach(self._token)
         if self.span.is_recording():
-            self.span.set_attributes(attributes)
-            if error is not None:
-                self.span.set_status(Status(StatusCode.ERROR, error))
+            self.span.set_attributes(attributes())
+            description = error()
+            if description is not None:
+                self.span.set_status(Status(StatusCode.ERROR, description))
         self.span.end()
 
 
@@ -171,8 +173,9 @@ class OtelTracer:
             _exporter(plan), max_queue_size=QUEUE_SIZE, export_timeout_millis=EXPORT_TIMEOUT * 1000))
         self._tracer = self.provider.get_tracer(SCOPE)
 
-    def _server(self, name: str, parent: otel_context.Context | None,
-                attributes: Mapping[str, tracing.Value]) -> ServerScope:
+    def _server(self, name: Callable[[], str], parent: otel_context.Context | None,
+                attributes: Callable[[], Mapping[str, tracing.Value]]) -> ServerScope:
+        """``name`` and ``attributes`` are called only for a sampled span (99 calls in 100 need neither)."""
         remote = trace.get_current_span(parent).get_span_context() if parent is not None else None
         if remote is not None and remote.is_valid:
             sampled = remote.trace_flags.sampled
@@ -186,22 +189,26 @@ class OtelTracer:
                 remote.trace_id if remote is not None else _nonzero(128), _nonzero(64), is_remote=False,
                 trace_flags=TraceFlags(0), trace_state=remote.trace_state if remote is not None else None))
         else:
-            span = self._tracer.start_span(name, context=parent or otel_context.Context(), kind=SpanKind.SERVER,
-                                           attributes=attributes)
+            span = self._tracer.start_span(name(), context=parent or otel_context.Context(), kind=SpanKind.SERVER,
+                                           attributes=attributes())
         return ServerScope(span)
 
-    def http_server(self, method: str, path: str, headers: Mapping[str, str]) -> ServerScope:
-        """daprd names its span after the request's path."""
-        parent = _PROPAGATOR.extract(headers, context=otel_context.Context())
-        return self._server(path, parent, {"dapr.protocol": "http", "dapr.api": f"{method} {path}",
-                                           "http.request.method": method, "url.full": path})
+    def http_server(self, method: str, path: Callable[[], str], headers: Mapping[str, str]) -> ServerScope:
+        """daprd names its span after the request's path (``path()``: decoded only when sampled)."""
+        parent = _PROPAGATOR.extract(headers, context=otel_context.Context()) if "traceparent" in headers else None
+
+        def attributes() -> dict[str, tracing.Value]:
+            return {"dapr.protocol": "http", "dapr.api": f"{method} {path()}", "http.request.method": method,
+                    "url.full": path()}
+
+        return self._server(path, parent, attributes)
 
     def grpc_server(self, full_method: str, metadata: Iterable[tuple[str, Any]]) -> ServerScope:
         """daprd names its span after the full method."""
         text = {k: v for k, v in _getter_pairs(metadata).items()
                 if k in ("traceparent", "tracestate") and isinstance(v, str)}
         parent = _PROPAGATOR.extract(text, context=otel_context.Context()) if text else None
-        return self._server(full_method, parent, {"dapr.protocol": "grpc", "dapr.api": full_method})
+        return self._server(lambda: full_method, parent, lambda: {"dapr.protocol": "grpc", "dapr.api": full_method})
 
     def attempt(self, name: str, attributes: Mapping[str, tracing.Value],
                 var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> AttemptScope:

@@ -231,7 +231,7 @@ async def _traced(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]],
         code = context.code()
         failed = code is not None and code not in (grpc.StatusCode.OK, 0)
         name = code.name if isinstance(code, grpc.StatusCode) else _CODES.get(int(code or 0), grpc.StatusCode.OK).name
-        scope.close({"rpc.grpc.status_code": name}, error=str(context.details() or name) if failed else None)
+        scope.close(lambda: {"rpc.grpc.status_code": name}, lambda: str(context.details() or name) if failed else None)
 
 
 def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,

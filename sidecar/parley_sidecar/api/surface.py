@@ -114,9 +114,9 @@ def traced(front: Front) -> Front:
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         tracer = tracing.current()
-        if tracer is None or "/healthz" in request.path:
+        if tracer is None or "/healthz" in request.raw_path:
             return await front(request)
-        scope = tracer.http_server(request.method, request.path, request.headers)
+        scope = tracer.http_server(request.method, lambda: request.path, request.headers)
         request[TRACE] = scope
         status = CLIENT_GONE
         try:
@@ -129,8 +129,8 @@ def traced(front: Front) -> Front:
             status = exc.status
             raise
         finally:
-            scope.close({"dapr.status_code": str(status), "http.response.status_code": status},
-                        error=_status_text(status) if status >= 400 else None)
+            scope.close(lambda: {"dapr.status_code": str(status), "http.response.status_code": status},
+                        lambda: _status_text(status) if status >= 400 else None)
 
     return handle
 
