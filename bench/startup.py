@@ -10,6 +10,11 @@ shared machine falls on both alike; the figures printed are the median and the r
 load average before and after. ``--baseline DIR`` puts ``DIR/sidecar`` first on ``PYTHONPATH``
 (e.g. ``git worktree add --detach /tmp/base HEAD~1``).
 
+Both checkouts' ``sidecar/`` trees are byte-compiled first (``compileall``; ``--no-compile`` skips
+it), as ``pip install`` does in the image: this machine sets ``PYTHONDONTWRITEBYTECODE=1``, so a
+module without a current ``.pyc`` is compiled from source at every start, which would time the
+compiler (tens of ms, and ~1 MB of RSS per large module) instead of the sidecar.
+
 Setups: ``echo`` (one echo Component, the issue's "idle RSS with echo") and ``every`` (one Component
 of every type in the catalog, their upstreams never called, the issue's "≤ 60 MB with one component
 of every type loaded").
@@ -18,6 +23,7 @@ of every type loaded").
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import statistics
 import sys
@@ -63,7 +69,7 @@ def cpu_s(pid: int) -> float:
 def one_start(resources: Path, env: dict[str, str] | None) -> tuple[float, float, float]:
     """(exec → ready in s, CPU time spent by then in s, idle RSS one second later in MB)."""
     ports = [harness.free_port() for _ in range(4)]
-    argv = harness.sidecar_argv(*ports, resources)
+    argv = harness.sidecar_argv(ports[0], ports[1], ports[2], ports[3], resources)
     with harness.serve(argv, f"http://127.0.0.1:{ports[0]}/v1.0/healthz", "", env=env) as server:
         cpu = cpu_s(server.proc.pid)
         time.sleep(1.0)
@@ -75,12 +81,23 @@ def _summary(values: list[float], unit: str, digits: int) -> str:
             f"range {min(values):.{digits}f}-{max(values):.{digits}f}")
 
 
+def compile_tree(checkout: Path) -> None:
+    """Write current ``.pyc`` files for ``checkout/sidecar`` (untracked, git-ignored)."""
+    if not compileall.compile_dir(checkout / "sidecar", quiet=1):
+        sys.exit(f"compileall failed under {checkout / 'sidecar'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--baseline", type=Path, default=None, metavar="DIR")
     parser.add_argument("--starts", type=int, default=10, help="starts per checkout and setup")
     parser.add_argument("--setups", default="echo,every")
+    parser.add_argument("--no-compile", action="store_true", help="leave the .pyc files as they are")
     args = parser.parse_args()
+    if not args.no_compile:
+        compile_tree(harness.ROOT)
+        if args.baseline is not None:
+            compile_tree(args.baseline.resolve())
     checkouts: dict[str, dict[str, str] | None] = {"this": None}
     if args.baseline is not None:
         checkouts = {"base": {"PYTHONPATH": str(args.baseline.resolve() / "sidecar")}, "this": None}

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -87,6 +86,10 @@ def _sts_url(region: str, env: Mapping[str, str]) -> str:
 
 
 def _credentials_from_xml(raw: bytes) -> sigv4.Credentials:
+    # Imported on the first STS answer, not with the module: ElementTree and expat are ~0.5 MB of
+    # RSS that a Bedrock component with static keys or IMDS/container credentials never needs.
+    import xml.etree.ElementTree as ET
+
     try:
         root = ET.fromstring(raw)
     except ET.ParseError:
