@@ -21,7 +21,6 @@ Temporary credentials are cached and refreshed five minutes before they expire. 
 from __future__ import annotations
 
 import asyncio
-import configparser
 import datetime
 import hashlib
 import json
@@ -184,6 +183,8 @@ def _assume_role(inner: CredentialProvider, role_arn: str, region: str, env: Map
 def _shared_file(env: Mapping[str, str]) -> sigv4.Credentials | None:
     path = Path(env.get("AWS_SHARED_CREDENTIALS_FILE") or Path(env.get("HOME", "~")) / ".aws" / "credentials")
     profile = env.get("AWS_PROFILE") or "default"
+    import configparser  # here: the last source tried, and the only one that reads an INI file
+
     parser = configparser.ConfigParser()
     try:
         parser.read(path.expanduser())
