@@ -70,8 +70,9 @@ async def relay(
     a client that left is not an error (the relay stops and closes ``pieces``)."""
     response = web.StreamResponse(status=200, headers={**_HEADERS, **(headers or {})})
     try:
+        head = encode(first)  # before the status is sent: a failure here can still be a plain error answer
         await response.prepare(request)
-        await response.write(encode(first))  # even empty: aiohttp sends the headers with the first write
+        await response.write(head)  # even empty: aiohttp sends the headers with the first write
         try:
             # Each piece is encoded here and written as it comes, with no layer in between: this
             # loop runs once per streamed piece, so what it costs is paid for every token.
