@@ -312,6 +312,25 @@ async def test_the_callers_sampling_decision_is_followed(
         ["chat", "/v1.0-alpha2/conversation/echo/converse"] if recorded else [])
 
 
+@pytest.mark.parametrize("caller", [None, f"00-{TRACE}-{PARENT}-00"])
+async def test_an_unsampled_call_carries_its_ids_to_the_provider(
+        start_sidecar: StartSidecar, fake: OpenAIFake, rarely: InMemorySpanExporter, caller: str | None) -> None:
+    """Nothing of an unsampled call is recorded, but a provider (or a proxy) that traces still joins
+    the same trace: its request carries what the answer carries, the caller's tracestate too."""
+    running = await start_sidecar({"llm.yaml": llm(fake)})
+    headers = {} if caller is None else {"traceparent": caller, "tracestate": "vendor=x"}
+    async with running.session.post(running.http + A2, json=body("Hello"), headers=headers) as resp:
+        assert resp.status == 200
+        answered = resp.headers["traceparent"]
+        assert resp.headers.get("tracestate") == (None if caller is None else "vendor=x")
+    version, trace_id, span_id, flags = answered.split("-")
+    assert (version, flags) == ("00", "00") and span_id not in (PARENT, "0" * 16)
+    assert (trace_id == TRACE) == (caller is not None)
+    assert fake.last.headers["traceparent"] == answered
+    assert fake.last.headers.get("tracestate") == (None if caller is None else "vendor=x")
+    assert rarely.get_finished_spans() == ()
+
+
 async def test_a_grpc_stream_span_ends_with_the_stream(
         exported: InMemorySpanExporter, start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
     running = await start_sidecar({"llm.yaml": llm(fake)})
