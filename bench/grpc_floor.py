@@ -10,6 +10,7 @@ parley's work: the floor each approach could reach. Variants alternate run by ru
 
 - ``aio-bytes``: grpc.aio (uvloop), a generic handler, no (de)serializers: bytes in, fixed bytes out.
 - ``aio-proto``: the same, the request parsed and the answer serialized by protobuf (upb).
+- ``aio-opts``: aio-proto with the sidecar's own server options (keepalive as daprd's, the body limit).
 - ``aio-tuned``: aio-bytes with ``grpc.optimization_target=throughput``, compression off,
   ``grpc.max_concurrent_streams=100`` and ``maximum_concurrent_rpcs``.
 - ``sync-bytes``: grpcio's synchronous server (a thread pool of 16), fixed bytes out.
@@ -42,7 +43,7 @@ from bench import harness, vs_daprd
 from bench.cpu_per_request import LOAD_CPU, SERVER_CPU, grpc_count
 from bench.stream_cpu import cpu_seconds
 
-VARIANTS = ("aio-bytes", "aio-proto", "aio-tuned", "sync-bytes", "sync-hop", "grpclib", "parley")
+VARIANTS = ("aio-bytes", "aio-proto", "aio-opts", "aio-tuned", "sync-bytes", "sync-hop", "grpclib", "parley")
 _METHOD = "ConverseAlpha1"
 
 
@@ -61,6 +62,10 @@ async def _serve_aio(port: int, variant: str) -> None:
     message = ai_pb2.ConversationResponse.FromString(answer)
     options: list[tuple[str, Any]] = [("grpc.so_reuseport", 0)]
     kwargs: dict[str, Any] = {}
+    if variant == "aio-opts":
+        from parley_sidecar.api import grpc as grpc_api
+
+        options += [("grpc.max_receive_message_length", 4 << 20), *grpc_api.connection_options(0)]
     if variant == "aio-tuned":
         options += [("grpc.optimization_target", "throughput"), ("grpc.max_concurrent_streams", 100)]
         kwargs = {"compression": grpc.Compression.NoCompression, "maximum_concurrent_rpcs": 1000}
@@ -72,7 +77,7 @@ async def _serve_aio(port: int, variant: str) -> None:
     async def parsed(request: Any, context: Any) -> Any:
         return message
 
-    if variant == "aio-proto":
+    if variant in ("aio-proto", "aio-opts"):
         handler = grpc.unary_unary_rpc_method_handler(
             parsed, request_deserializer=ai_pb2.ConversationRequest.FromString,
             response_serializer=ai_pb2.ConversationResponse.SerializeToString)
