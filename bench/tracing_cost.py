@@ -2,7 +2,7 @@
 Configuration's ``samplingRate`` 0, 0.01 and 1 (OTLP/HTTP to a real Jaeger when it is built, else
 to a local sink that accepts every export), and idle RSS of each (issue #17, Measure).
 
-    python -m bench.tracing_cost [--seconds 5] [--rounds 3] [--baseline-src DIR]
+    python -m bench.tracing_cost [--seconds 5] [--rounds 3] [--rates 0,0.01,1] [--baseline-src DIR]
 
 ``--baseline-src`` adds a case "before": the sidecar from another checkout's ``sidecar/`` directory
 (e.g. a ``git worktree`` of the commit before tracing), to show that tracing off costs nothing.
@@ -105,6 +105,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rates", default="0,0.01,1",
+                        help="samplingRate values to measure, comma-separated (0.0000001: traced, never sampled)")
     parser.add_argument("--baseline-src", type=Path, help="a checkout's sidecar/ directory to measure as 'before'")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, collector(Path(tmp)) as (address, backend):
@@ -112,7 +114,7 @@ def main() -> None:
         cases: dict[str, tuple[list[str], dict[str, str]]] = {"off": ([], {})}
         if args.baseline_src is not None:
             cases["before"] = ([], {"PYTHONPATH": str(args.baseline_src.resolve())})
-        for rate in ("0", "0.01", "1"):
+        for rate in args.rates.split(","):
             cases[f"sampling {rate}"] = (["--config", str(config_file(work, rate, address))], {})
         results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in cases}
         order = list(cases)
@@ -136,6 +138,7 @@ def main() -> None:
         print(f"{name:14} {rps:8.0f} {rps / off:7.3f} {p99:7.2f} {cpu:11.0f} {cpu / off_cpu:7.3f} {rss:12.1f}")
     print("spread of req/s over the rounds (min-max): " + ", ".join(
         f"{name} {min(r[0] for r in runs):.0f}-{max(r[0] for r in runs):.0f}" for name, runs in results.items()))
+    print(f"load average during the run: {os.getloadavg()[0]:.2f} (1 min, at its end)")
     print("target: sampling 0.01 ≥ 0.95 of off's throughput (≤ 1.05 of its CPU per request)")
 
 
