@@ -78,8 +78,9 @@ def _exporter(plan: tracing.Plan) -> SpanExporter:
 
 
 def _traceparent(trace_id: int, span_id: int, flags: int) -> str:
-    # Written here rather than by the propagator: the same W3C text for a third of the time.
-    return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+    # Written here rather than by the propagator: the same W3C text for a third of the time
+    # (and %-formatting, not a format spec, whose parsing showed under callgrind).
+    return "00-%032x-%016x-%02x" % (trace_id, span_id, flags)  # noqa: UP031 (300 ns against 480)
 
 
 class UnsampledScope:
@@ -100,6 +101,12 @@ class UnsampledScope:
         if self.tracestate:
             return {"traceparent": self.traceparent, "tracestate": self.tracestate}
         return {"traceparent": self.traceparent}
+
+    def answer(self, headers: MutableMapping[str, str]) -> None:
+        """Put :meth:`headers` into ``headers`` (an answer's), without a dict between."""
+        headers["traceparent"] = self.traceparent
+        if self.tracestate:
+            headers["tracestate"] = self.tracestate
 
     def close(self, attributes: Callable[[], Mapping[str, tracing.Value]], error: Callable[[], str | None]) -> None:
         """Leave the call (``attributes`` and ``error`` are not called: nothing is recorded)."""
@@ -132,6 +139,10 @@ class ServerScope:
         if trace_state:
             carrier["tracestate"] = trace_state.to_header()
         return carrier
+
+    def answer(self, headers: MutableMapping[str, str]) -> None:
+        """Put :meth:`headers` into ``headers`` (an answer's)."""
+        headers.update(self.headers())
 
     def close(self, attributes: Callable[[], Mapping[str, tracing.Value]], error: Callable[[], str | None]) -> None:
         """End the span with what ``attributes`` and ``error`` (the status description of a failed
@@ -244,6 +255,10 @@ class OtelTracer:
                 return UnsampledScope(remote.trace_id, remote.trace_state.to_header())
         elif random.random() >= self.plan.sampling_rate:
             return UnsampledScope(_nonzero(128), "")
+        return self._sampled(name, parent, attributes)
+
+    def _sampled(self, name: Callable[[], str], parent: otel_context.Context | None,
+                 attributes: Callable[[], Mapping[str, tracing.Value]]) -> ServerScope:
         span = self._tracer.start_span(name(), context=parent or otel_context.Context(), kind=SpanKind.SERVER,
                                        attributes=attributes())
         return ServerScope(span)
@@ -251,13 +266,17 @@ class OtelTracer:
     def http_server(self, method: str, path: Callable[[], str],
                     headers: Mapping[str, str]) -> ServerScope | UnsampledScope:
         """daprd names its span after the request's path (``path()``: decoded only when sampled)."""
-        parent = _PROPAGATOR.extract(headers, context=otel_context.Context()) if "traceparent" in headers else None
+        drawn = "traceparent" not in headers
+        if drawn and random.random() >= self.plan.sampling_rate:  # most calls at a low rate: nothing more to do
+            return UnsampledScope(_nonzero(128), "")
 
         def attributes() -> dict[str, tracing.Value]:
             return {"dapr.protocol": "http", "dapr.api": f"{method} {path()}", "http.request.method": method,
                     "url.full": path()}
 
-        return self._server(path, parent, attributes)
+        if drawn:  # a root the draw above sampled (drawing again in _server would sample rate² of them)
+            return self._sampled(path, None, attributes)
+        return self._server(path, _PROPAGATOR.extract(headers, context=otel_context.Context()), attributes)
 
     def grpc_server(self, full_method: str, metadata: Iterable[tuple[str, Any]]) -> ServerScope | UnsampledScope:
         """daprd names its span after the full method."""

@@ -123,7 +123,7 @@ def traced(front: Front) -> Front:
             response = await front(request)
             status = response.status
             if not response.prepared and "traceparent" not in response.headers:
-                response.headers.update(scope.headers())  # the hot path's answers skip the signal below
+                scope.answer(response.headers)  # the hot path's answers skip the signal below
             return response
         except web.HTTPException as exc:
             status = exc.status
@@ -149,7 +149,7 @@ async def trace_headers(request: web.Request, response: web.StreamResponse) -> N
     on a stream (prepared by its handler, before ``traced`` sees the response)."""
     scope = request.get(TRACE)
     if scope is not None and "traceparent" not in response.headers:
-        response.headers.update(scope.headers())
+        scope.answer(response.headers)
 
 
 def install_tracing(app: web.Application) -> None:
