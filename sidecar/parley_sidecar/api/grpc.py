@@ -81,9 +81,7 @@ class ConversationServicer(dapr_pb2_grpc.DaprServicer):
             await context.abort(_code(exc), exc.message)
         except asyncio.CancelledError:
             # grpc.aio cancels this task when the caller cancels or its deadline passes.
-            remaining = context.time_remaining()
-            _count(self._metrics, method,
-                   "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED", started)
+            _count(self._metrics, method, _cancelled_status(context), started)
             raise
         except Exception:
             # Not grpc's UNKNOWN "Unexpected <class …>: text": daprd's invoke error, the traceback logged once.
@@ -121,9 +119,7 @@ class ConversationServicer(dapr_pb2_grpc.DaprServicer):
             _count(self._metrics, method, _code(exc).name, started)
             await context.abort(_code(exc), exc.message)
         except asyncio.CancelledError:
-            remaining = context.time_remaining()
-            _count(self._metrics, method,
-                   "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED", started)
+            _count(self._metrics, method, _cancelled_status(context), started)
             raise
         except Exception:
             log.exception("streaming conversation with component %r failed unexpectedly", request.name)
@@ -192,6 +188,18 @@ def connection_options(max_idle: float) -> list[tuple[str, int]]:
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+_DEADLINE_SLACK = 0.25
+"""Seconds: the server's deadline is the caller's plus the time the call took to arrive, and a
+caller whose deadline passes cancels at once, so the server sees the cancel slightly before its
+own deadline (tens of ms on a busy machine)."""
+
+
+def _cancelled_status(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """How a cancelled call is counted: the caller's deadline, or the caller leaving."""
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= _DEADLINE_SLACK else "CANCELLED"
 
 
 def _count(metrics: Metrics, method: str, status: str, started: float) -> None:
