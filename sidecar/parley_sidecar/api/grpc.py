@@ -242,9 +242,9 @@ async def _traced(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]],
         scope.close(lambda: {"rpc.grpc.status_code": name}, lambda: str(context.details() or name) if failed else None)
 
 
-def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
-           request_type: Any, response_type: Any, metrics: Metrics) -> grpc.RpcMethodHandler[Any, Any]:
-    """A unary method whose undecodable requests get grpc-go's INTERNAL answer, counted."""
+def _decoder(request_type: Any) -> Callable[[bytes], Any]:
+    """The request's message, or :class:`_Undecodable` for bytes that are not one, so the handler
+    answers them (a deserializer that raised would leave the answer to grpc.aio)."""
 
     def decode(data: bytes) -> Any:
         try:
@@ -252,10 +252,25 @@ def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaita
         except DecodeError as exc:
             return _Undecodable(str(exc))
 
+    return decode
+
+
+async def _refuse_undecodable(request: _Undecodable, method: str, context: grpc.aio.ServicerContext[Any, Any],
+                              metrics: Metrics) -> None:
+    """grpc-go's answer to bytes that are not the method's request message, counted."""
+    _count(metrics, method, "INTERNAL", time.perf_counter())
+    await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
+
+
+def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
+           request_type: Any, response_type: Any, metrics: Metrics) -> grpc.RpcMethodHandler[Any, Any]:
+    """A unary method whose undecodable requests get grpc-go's INTERNAL answer, counted."""
+
+    decode = _decoder(request_type)
+
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if type(request) is _Undecodable:
-            _count(metrics, method, "INTERNAL", time.perf_counter())
-            await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
+            await _refuse_undecodable(request, method, context, metrics)
         if tracing.current() is not None:
             return await _traced(behaviour, method, request, context)
         return await behaviour(request, context)
@@ -273,16 +288,11 @@ def _server_stream(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]]
     """A server-streaming method, its undecodable requests answered as :func:`_unary`'s are. Its
     messages serialize themselves (``stream_pb``'s classes are built on the first stream, not here)."""
 
-    def decode(data: bytes) -> Any:
-        try:
-            return request_type.FromString(data)
-        except DecodeError as exc:
-            return _Undecodable(str(exc))
+    decode = _decoder(request_type)
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         if type(request) is _Undecodable:
-            _count(metrics, method, "INTERNAL", time.perf_counter())
-            await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
+            await _refuse_undecodable(request, method, context, metrics)
         if tracing.current() is not None:
             await _traced(behaviour, method, request, context)
             return

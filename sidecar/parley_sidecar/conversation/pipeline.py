@@ -218,16 +218,9 @@ class Pipeline:
         try:
             response = await resiliency.invoke(self.store, entry, request, metrics=self.metrics)
             return response
-        except errors.ProviderError as exc:
-            error_type = type(exc).__name__
-            raise errors.InvokeError(name, exc.reason) from None
-        except ValueError as exc:
-            error_type = "ValueError"
-            raise errors.InvokeError(name, str(exc)) from None
-        except Exception:
-            error_type = "internal"
-            log.exception("component %r failed", name)
-            raise errors.InvokeError(name, "internal error in the component (see the sidecar log)") from None
+        except Exception as exc:
+            error_type, failure = _invoke_error(name, exc, "")
+            raise failure from None
         finally:
             elapsed = time.perf_counter() - started
             usage = response.usage if response is not None else None
@@ -337,16 +330,9 @@ class Pipeline:
                     streamed = delta.usage if delta.usage is not None else streamed
                     yield delta
             error_type = ""
-        except errors.ProviderError as exc:
-            error_type = type(exc).__name__
-            raise errors.InvokeError(name, exc.reason) from None
-        except ValueError as exc:
-            error_type = "ValueError"
-            raise errors.InvokeError(name, str(exc)) from None
-        except Exception:
-            error_type = "internal"
-            log.exception("component %r failed while streaming", name)
-            raise errors.InvokeError(name, "internal error in the component (see the sidecar log)") from None
+        except Exception as exc:
+            error_type, failure = _invoke_error(name, exc, " while streaming")
+            raise failure from None
         finally:
             ended = time.perf_counter()
             usage = streamed if not error_type else None
@@ -371,6 +357,18 @@ class Pipeline:
         self._memories.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _invoke_error(name: str, exc: Exception, doing: str) -> tuple[str, errors.InvokeError]:
+    """A component call's failure as the metrics' ``error_type`` and the client's ``InvokeError``:
+    the provider's reason, the request's fault (``ValueError``), or a bug (logged with its
+    traceback, never shown). Called while ``exc`` is being handled."""
+    if isinstance(exc, errors.ProviderError):
+        return type(exc).__name__, errors.InvokeError(name, exc.reason)
+    if isinstance(exc, ValueError):
+        return "ValueError", errors.InvokeError(name, str(exc))
+    log.exception("component %r failed%s", name, doing)
+    return "internal", errors.InvokeError(name, "internal error in the component (see the sidecar log)")
 
 
 def _configured_model(entry: Entry) -> str:
