@@ -116,9 +116,7 @@ def parse_response(
         uses=[(str(b.get("id") or ""), str(b.get("name") or ""), b.get("input"))
               for b in blocks if b.get("type") == "tool_use"],
         defn=defn, finish=str(data.get("stop_reason") or "unknown"), request=request, model=model,
-        provider=PROVIDER, usage=tool_blocks.usage(data.get("usage"), input="input_tokens", output="output_tokens",
-                                                    cache_read="cache_read_input_tokens",
-                                                    cache_write="cache_creation_input_tokens"),
+        provider=PROVIDER, usage=_usage(data.get("usage")),
     )
 
 
@@ -128,7 +126,8 @@ _ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "per
 """An ``error`` event's type → the HTTP status the same error has before a stream starts."""
 
 
-def _usage(raw: Mapping[str, Any]) -> base.Usage | None:
+def _usage(raw: Any) -> base.Usage | None:
+    """Usage fields by Anthropic's names, of a whole answer or of a stream."""
     return tool_blocks.usage(raw, input="input_tokens", output="output_tokens",
                              cache_read="cache_read_input_tokens", cache_write="cache_creation_input_tokens")
 

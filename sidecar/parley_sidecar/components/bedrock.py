@@ -122,9 +122,7 @@ def parse_response(
         texts=texts,
         uses=[(str(u.get("toolUseId") or ""), str(u.get("name") or ""), u.get("input")) for u in uses],
         defn=defn, finish=str(data.get("stopReason") or "unknown"), request=request, model=model,
-        provider=PROVIDER, usage=tool_blocks.usage(data.get("usage"), input="inputTokens", output="outputTokens",
-                                                    cache_read="cacheReadInputTokens",
-                                                    cache_write="cacheWriteInputTokens", total="totalTokens"),
+        provider=PROVIDER, usage=_usage(data.get("usage")),
     )
 
 
@@ -135,7 +133,8 @@ _EXCEPTION_STATUS = {"validationexception": 400, "accessdeniedexception": 403, "
 """A stream's exception event → the HTTP status the same exception has before a stream starts."""
 
 
-def _usage(raw: Mapping[str, Any]) -> base.Usage | None:
+def _usage(raw: Any) -> base.Usage | None:
+    """Usage fields by Bedrock's names, of a whole answer or of a stream."""
     return tool_blocks.usage(raw, input="inputTokens", output="outputTokens", cache_read="cacheReadInputTokens",
                              cache_write="cacheWriteInputTokens", total="totalTokens")
 

@@ -440,7 +440,6 @@ class ComponentSession:
             return self.context.session
         if self._own_session is None or self._own_session.closed:
             limit = self.context.max_connections
-            # No session-wide timeout: each attempt applies its own.
             # No session-wide timeout: each attempt applies its own. A CA bundle in SSL_CERT_FILE or
             # SSL_CERT_DIR is trusted (OpenSSL reads them when the process makes its default context).
             self._own_session = aiohttp.ClientSession(
