@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from parley_sidecar import errors
 from parley_sidecar.components import base
-from parley_sidecar.components.store import ComponentStore
 from parley_sidecar.conversation import pipeline
-from parley_sidecar.metrics import Metrics
 from tests.sidecar.conftest import Build
-from tests.sidecar.conversation.test_stream_pipeline import Planned, ask, collect, loaded, text_of
+from tests.sidecar.conversation.test_stream_pipeline import Planned, ask, collect, loaded, pipe, store, text_of
 
-
-@pytest.fixture
-async def store() -> AsyncIterator[ComponentStore]:
-    components = ComponentStore()
-    yield components
-    await components.aclose()
-
-
-@pytest.fixture
-async def pipe(store: ComponentStore) -> AsyncIterator[pipeline.Pipeline]:
-    made = pipeline.Pipeline(store, Metrics("test-app"))
-    yield made
-    await made.aclose()
+__all__ = ["pipe", "store"]  # fixtures, shared with test_stream_pipeline
 
 
 CUT = errors.ProviderError("connection cut", retryable=True)
