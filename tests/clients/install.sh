@@ -39,55 +39,33 @@ install_agents() {
   fi
 }
 
-install_js() {
-  local home="$CACHE/dapr-js-$JS_VERSION"
+# install_npm LABEL DIR HOME MARKER_PATH DURATION: `npm ci` the project in DIR (package.json + lockfile)
+# into HOME unless its marker matches; MARKER_PATH (under node_modules) must exist when cached.
+install_npm() {
+  local label=$1 dir=$2 home=$3 marker=$4 duration=$5
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    echo "@dapr/dapr $JS_VERSION: node or npm not found: skipped"; return 0
+    echo "$label: node or npm not found: skipped"; return 0
   fi
   local want
-  want="$(cat js/package.json js/package-lock.json | sha256sum | cut -d' ' -f1) node $(node --version)"
-  if [ "$(cat "$home/.installed" 2>/dev/null)" = "$want" ] && [ -d "$home/node_modules/@dapr/dapr" ]; then
-    echo "@dapr/dapr $JS_VERSION: cached in $home"
+  want="$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1) node $(node --version)"
+  if [ "$(cat "$home/.installed" 2>/dev/null)" = "$want" ] && [ -d "$home/node_modules/$marker" ]; then
+    echo "$label: cached in $home"
     return 0
   fi
-  echo "@dapr/dapr $JS_VERSION: installing into $home (npm ci, about 20 s) ..."
+  echo "$label: installing into $home (npm ci, $duration) ..."
   local started=$SECONDS
   rm -rf "$home" && mkdir -p "$home"
-  cp js/package.json js/package-lock.json "$home/"
+  cp "$dir/package.json" "$dir/package-lock.json" "$home/"
   if (cd "$home" && npm ci --no-audit --no-fund --ignore-scripts >"$home/install.log" 2>&1); then
     echo "$want" >"$home/.installed"
-    echo "@dapr/dapr $JS_VERSION: installed in $((SECONDS - started)) s"
+    echo "$label: installed in $((SECONDS - started)) s"
   else
-    echo "@dapr/dapr $JS_VERSION: npm ci failed (its tests will skip); last lines of $home/install.log:"
-    tail -n 15 "$home/install.log" 2>/dev/null
-  fi
-}
-
-install_openai_js() {
-  local home="$CACHE/openai-js-$OPENAI_JS_VERSION"
-  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    echo "openai (npm) $OPENAI_JS_VERSION: node or npm not found: skipped"; return 0
-  fi
-  local want
-  want="$(cat openai_js/package.json openai_js/package-lock.json | sha256sum | cut -d' ' -f1) node $(node --version)"
-  if [ "$(cat "$home/.installed" 2>/dev/null)" = "$want" ] && [ -d "$home/node_modules/openai" ]; then
-    echo "openai (npm) $OPENAI_JS_VERSION: cached in $home"
-    return 0
-  fi
-  echo "openai (npm) $OPENAI_JS_VERSION: installing into $home (npm ci, a few seconds) ..."
-  local started=$SECONDS
-  rm -rf "$home" && mkdir -p "$home"
-  cp openai_js/package.json openai_js/package-lock.json "$home/"
-  if (cd "$home" && npm ci --no-audit --no-fund --ignore-scripts >"$home/install.log" 2>&1); then
-    echo "$want" >"$home/.installed"
-    echo "openai (npm) $OPENAI_JS_VERSION: installed in $((SECONDS - started)) s"
-  else
-    echo "openai (npm) $OPENAI_JS_VERSION: npm ci failed (its tests will skip); last lines of $home/install.log:"
+    echo "$label: npm ci failed (its tests will skip); last lines of $home/install.log:"
     tail -n 15 "$home/install.log" 2>/dev/null
   fi
 }
 
 install_agents
-install_js
-install_openai_js
+install_npm "@dapr/dapr $JS_VERSION" js "$CACHE/dapr-js-$JS_VERSION" @dapr/dapr "about 20 s"
+install_npm "openai (npm) $OPENAI_JS_VERSION" openai_js "$CACHE/openai-js-$OPENAI_JS_VERSION" openai "a few seconds"
 exit 0
