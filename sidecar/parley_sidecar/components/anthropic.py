@@ -174,7 +174,7 @@ def stream_event(blocks: block_stream.Blocks, event: sse.Event, secrets: tuple[s
         error = data.get("error")
         error = error if isinstance(error, Mapping) else {}
         status = _ERROR_STATUS.get(str(error.get("type")), 500)
-        detail = http_kit.redact(" ".join(str(error.get("message") or error.get("type") or "").split()), secrets)
+        detail = http_kit.one_line(str(error.get("message") or error.get("type") or ""), secrets)
         raise errors.ProviderError(f"{PROVIDER} sent an error mid-stream: {detail or 'no message'}", status=status,
                                    retryable=status in http_kit.RETRYABLE_STATUSES)
     return None

@@ -148,7 +148,7 @@ def _exception(message: eventstream.Message, secrets: tuple[str, ...]) -> errors
     text = data.get("message") or data.get("Message") if isinstance(data, Mapping) else None
     text = text if isinstance(text, str) else message.headers.get(":error-message", "")
     status = _EXCEPTION_STATUS.get(kind.lower(), 500)
-    detail = http_kit.redact(" ".join(text.split()), secrets)
+    detail = http_kit.one_line(text, secrets)
     return errors.ProviderError(f"{PROVIDER} sent {kind} mid-stream" + (f": {detail}" if detail else ""),
                                 status=status, retryable=status in http_kit.RETRYABLE_STATUSES)
 

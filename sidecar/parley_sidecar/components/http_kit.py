@@ -50,6 +50,7 @@ __all__ = [
     "StreamBody",
     "encode",
     "error_for_status",
+    "one_line",
     "open_stream",
     "parse_retry_after",
     "post_json",
@@ -75,6 +76,11 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def one_line(text: str, secrets: Iterable[str]) -> str:
+    """An upstream's text for a message: its whitespace runs as single spaces, secrets redacted."""
+    return redact(" ".join(text.split()), secrets)
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -141,8 +147,7 @@ def error_for_status(
 ) -> errors.ProviderError:
     """The error a non-2xx answer becomes. ``auth_detail`` keeps the upstream text on 401/403
     (for AWS, whose messages never carry the secret); ``credential`` names what was rejected."""
-    secrets = tuple(secrets)
-    detail = redact(" ".join(upstream_message(raw).split()), secrets)
+    detail = one_line(upstream_message(raw), secrets)
     if len(detail) > _MAX_MESSAGE:
         detail = detail[:_MAX_MESSAGE] + "…"
     if status in (401, 403):
@@ -327,7 +332,7 @@ async def open_stream(
                 raise _unanswered(exc, provider, url, timeout) from None
             if 200 <= status < 400:
                 # A server that ignored "stream": its whole answer (or its error) came as JSON.
-                detail = redact(" ".join(upstream_message(raw).split()), tuple(secrets))[:_MAX_MESSAGE]
+                detail = one_line(upstream_message(raw), secrets)[:_MAX_MESSAGE]
                 raise errors.ProviderError(
                     f"{provider} answered with JSON instead of a stream"
                     + (f": {detail}" if detail else ""), status=status)
