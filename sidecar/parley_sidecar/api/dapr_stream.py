@@ -83,7 +83,5 @@ async def responses(pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2) -
                 yield chunk
     finally:
         # Also when the consumer closes this generator mid-stream: the upstream call ends with it.
-        aclose = getattr(pieces, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await pieces.aclose()
     yield _complete(req, answer.response())
