@@ -21,13 +21,8 @@ cache_root="${PARLEY_CACHE:-$HOME/.cache/parley}"
 out_dir="$cache_root/dapr-cli/$version"
 bin="$out_dir/dapr"
 
-# Fast path: nothing but a file test.
-if [[ -x "$bin" && "${PARLEY_REBUILD:-0}" != 1 ]]; then
-    echo "$bin"
-    exit 0
-fi
-
-log() { echo "build-cli.sh: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/../go-build-lib.sh"
+go_build_begin build-cli.sh
 
 # Served replacements for versions the proxy here refuses (checked one by one below).
 fallback_for() {
@@ -36,23 +31,6 @@ fallback_for() {
         *) return 1 ;;
     esac
 }
-
-command -v go >/dev/null || { log "go is not on PATH"; exit 1; }
-export GOTOOLCHAIN=local CGO_ENABLED=0
-export GOWORK=off
-export GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false"
-
-mkdir -p "$out_dir"
-if command -v flock >/dev/null; then
-    exec 9>"$out_dir/.lock"
-    flock 9
-    if [[ -x "$bin" && "${PARLEY_REBUILD:-0}" != 1 ]]; then
-        echo "$bin"
-        exit 0
-    fi
-fi
-
-start=$(date +%s)
 
 log "downloading github.com/dapr/cli@$version"
 dl_json=$(cd / && go mod download -json "github.com/dapr/cli@$version") || {

@@ -24,33 +24,8 @@ cache_root="${PARLEY_CACHE:-$HOME/.cache/parley}"
 out_dir="$cache_root/daprd/${version}-${tags//,/+}"
 bin="$out_dir/daprd"
 
-# Fast path: nothing but a file test.
-if [[ -x "$bin" && "${PARLEY_REBUILD:-0}" != 1 ]]; then
-    echo "$bin"
-    exit 0
-fi
-
-log() { echo "build.sh: $*" >&2; }
-
-command -v go >/dev/null || { log "go is not on PATH"; exit 1; }
-export GOTOOLCHAIN=local CGO_ENABLED=0
-# A go.work or a GOFLAGS=-mod=vendor from the caller would break the wrapper module.
-export GOWORK=off
-export GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false"
-
-mkdir -p "$out_dir"
-
-# Serialise concurrent builds of the same key (tests may race); re-check after the lock.
-if command -v flock >/dev/null; then
-    exec 9>"$out_dir/.lock"
-    flock 9
-    if [[ -x "$bin" && "${PARLEY_REBUILD:-0}" != 1 ]]; then
-        echo "$bin"
-        exit 0
-    fi
-fi
-
-start=$(date +%s)
+source "$(dirname "${BASH_SOURCE[0]}")/../go-build-lib.sh"
+go_build_begin build.sh
 
 # 1. The dapr module itself (module cache; GOMODCACHE defaults to $HOME/go/pkg/mod).
 log "downloading github.com/dapr/dapr@$version"

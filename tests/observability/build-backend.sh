@@ -17,27 +17,8 @@ cache_root="${PARLEY_CACHE:-$HOME/.cache/parley}"
 out_dir="$cache_root/jaeger/$version"
 bin="$out_dir/jaeger"
 
-if [[ -x "$bin" && "${PARLEY_REBUILD:-0}" != 1 ]]; then
-    echo "$bin"
-    exit 0
-fi
-
-log() { echo "build-backend.sh: $*" >&2; }
-command -v go >/dev/null || { log "go is not on PATH"; exit 1; }
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOWORK=off
-export GOFLAGS="${GOFLAGS:-} -mod=mod -buildvcs=false"
-
-mkdir -p "$out_dir"
-if command -v flock >/dev/null; then
-    exec 9>"$out_dir/.lock"
-    flock 9
-    if [[ -x "$bin" && "${PARLEY_REBUILD:-0}" != 1 ]]; then
-        echo "$bin"
-        exit 0
-    fi
-fi
-
-start=$(date +%s)
+source "$(dirname "${BASH_SOURCE[0]}")/../go-build-lib.sh"
+go_build_begin build-backend.sh
 src="$out_dir/src"
 rm -rf "$src"
 mkdir -p "$src"
