@@ -53,10 +53,26 @@ def _metric_path(request: web.Request) -> str:
     """The route, with the component name only when it names a loaded component (no user text)."""
     info = request.get(public.MATCH, request.match_info)
     route = info.route.resource.canonical if info.route.resource is not None else ""
-    name = info.get("name")
-    if name is not None and request.app[PIPELINE].store.get(name) is not None:
+    return _named(route, info.get("name"), request.app[PIPELINE]) or "/unmatched"
+
+
+def _named(route: str, name: str | None, pipeline: Pipeline) -> str:
+    """``route`` with ``{name}`` filled in only when ``name`` is a loaded component's."""
+    if name is not None and pipeline.store.get(name) is not None:
         return route.replace("{name}", name)
-    return route or "/unmatched"
+    return route
+
+
+def _record(request: web.BaseRequest, metrics: Metrics, path: str, status: int, started: float) -> None:
+    """One API request in the metrics and, when it is on, the API log."""
+    elapsed = (time.perf_counter() - started) * 1000
+    metrics.http(request.method, path, status, elapsed)
+    if metrics.api_log is not None:
+        metrics.api_log.http(request.method, path, status, elapsed, request.headers.get("User-Agent", ""))
+
+
+def _invalid_token() -> web.Response:
+    return web.Response(status=401, text="invalid api token\n")  # Go's http.Error, as daprd
 
 
 def _token_ok(request: web.Request, token: str, openai: bool) -> bool:
@@ -80,13 +96,11 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         token = request.app[TOKEN]
         # OpenAI's API: its header, its shapes ("/v1/../v1.0/metadata" is the Dapr route it cleans to)
-        openai = request.path.startswith(openai_http.PREFIX) and public.clean_path(request.path).startswith(
-            openai_http.PREFIX)
-        if token and public.clean_path(request.path) not in _EXEMPT and not _token_ok(request, token, openai):
+        cleaned = public.clean_path(request.path)
+        openai = request.path.startswith(openai_http.PREFIX) and cleaned.startswith(openai_http.PREFIX)
+        if token and cleaned not in _EXEMPT and not _token_ok(request, token, openai):
             status = 401
-            if openai:
-                return openai_http.unauthorized()
-            return web.Response(status=401, text="invalid api token\n")  # Go's http.Error, as daprd
+            return openai_http.unauthorized() if openai else _invalid_token()
         try:
             response = await handler(request)
         except web.HTTPRequestEntityTooLarge:
@@ -110,11 +124,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = 500
         return surface.unexpected(request)
     finally:
-        metrics = request.app[METRICS]
-        path, elapsed = _metric_path(request), (time.perf_counter() - started) * 1000
-        metrics.http(request.method, path, status, elapsed)
-        if metrics.api_log is not None:
-            metrics.api_log.http(request.method, path, status, elapsed, request.headers.get("User-Agent", ""))
+        _record(request, request.app[METRICS], _metric_path(request), status, started)
 
 
 def _query_metadata(request: web.Request) -> dict[str, str]:
@@ -213,7 +223,7 @@ def _front(app: web.Application) -> connections.Front:
         try:
             if token and not _token_ok(request, token, False):
                 status = 401
-                return web.Response(status=401, text="invalid api token\n")  # Go's http.Error, as daprd
+                return _invalid_token()
             try:
                 response = await _answer(request, name, pipeline, version)
             except web.HTTPRequestEntityTooLarge:
@@ -230,11 +240,7 @@ def _front(app: web.Application) -> connections.Front:
             log.exception("unexpected error answering POST %s", route)
             return surface.error_response(errors.Internal())
         finally:
-            path = route.replace("{name}", name) if pipeline.store.get(name) is not None else route
-            elapsed = (time.perf_counter() - started) * 1000
-            metrics.http("POST", path, status, elapsed)
-            if metrics.api_log is not None:
-                metrics.api_log.http("POST", path, status, elapsed, request.headers.get("User-Agent", ""))
+            _record(request, metrics, _named(route, name, pipeline), status, started)
 
     return handle
 
