@@ -32,7 +32,6 @@ from pathlib import Path
 from tests.conformance.servers import daprd_flags, find_daprd
 
 from bench import harness, vs_daprd
-from bench.stream_cpu import cpu_seconds
 
 SCENARIOS = tuple(s for s in vs_daprd.SCENARIOS if s.kind in ("a1", "a2"))
 SERVER_CPU, LOAD_CPU = "0", "1"
@@ -105,14 +104,14 @@ def main() -> None:
             for run in range(args.runs + 1):  # run 0 warms each server up and is not counted
                 for name in names if run % 2 == 0 else names[::-1]:
                     server, http, grpc_port = running[name]
-                    before = cpu_seconds(server.proc.pid)
+                    before = harness.cpu_seconds(server.proc.pid)
                     if scenario.transport == "http":
                         done, r, errors = wrk_count(f"http://127.0.0.1:{http}{scenario.path()}", scenario.body(),
                                                     args.connections, 1.0 if run == 0 else args.seconds)
                     else:
                         done, r, errors = grpc_count(f"127.0.0.1:{grpc_port}", scenario.kind, args.connections,
                                                      1.0 if run == 0 else args.seconds)
-                    spent = cpu_seconds(server.proc.pid) - before
+                    spent = harness.cpu_seconds(server.proc.pid) - before
                     if errors:
                         sys.exit(f"{name} {scenario.label}: {errors} errors")
                     if run:

@@ -41,7 +41,6 @@ from typing import Any
 
 from bench import harness, vs_daprd
 from bench.cpu_per_request import LOAD_CPU, SERVER_CPU, grpc_count
-from bench.stream_cpu import cpu_seconds
 
 VARIANTS = ("aio-bytes", "aio-proto", "aio-opts", "aio-tuned", "sync-bytes", "sync-hop", "grpclib", "parley")
 _METHOD = "ConverseAlpha1"
@@ -194,10 +193,10 @@ def main() -> None:
         for run in range(args.runs + 1):  # run 0 warms up and is not counted
             for name in names if run % 2 == 0 else names[::-1]:
                 proc, port = procs[name]
-                before = cpu_seconds(proc.pid)
+                before = harness.cpu_seconds(proc.pid)
                 done, r, errors = grpc_count(f"127.0.0.1:{port}", "a1", args.connections,
                                              1.0 if run == 0 else args.seconds)
-                spent = cpu_seconds(proc.pid) - before
+                spent = harness.cpu_seconds(proc.pid) - before
                 if errors:
                     sys.exit(f"{name}: {errors} errors")
                 if run:

@@ -59,19 +59,12 @@ def write_components(directory: Path, setup: str) -> Path:
     return directory
 
 
-def cpu_s(pid: int) -> float:
-    """utime + stime of the process (all threads) so far, from ``/proc/<pid>/stat``."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def one_start(resources: Path, env: dict[str, str] | None) -> tuple[float, float, float]:
     """(exec → ready in s, CPU time spent by then in s, idle RSS one second later in MB)."""
     ports = [harness.free_port() for _ in range(4)]
     argv = harness.sidecar_argv(ports[0], ports[1], ports[2], ports[3], resources)
     with harness.serve(argv, f"http://127.0.0.1:{ports[0]}/v1.0/healthz", "", env=env) as server:
-        cpu = cpu_s(server.proc.pid)
+        cpu = harness.cpu_seconds(server.proc.pid)
         time.sleep(1.0)
         return server.ready_s, cpu, server.rss_mb
 

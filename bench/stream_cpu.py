@@ -28,14 +28,6 @@ from bench.streaming import component, load
 CHUNKS = 20
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` (and its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    # fields[0] is the state (field 3 of proc(5)): utime and stime are fields 14 and 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.stream_cpu")
     parser.add_argument("--concurrency", type=int, default=20)
@@ -61,9 +53,9 @@ def main() -> None:
                 url = sidecar.url + "/chat/completions"
                 load(url, 10, 2)  # warm-up: imports, pools, first-call paths
                 for _ in range(args.runs):
-                    before = cpu_seconds(sidecar.proc.pid)
+                    before = harness.cpu_seconds(sidecar.proc.pid)
                     result = load(url, args.concurrency, args.seconds)
-                    spent = cpu_seconds(sidecar.proc.pid) - before
+                    spent = harness.cpu_seconds(sidecar.proc.pid) - before
                     if result["errors"]:
                         sys.exit(f"{result['errors']:.0f} streams failed")
                     figures.append(spent * 1e6 / (result["streams"] * CHUNKS))

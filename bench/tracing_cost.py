@@ -76,13 +76,6 @@ def config_file(workdir: Path, rate: str, address: str) -> Path:
     return path
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads: the exporter's too)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_case(extra: list[str], env: dict[str, str], seconds: float) -> tuple[float, float, float, float]:
     """(req/s, p99 ms, idle RSS MB, CPU µs per request) of one sidecar under ``extra`` flags. CPU per
     request is the steadier figure on a shared machine: another process's load lowers req/s, not it."""
@@ -93,9 +86,9 @@ def run_case(extra: list[str], env: dict[str, str], seconds: float) -> tuple[flo
         harness.wrk(parley.url, BODY, connections=CONNECTIONS, seconds=1)  # warm-up
         time.sleep(0.5)
         idle = parley.rss_mb
-        cpu = cpu_seconds(parley.proc.pid)
+        cpu = harness.cpu_seconds(parley.proc.pid)
         load = harness.wrk(parley.url, BODY, connections=CONNECTIONS, seconds=seconds)
-        cpu = cpu_seconds(parley.proc.pid) - cpu
+        cpu = harness.cpu_seconds(parley.proc.pid) - cpu
         if load.errors:
             raise RuntimeError(f"{load.errors} errors under load with {extra}")
     return load.rps, load.p99_ms, idle, cpu / (load.rps * max(1, round(seconds))) * 1e6
