@@ -20,14 +20,13 @@ _PIECE = re.compile(r"\s*\S+\s*|\s+")
 """A word and the space after it: how a replayed answer is cut (as a model's tokens roughly are)."""
 
 
-def replay(response: base.ConverseResponse, *, words_per_piece: int = 1) -> Iterator[base.Delta]:
-    """The answer's first choice as pieces: its text a few words at a time, then its tool calls
+def replay(response: base.ConverseResponse) -> Iterator[base.Delta]:
+    """The answer's first choice as pieces: its text a word at a time, then its tool calls
     whole, then one piece with the finish reason, usage and model."""
     choice = response.outputs[0].choices[0] if response.outputs and response.outputs[0].choices else None
     if choice is not None and choice.content:
-        words = [piece for piece in _PIECE.findall(choice.content) if piece]
-        for start in range(0, len(words), words_per_piece):
-            yield base.Delta(content="".join(words[start:start + words_per_piece]), model=response.model)
+        for word in _PIECE.findall(choice.content):  # never empty: each alternative takes a character
+            yield base.Delta(content=word, model=response.model)
     if choice is not None and choice.tool_calls:
         yield base.Delta(
             tool_calls=tuple(
