@@ -1,4 +1,4 @@
-"""Helpers the provider stream tests share: drain a stream, assemble its pieces."""
+"""Helpers the provider stream tests share: open a stream, drain it, assemble its pieces."""
 
 from __future__ import annotations
 
@@ -6,8 +6,15 @@ import json
 from collections.abc import AsyncIterator
 
 from parley_sidecar.components import base, streaming
+from tests.sidecar.components.conftest import text_request
 
-__all__ = ["assembled", "collect", "same_answer"]
+__all__ = ["assembled", "collect", "same_answer", "stream"]
+
+
+def stream(component: base.Conversation, request: base.ConverseRequest | None = None,
+           timeout: float = 5.0) -> AsyncIterator[base.Delta]:
+    """The component's stream for ``request`` (a plain "Hi" by default)."""
+    return streaming.open_stream(component, request or text_request("Hi"), timeout=timeout)
 
 
 async def collect(stream: AsyncIterator[base.Delta]) -> list[base.Delta]:

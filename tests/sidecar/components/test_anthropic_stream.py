@@ -3,15 +3,13 @@ the pieces rebuild what ``converse`` answers for the same exchange."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from parley_sidecar import errors
-from parley_sidecar.components import base, streaming
+from parley_sidecar.components import base
 from tests.fakes import AnthropicFake, Reply, recordings
 from tests.sidecar.components.conftest import ANTHROPIC_KEY, Build, text_request
-from tests.sidecar.components.streams import assembled, collect, same_answer
+from tests.sidecar.components.streams import assembled, collect, same_answer, stream
 
 REPLY = Reply(text="The quick brown fox jumps over the lazy dog", prompt_tokens=12, completion_tokens=9,
               cached_tokens=4)
@@ -27,11 +25,6 @@ async def component(build: Build, anthropic_fake: AnthropicFake, monkeypatch: py
     entry = await build("conversation.anthropic", {"key": ANTHROPIC_KEY, "endpoint": f"{anthropic_fake.url}/v1",
                                                    "maxResponseBytes": "8Ki"})
     return entry.instance
-
-
-def stream(component: base.Conversation, request: base.ConverseRequest | None = None,
-           timeout: float = 5.0) -> AsyncIterator[base.Delta]:
-    return streaming.open_stream(component, request or text_request("Hi"), timeout=timeout)
 
 
 @pytest.mark.parametrize("reply", [REPLY, TOOLS], ids=["text", "tool-calls"])

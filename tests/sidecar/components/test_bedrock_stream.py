@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
 from parley_sidecar import errors
-from parley_sidecar.components import base, streaming
+from parley_sidecar.components import base
 from tests.fakes import BedrockFake, Reply, eventstream, recordings
 from tests.sidecar.components.conftest import AWS_ACCESS, AWS_SECRET, Build, text_request
-from tests.sidecar.components.streams import assembled, collect, same_answer
+from tests.sidecar.components.streams import assembled, collect, same_answer, stream
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 REPLY = Reply(text="The quick brown fox jumps over the lazy dog", prompt_tokens=12, completion_tokens=9,
@@ -28,11 +27,6 @@ async def component(build: Build, bedrock_fake: BedrockFake) -> base.Conversatio
         "endpoint": bedrock_fake.url, "accessKey": AWS_ACCESS, "secretKey": AWS_SECRET, "model": MODEL,
         "maxResponseBytes": "8Ki"})
     return entry.instance
-
-
-def stream(component: base.Conversation, request: base.ConverseRequest | None = None,
-           timeout: float = 5.0) -> AsyncIterator[base.Delta]:
-    return streaming.open_stream(component, request or text_request("Hi"), timeout=timeout)
 
 
 def event(kind: str, payload: dict[str, object], **flags: bool) -> bytes:
