@@ -255,7 +255,6 @@ def parse_response(data: Any, model: str, request: base.ConverseRequest, provide
 
 
 
-
 class ChunkReader:
     """The state of one streamed answer: each ``chat.completion.chunk`` in, a piece out (or None
     when the chunk carries nothing to relay: the role, an empty text). No I/O here."""
@@ -411,10 +410,11 @@ class ChatCompletions(http_kit.ComponentSession):
         del body  # only the bytes travel; the stream's frame holds neither for the answer's length
         url = self.url(model)
         headers = self.headers(key) | {"Accept": "text/event-stream"}
-        reader = ChunkReader(model, self.dialect.provider, (key, self._key))
+        secrets = (key, self._key)
+        reader = ChunkReader(model, self.dialect.provider, secrets)
         async with http_kit.open_stream(
             self.session, url, data, headers=headers, proxy=self.proxy(url),
-            timeout=timeout, provider=self.dialect.provider, secrets=(key, self._key),
+            timeout=timeout, provider=self.dialect.provider, secrets=secrets,
             max_bytes=self.context.max_response_bytes,
         ) as upstream:
             del data
