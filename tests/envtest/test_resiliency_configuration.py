@@ -64,15 +64,18 @@ class Sidecars:
         assert created["metadata"]["labels"]["dapr.io/sidecar-injected"] == "true"
         return dict(created)
 
-    def start(self, pod: dict[str, Any], first: asyncio.Future[protocol.Snapshot] | None = None) -> ComponentStore:
-        name = pod["metadata"]["name"]
-        where = self.directory / name
+    def link(self, pod: dict[str, Any]) -> OperatorLink:
+        """The pod's way to the operator, as injected: its projected token and the CA from its annotations."""
+        where = self.directory / pod["metadata"]["name"]
         where.mkdir()
         (where / "token").write_text(self.admin.token_for(APP_NS, "default", audience="parley-operator", pod=pod))
         [ca] = [v for k, v in pod["metadata"]["annotations"].items() if "ca" in k.split("/")[-1]]
         (where / "ca.crt").write_text(ca)
-        link = OperatorLink(address=f"127.0.0.1:{self.operator.stream_port}", token_path=where / "token",
+        return OperatorLink(address=f"127.0.0.1:{self.operator.stream_port}", token_path=where / "token",
                             ca_path=where / "ca.crt", namespace=APP_NS)
+
+    def start(self, pod: dict[str, Any], first: asyncio.Future[protocol.Snapshot] | None = None) -> ComponentStore:
+        link = self.link(pod)
         store = ComponentStore()
         self.stores.append(store)
         app_id = pod["metadata"]["annotations"]["dapr.io/app-id"]
@@ -269,13 +272,7 @@ async def test_a_real_sidecar_of_a_configured_pod_serves_under_its_configuration
                            "metadata": {"name": "quiet", "namespace": APP_NS}, "spec": {"metric": {"enabled": False}}})
     installed.admin.apply(echo("echo"))
     pod = sidecars.pod("quiet-app", **{"dapr.io/config": "quiet"})
-    where = sidecars.directory / "quiet-app"
-    where.mkdir()
-    (where / "token").write_text(installed.admin.token_for(APP_NS, "default", audience="parley-operator", pod=pod))
-    [ca] = [v for k, v in pod["metadata"]["annotations"].items() if "ca" in k.split("/")[-1]]
-    (where / "ca.crt").write_text(ca)
-    link = OperatorLink(address=f"127.0.0.1:{sidecars.operator.stream_port}", token_path=where / "token",
-                        ca_path=where / "ca.crt", namespace=APP_NS)
+    link = sidecars.link(pod)
     # As the injected container runs it: --mode kubernetes --config quiet (cli: kubernetes_config).
     running = await start_sidecar({}, app_id="quiet-app", namespace=APP_NS, operator=link, kubernetes_config="quiet",
                                   enable_metrics=True)
@@ -288,13 +285,7 @@ async def test_a_real_sidecar_of_a_configured_pod_serves_under_its_configuration
 async def test_a_real_sidecar_whose_configuration_is_missing_does_not_start(
         installed: Installed, sidecars: Sidecars) -> None:
     pod = sidecars.pod("lost-app", **{"dapr.io/config": "nowhere"})
-    where = sidecars.directory / "lost-app"
-    where.mkdir()
-    (where / "token").write_text(installed.admin.token_for(APP_NS, "default", audience="parley-operator", pod=pod))
-    [ca] = [v for k, v in pod["metadata"]["annotations"].items() if "ca" in k.split("/")[-1]]
-    (where / "ca.crt").write_text(ca)
-    link = OperatorLink(address=f"127.0.0.1:{sidecars.operator.stream_port}", token_path=where / "token",
-                        ca_path=where / "ca.crt", namespace=APP_NS)
+    link = sidecars.link(pod)
     sidecar = Sidecar(SidecarSettings(app_id="lost-app", namespace=APP_NS, operator=link, kubernetes_config="nowhere",
                                       ports=Ports(http=0, grpc=0, metrics=0, public=0)))
     try:
