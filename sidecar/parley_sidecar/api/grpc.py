@@ -265,8 +265,14 @@ async def _refuse_undecodable(request: _Undecodable, method: str, context: grpc.
 def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
            request_type: Any, response_type: Any, metrics: Metrics) -> grpc.RpcMethodHandler[Any, Any]:
     """A unary method whose undecodable requests get grpc-go's INTERNAL answer, counted."""
+    return grpc.unary_unary_rpc_method_handler(_call(behaviour, method, metrics),
+                                               request_deserializer=_decoder(request_type),
+                                               response_serializer=response_type.SerializeToString)
 
-    decode = _decoder(request_type)
+
+def _call(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
+          metrics: Metrics) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+    """``behaviour`` with undecodable requests refused and, with tracing on, in a server span."""
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if type(request) is _Undecodable:
@@ -275,8 +281,7 @@ def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaita
             return await _traced(behaviour, method, request, context)
         return await behaviour(request, context)
 
-    return grpc.unary_unary_rpc_method_handler(call, request_deserializer=decode,
-                                               response_serializer=response_type.SerializeToString)
+    return call
 
 
 def _serialize(message: Message) -> bytes:
@@ -287,18 +292,9 @@ def _server_stream(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]]
                    request_type: Any, metrics: Metrics) -> grpc.RpcMethodHandler[Any, Any]:
     """A server-streaming method, its undecodable requests answered as :func:`_unary`'s are. Its
     messages serialize themselves (``stream_pb``'s classes are built on the first stream, not here)."""
-
-    decode = _decoder(request_type)
-
-    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        if type(request) is _Undecodable:
-            await _refuse_undecodable(request, method, context, metrics)
-        if tracing.current() is not None:
-            await _traced(behaviour, method, request, context)
-            return
-        await behaviour(request, context)
-
-    return grpc.unary_stream_rpc_method_handler(call, request_deserializer=decode, response_serializer=_serialize)
+    return grpc.unary_stream_rpc_method_handler(_call(behaviour, method, metrics),
+                                                request_deserializer=_decoder(request_type),
+                                                response_serializer=_serialize)
 
 
 def add_to_server(server: grpc.aio.Server, pipeline: Pipeline, metrics: Metrics, *,
