@@ -60,7 +60,6 @@ async def relay(
     on_error: Callable[[errors.ParleyError], bytes],
     *,
     end: bytes | Callable[[], bytes] = b"",
-    headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     """Send ``first`` then every piece of ``pieces`` as SSE, then ``end`` (e.g. ``data: [DONE]``,
     or a function giving the closing events once the last piece has been encoded).
@@ -68,7 +67,7 @@ async def relay(
     ``pieces`` is the rest of the stream ``first`` came from; a piece that ``encode`` turns into no
     bytes is not written. An error event replaces ``end``. Returns the response, already finished;
     a client that left is not an error (the relay stops and closes ``pieces``)."""
-    response = web.StreamResponse(status=200, headers={**_HEADERS, **(headers or {})})
+    response = web.StreamResponse(status=200, headers=_HEADERS)
     try:
         head = encode(first)  # before the status is sent: a failure here can still be a plain error answer
         await response.prepare(request)
