@@ -298,7 +298,7 @@ class OtelTracer:
     def inject(self, headers: MutableMapping[str, str]) -> None:
         unsampled = _UNSAMPLED.get()
         if unsampled is not None:
-            headers.update(unsampled.headers())
+            unsampled.answer(headers)
             return
         span = trace.get_current_span()
         if span.get_span_context().is_valid:
