@@ -148,10 +148,9 @@ class OpenAIFake(FakeServer):
         for index, (id_, name, args) in enumerate(() if flavor == "gemini" else reply.tool_calls):
             arguments = json.dumps(args)
             if whole_calls:
-                call: dict[str, Any] = {"id": id_, "type": "function",
-                                        "function": {"name": name, "arguments": arguments}}
-                call["index"] = index
-                chunks.append(chunk({"tool_calls": [call]}))
+                chunks.append(chunk({"tool_calls": [{"id": id_, "type": "function",
+                                                     "function": {"name": name, "arguments": arguments},
+                                                     "index": index}]}))
                 continue
             chunks.append(chunk({"tool_calls": [{"index": index, "id": id_, "type": "function",
                                                  "function": {"name": name, "arguments": ""}}]}))

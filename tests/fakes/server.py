@@ -113,7 +113,6 @@ class FakeServer:
         """Body bytes written by each ``big`` answer before it ended or the client hung up."""
         self._transports: set[asyncio.BaseTransport] = set()
         self.scheme = "http"
-        self.streams_started = 0
         self.streams_finished = 0
         """Streams written to their end marker."""
         self.closed_by_client = 0
@@ -302,7 +301,6 @@ class FakeServer:
         frames = list(script.frames) if script.frames is not None else self.stream_frames(recorded, reply)
         resp = web.StreamResponse(headers={"Content-Type": self.stream_content_type})
         await resp.prepare(request)
-        self.streams_started += 1
         transport = request.transport
         try:
             for number, frame in enumerate(frames):
