@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.manifests import component_yaml
+
 from bench import harness, litellm_proxy
 
 PEOPLE = ("direct", "parley", "litellm", "direct again")
@@ -34,12 +36,9 @@ DIRECT = ("direct", "direct again")
 
 
 def component(directory: Path, upstream: int, connections: int) -> Path:
-    (directory / "openai.yaml").write_text(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: bench\n"
-        "spec:\n  type: conversation.openai\n  version: v1\n  metadata:\n"
-        "  - name: key\n    value: sk-bench\n  - name: model\n    value: gpt-4o-mini\n"
-        f"  - name: endpoint\n    value: http://127.0.0.1:{upstream}/v1\n"
-        f"  - name: maxConnections\n    value: \"{connections}\"\n")
+    (directory / "openai.yaml").write_text(component_yaml("bench", "conversation.openai", {
+        "key": "sk-bench", "model": "gpt-4o-mini", "endpoint": f"http://127.0.0.1:{upstream}/v1",
+        "maxConnections": str(connections)}))
     return directory
 
 
