@@ -46,16 +46,9 @@ def text_of(pieces: Sequence[base.Delta]) -> str:
     return "".join(delta.content for delta in pieces)
 
 
-class Scripted:
-    """Streams the given pieces; raises ``fail_after`` pieces when told; counts opens and closes."""
-
-    def __init__(self, pieces: Sequence[str], *, error: errors.ProviderError | None = None,
-                 fail_after: int = 0) -> None:
-        self.pieces = list(pieces)
-        self.error = error
-        self.fail_after = fail_after
-        self.opened = 0
-        self.closed = 0
+class _Streamer:
+    """What an in-test streaming component needs besides ``stream``: nothing to set up or close,
+    and no ``converse`` (the pipeline must stream it)."""
 
     async def init(self, metadata: object) -> None:
         pass
@@ -65,6 +58,18 @@ class Scripted:
 
     async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
         raise AssertionError("a streaming component is streamed")
+
+
+class Scripted(_Streamer):
+    """Streams the given pieces; raises ``fail_after`` pieces when told; counts opens and closes."""
+
+    def __init__(self, pieces: Sequence[str], *, error: errors.ProviderError | None = None,
+                 fail_after: int = 0) -> None:
+        self.pieces = list(pieces)
+        self.error = error
+        self.fail_after = fail_after
+        self.opened = 0
+        self.closed = 0
 
     async def stream(self, request: base.ConverseRequest, *, timeout: float | None) -> AsyncIterator[base.Delta]:
         self.opened += 1
@@ -85,7 +90,7 @@ Step = str | errors.ProviderError | float | None
 (None) wait forever."""
 
 
-class Planned:
+class Planned(_Streamer):
     """A stream per plan, one plan per opening (the last plan repeats); records what it did."""
 
     def __init__(self, *plans: list[Step]) -> None:
@@ -93,15 +98,6 @@ class Planned:
         self.opened = 0
         self.closed = 0
         self.produced = 0
-
-    async def init(self, metadata: object) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-    async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
-        raise AssertionError("a streaming component is streamed")
 
     async def stream(self, request: base.ConverseRequest, *, timeout: float | None) -> AsyncIterator[base.Delta]:
         plan = self.plans[min(self.opened, len(self.plans) - 1)]
