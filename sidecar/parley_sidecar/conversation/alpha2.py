@@ -149,7 +149,7 @@ async def prepare(pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2) -> 
     scrub_inputs = any(item.scrub_pii for item in req.inputs)
     scrub_any = scrub_inputs or req.scrub_pii
 
-    def build(scrub: Scrub) -> tuple[base.Message, ...]:
+    def build(scrub: Scrub | None) -> tuple[base.Message, ...]:
         return tuple(
             _message(name, msg, scrub if item.scrub_pii else None) for item in req.inputs for msg in item.messages
         )
@@ -158,7 +158,7 @@ async def prepare(pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2) -> 
     if scrub_inputs:
         messages = await pipeline.scrubbing.run(name, entry, overrides.pii_entities, "input", build, size)
     else:  # nothing to scrub: no scrubber, no redaction count
-        messages = tuple(_message(name, msg, None) for item in req.inputs for msg in item.messages)
+        messages = build(None)
     tools = tuple(
         base.Tool(
             name=t.function.name,
