@@ -31,10 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import harness
+from tests.manifests import component_yaml
 
-_COMPONENT = ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n"
-              "spec:\n  type: {type}\n  version: v1\n  metadata:\n{metadata}")
+from bench import harness
 
 # The metadata each type needs to load; endpoints point at a closed loopback port (never called).
 _EVERY: dict[str, dict[str, str]] = {
@@ -54,8 +53,7 @@ def write_components(directory: Path, setup: str) -> Path:
     types = {"echo": ["conversation.echo"], "every": list(_EVERY)}[setup]
     for type_name in types:
         name = type_name.removeprefix("conversation.").replace(".", "-")
-        metadata = "".join(f"  - name: {k}\n    value: {v}\n" for k, v in _EVERY[type_name].items()) or "  []\n"
-        (directory / f"{name}.yaml").write_text(_COMPONENT.format(name=name, type=type_name, metadata=metadata))
+        (directory / f"{name}.yaml").write_text(component_yaml(name, type_name, _EVERY[type_name]))
     return directory
 
 
