@@ -238,3 +238,12 @@ def openai_sidecar(openai_fake: ThreadedFake, clients_dir_tmp: Path) -> Iterator
     server.stop()
     for fake in providers.values():
         fake.stop()
+
+
+@pytest.fixture
+def fake(openai_sidecar: OpenAISidecar) -> Iterator[OpenAISidecar]:
+    """The sidecar with its ``llm`` fake emptied of scripted replies and recorded requests."""
+    openai_sidecar.fake.fake.clear()
+    openai_sidecar.fake.take()
+    yield openai_sidecar
+    openai_sidecar.fake.fake.clear()

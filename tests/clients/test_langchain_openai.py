@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pydantic
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
@@ -18,14 +16,6 @@ from tests.fakes.server import Reply
 def chat(sidecar: OpenAISidecar, model: str, **kwargs: object) -> ChatOpenAI:
     return ChatOpenAI(model=model, base_url=sidecar.base_url, api_key=OPENAI_TOKEN,  # type: ignore[arg-type]
                       max_retries=0, **kwargs)
-
-
-@pytest.fixture
-def fake(openai_sidecar: OpenAISidecar) -> Iterator[OpenAISidecar]:
-    openai_sidecar.fake.fake.clear()
-    openai_sidecar.fake.take()
-    yield openai_sidecar
-    openai_sidecar.fake.fake.clear()
 
 
 class GetWeather(pydantic.BaseModel):

@@ -35,14 +35,6 @@ def client(openai_sidecar: OpenAISidecar) -> Iterator[openai.OpenAI]:
         yield made
 
 
-@pytest.fixture
-def fake(openai_sidecar: OpenAISidecar) -> Iterator[OpenAISidecar]:
-    openai_sidecar.fake.fake.clear()
-    openai_sidecar.fake.take()
-    yield openai_sidecar
-    openai_sidecar.fake.fake.clear()
-
-
 def eventually(condition: Callable[[], bool], within: float = 10.0) -> bool:
     """A generous bound on something that happens in another process, not a timing assertion."""
     deadline = time.monotonic() + within
