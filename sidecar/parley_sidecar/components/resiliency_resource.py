@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from parley_sidecar.components.component_settings import ResiliencySettings
 from parley_sidecar.durations import parse_duration
 
-__all__ = ["BreakerPolicy", "Outbound", "Resiliency", "ResiliencyError", "RetryPolicy", "parse"]
+__all__ = ["BreakerPolicy", "Outbound", "Resiliency", "ResiliencyError", "RetryPolicy", "overlays", "parse"]
 
 # dapr/kit's retry.DefaultConfig: what a retry policy gets for the fields it leaves out.
 _DEFAULT_DURATION = 5.0
@@ -90,6 +90,14 @@ class Resiliency:
     targets: Mapping[str, Outbound]
     """Component name → its outbound policies."""
     where: str
+
+
+def overlays(resiliencies: Iterable[Resiliency]) -> dict[str, Outbound]:
+    """Every target of ``resiliencies``, merged: for a component named twice, the later one wins."""
+    merged: dict[str, Outbound] = {}
+    for resiliency in resiliencies:
+        merged.update(resiliency.targets)
+    return merged
 
 
 def _duration(value: Any, field: str) -> float:

@@ -34,7 +34,7 @@ import aiohttp
 from aiohttp.http_exceptions import LineTooLong
 
 from parley_sidecar.components import resiliency_resource
-from parley_sidecar.components.resiliency_resource import Outbound, Resiliency
+from parley_sidecar.components.resiliency_resource import Resiliency
 from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore
 from parley_sidecar.loading import configuration, manifests
@@ -110,10 +110,9 @@ class _Follower:
             return None
 
     async def _overlay(self) -> None:
-        overlays: dict[str, Outbound] = {}
-        for name in sorted(self.resiliencies):  # a conflict goes to the last by name, as files go by path
-            overlays.update(self.resiliencies[name].targets)
-        await self.store.set_overlays(overlays)
+        # A conflict goes to the last by name, as files go by path.
+        await self.store.set_overlays(resiliency_resource.overlays(
+            self.resiliencies[name] for name in sorted(self.resiliencies)))
         self._warn_missing()
 
     def _warn_missing(self) -> None:

@@ -24,7 +24,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from parley_sidecar.components.resiliency_resource import Outbound, Resiliency
+from parley_sidecar.components import resiliency_resource
+from parley_sidecar.components.resiliency_resource import Resiliency
 from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore
 from parley_sidecar.loading import manifests, secrets
@@ -117,25 +118,22 @@ class ResourcesLoader:
         problems: list[str] = []
         documents: dict[str, list[manifests.Document]] = {}
         stores: list[secrets.SecretStoreSpec] = []
-        resiliencies: dict[str, list[Resiliency]] = {}
+        # A file that cannot be read, or has a bad Resiliency, keeps its last good ones.
+        resiliencies = {source: self._resiliencies[source] for source in texts if source in self._resiliencies}
         resiliency_problems: list[tuple[str, str]] = []
         for source, text in texts.items():
             if not isinstance(text, str):
                 problems.append(f"{source}: cannot read: {text}")
-                if source in self._resiliencies:
-                    resiliencies[source] = self._resiliencies[source]
                 continue
             try:
                 parsed = manifests.parse_documents(text, source)
             except manifests.ManifestError as exc:
                 problems.append(str(exc))
-                if source in self._resiliencies:
-                    resiliencies[source] = self._resiliencies[source]
                 continue
             problems.extend(parsed.errors)
             if parsed.resiliency_errors:
                 resiliency_problems.extend((source, problem) for problem in parsed.resiliency_errors)
-                resiliencies[source] = self._resiliencies.get(source, [])
+                resiliencies.setdefault(source, [])
             else:
                 resiliencies[source] = [r for r in parsed.resiliencies if self._in_scope(r)]
             docs = parsed.components
@@ -201,11 +199,8 @@ class ResourcesLoader:
                 problems.extend((source, problem) for problem in missing)
                 found[source] = self._resiliencies.get(source, [])
         self._resiliencies = found  # files gone since the last load give up their Resiliencies
-        overlays: dict[str, Outbound] = {}
-        for source in sorted(found):
-            for resiliency in found[source]:
-                overlays.update(resiliency.targets)
-        await self._store.set_overlays(overlays)
+        await self._store.set_overlays(resiliency_resource.overlays(
+            resiliency for source in sorted(found) for resiliency in found[source]))
         for source, problem in problems:
             log.error("resiliency not applied (the last good one stays): %s", problem)
             if self._on_resiliency_error is not None:
