@@ -158,15 +158,19 @@ class Unknown:
 Message = Snapshot | Upsert | Delete | Withheld | ResiliencyUpsert | ResiliencyDelete | Keepalive | Unknown
 
 
+def _pair_objects(pairs: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+    return [{"name": name, "reason": reason} for name, reason in pairs]
+
+
 def _fields(message: Message) -> dict[str, Any]:
     match message:
         case Snapshot():
             fields = {"type": "snapshot", "namespace": message.namespace, "appId": message.app_id,
                       "keepalive": message.keepalive, "components": list(message.components),
-                      "withheld": [{"name": name, "reason": reason} for name, reason in message.withheld]}
+                      "withheld": _pair_objects(message.withheld)}
             if message.protocol >= 2:
                 fields |= {"protocol": message.protocol, "resiliencies": list(message.resiliencies),
-                           "resiliencyWithheld": [{"name": n, "reason": r} for n, r in message.resiliency_withheld]}
+                           "resiliencyWithheld": _pair_objects(message.resiliency_withheld)}
                 config = message.configuration
                 if config is not None:
                     fields["configuration"] = ({"name": config.name, "spec": config.spec} if config.spec is not None
