@@ -360,19 +360,25 @@ class Hub:
             del self._reported[key]
         return view
 
-    def _diff_resiliencies(self, stream: Stream, view: resiliencies.View) -> Iterator[tuple[str, str, bytes]]:
+    def _diff_resiliencies(self, stream: Stream, view: resiliencies.View,
+                           lines: dict[str, bytes]) -> Iterator[tuple[str, str, bytes]]:
+        """As :meth:`_diff`: an upsert line is encoded once per push, whatever the number of streams."""
         for change in resiliencies.diff(stream.resiliencies, view, stream.identity.app_id):
             if change.record is None:
                 yield "resiliency_delete", change.name, protocol.encode(protocol.ResiliencyDelete(change.name))
-            else:
-                yield "resiliency", change.name, protocol.encode(protocol.ResiliencyUpsert(change.record.document))
+                continue
+            if change.name not in lines:
+                lines[change.name] = protocol.encode(protocol.ResiliencyUpsert(change.record.document))
+            yield "resiliency", change.name, lines[change.name]
 
     def _push(self, ns: str, view: View) -> None:
         lines: dict[str, bytes] = {}
+        resiliency_lines: dict[str, bytes] = {}
         delivered: collections.Counter[str] = collections.Counter()
         policies = self._resiliency_view(ns)
         for stream in list(self._streams.get(ns, ())):
-            for kind, name, line in (*self._diff(stream, view, lines), *self._diff_resiliencies(stream, policies)):
+            for kind, name, line in (*self._diff(stream, view, lines),
+                                     *self._diff_resiliencies(stream, policies, resiliency_lines)):
                 if not stream.push(line):
                     self.disconnect(stream)
                     break
