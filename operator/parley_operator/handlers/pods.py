@@ -60,13 +60,13 @@ def register(registry: kopf.OperatorRegistry, services: Services) -> None:
             return
         if not config.wants_injection(body.metadata.annotations):
             return
-        if uid not in noticed and patch.has_sidecar(body, settings.container_name):
-            noticed.add(uid)
-            for reason, message in _notices(dict(body), settings):
-                events.record(ObjectRef.of(body), "Warning", reason, message)
-        if uid in missed:
+        if patch.has_sidecar(body, settings.container_name):
+            if uid not in noticed:
+                noticed.add(uid)
+                for reason, message in _notices(dict(body), settings):
+                    events.record(ObjectRef.of(body), "Warning", reason, message)
             return
-        if not patch.has_sidecar(body, settings.container_name):
+        if uid not in missed:
             missed.add(uid)
             app_id = config.app_id_of(body.metadata.annotations, body.metadata.name or "")
             label = metrics.app_id(app_id) if config.validate_app_id(app_id) is None else ""
