@@ -70,7 +70,7 @@ class ConversationServicer(dapr_pb2_grpc.DaprServicer):
         self._metrics = metrics
 
     async def _run(self, method: str, name: str, call: Awaitable[Any],
-                   context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                   context: grpc.aio.ServicerContext[Any, Any], what: str = "conversation") -> Any:
         """Await the conversation; every outcome is counted with the status the caller gets, before
         the caller has it (so a scrape right after the answer sees the call)."""
         started = time.perf_counter()
@@ -85,7 +85,7 @@ class ConversationServicer(dapr_pb2_grpc.DaprServicer):
             raise
         except Exception:
             # Not grpc's UNKNOWN "Unexpected <class …>: text": daprd's invoke error, the traceback logged once.
-            log.exception("conversation with component %r failed unexpectedly", name)
+            log.exception("%s with component %r failed unexpectedly", what, name)
             _count(self._metrics, method, "INTERNAL", started)
             await context.abort(grpc.StatusCode.INTERNAL,
                                 errors.InvokeError(name, "internal error (see the sidecar log)").message)
@@ -109,26 +109,16 @@ class ConversationServicer(dapr_pb2_grpc.DaprServicer):
         """Each message written as it comes. Before the first: the status ``ConverseAlpha2`` would
         answer; after it, an error ends the stream with its status. A caller that cancels (or whose
         deadline passes) cancels this task, and closing the stream cancels the upstream call."""
-        method = "ConverseStreamAlpha2"
-        started = time.perf_counter()
         stream = dapr_stream.responses(self._pipeline, request)
-        try:
-            async for message in stream:
-                await context.write(message)
-        except errors.ParleyError as exc:
-            _count(self._metrics, method, _code(exc).name, started)
-            await context.abort(_code(exc), exc.message)
-        except asyncio.CancelledError:
-            _count(self._metrics, method, _cancelled_status(context), started)
-            raise
-        except Exception:
-            log.exception("streaming conversation with component %r failed unexpectedly", request.name)
-            _count(self._metrics, method, "INTERNAL", started)
-            await context.abort(grpc.StatusCode.INTERNAL,
-                                errors.InvokeError(request.name, "internal error (see the sidecar log)").message)
-        finally:
-            await stream.aclose()
-        _count(self._metrics, method, "OK", started)
+
+        async def write_all() -> None:
+            try:
+                async for message in stream:
+                    await context.write(message)
+            finally:
+                await stream.aclose()
+
+        await self._run("ConverseStreamAlpha2", request.name, write_all(), context, "streaming conversation")
 
 
 class RuntimeServicer:
