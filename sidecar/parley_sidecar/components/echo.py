@@ -7,10 +7,10 @@ conformance test runs (components-contrib ``conversation/echo/echo.go`` is the r
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from parley_sidecar.components import base, streaming
+from parley_sidecar.components import base
 
 __all__ = ["Echo", "count_words", "create"]
 
@@ -66,12 +66,6 @@ class Echo:
             outputs=(base.Output((base.Choice(finish, 0, content, tuple(tool_calls)),)),),
             usage=base.Usage(words, words, 2 * words),
         )
-
-
-    async def stream(self, request: base.ConverseRequest, *, timeout: float | None) -> AsyncIterator[base.Delta]:
-        """The same answer, a word at a time, so clients can see streaming work with no provider."""
-        for delta in streaming.replay(await self.converse(request, timeout=timeout)):
-            yield delta
 
 
 def _tool_call(index: int, tool: base.Tool) -> base.ToolCall:
