@@ -36,10 +36,11 @@ async def converse(pipeline: Pipeline, req: ai_pb2.ConversationRequest) -> ai_pb
         raise errors.MissingInputs(name)
     overrides = pipeline.overrides(name, req.metadata)
 
-    def messages(scrub: Scrub) -> tuple[base.Message, ...]:
+    def messages(scrub: Scrub | None) -> tuple[base.Message, ...]:
         return tuple(
             base.Message(ROLES.get(item.role, base.Role.USER),
-                         (base.TextPart(scrub.text(item.content) if item.scrubPII else item.content),))
+                         (base.TextPart(scrub.text(item.content) if scrub is not None and item.scrubPII
+                                        else item.content),))
             for item in req.inputs
         )
 
@@ -47,8 +48,7 @@ async def converse(pipeline: Pipeline, req: ai_pb2.ConversationRequest) -> ai_pb
     if scrub_inputs:
         sent = await pipeline.scrubbing.run(name, entry, overrides.pii_entities, "input", messages, req.ByteSize())
     else:  # nothing to scrub: no scrubber, no redaction count
-        sent = tuple(base.Message(ROLES.get(item.role, base.Role.USER), (base.TextPart(item.content),))
-                     for item in req.inputs)
+        sent = messages(None)
     request = base.ConverseRequest(
         messages=sent,
         temperature=req.temperature,
