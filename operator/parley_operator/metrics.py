@@ -56,17 +56,17 @@ class Metrics:
             ["app_id", "reason"], registry=r)
         self.injections = Counter(
             "parley_operator_injections", "Pod admissions by outcome: injected, already_injected, "
-            "not_enabled, denied, dry_run, error.", ["outcome"], registry=r)
+            "not_enabled, denied, dry_run.", ["outcome"], registry=r)
         self.webhook_latency = Histogram(
             "parley_operator_webhook_duration_seconds", "Time to answer one AdmissionReview.",
             ["webhook"], buckets=_FAST, registry=r)
         self.validations = Counter(
-            "parley_operator_component_validations", "Component admissions by result: allowed, denied.",
+            "parley_operator_component_validations", "Component and Resiliency admissions by result: allowed, denied.",
             ["result"], registry=r)
         self.connected = Gauge(
             "parley_operator_connected_sidecars", "Sidecars holding the component stream open.", registry=r)
         self.deliveries = Counter(
-            "parley_operator_deliveries", "Messages sent to sidecars: snapshot, upsert, delete.",
+            "parley_operator_deliveries", "Messages sent to sidecars: snapshot, upsert, delete, withheld, resiliency, resiliency_delete.",
             ["kind"], registry=r)
         self.delivery_latency = Histogram(
             "parley_operator_delivery_duration_seconds", "From a Component change being seen to every "
@@ -76,7 +76,7 @@ class Metrics:
             "(connections whose token verdict was cached send none).", registry=r)
         self.errors = Counter(
             "parley_operator_errors", "Errors by kind: unauthenticated, forbidden, throttled, secret_missing, "
-            "component_invalid, api, certificate.", ["kind"], registry=r)
+            "component_invalid, resiliency_invalid, configuration_missing, malformed_review, webhook, api.", ["kind"], registry=r)
 
     def app(self) -> web.Application:
         async def scrape(request: web.Request) -> web.Response:
