@@ -66,7 +66,8 @@ class Metrics:
         self.connected = Gauge(
             "parley_operator_connected_sidecars", "Sidecars holding the component stream open.", registry=r)
         self.deliveries = Counter(
-            "parley_operator_deliveries", "Messages sent to sidecars: snapshot, upsert, delete, withheld, resiliency, resiliency_delete.",
+            "parley_operator_deliveries", "Messages sent to sidecars: snapshot, upsert, delete, withheld, "
+            "resiliency, resiliency_delete.",
             ["kind"], registry=r)
         self.delivery_latency = Histogram(
             "parley_operator_delivery_duration_seconds", "From a Component change being seen to every "
@@ -76,7 +77,8 @@ class Metrics:
             "(connections whose token verdict was cached send none).", registry=r)
         self.errors = Counter(
             "parley_operator_errors", "Errors by kind: unauthenticated, forbidden, throttled, secret_missing, "
-            "component_invalid, resiliency_invalid, configuration_missing, malformed_review, webhook, api.", ["kind"], registry=r)
+            "component_invalid, resiliency_invalid, configuration_missing, malformed_review, webhook, api.",
+            ["kind"], registry=r)
 
     def app(self) -> web.Application:
         async def scrape(request: web.Request) -> web.Response:
