@@ -51,9 +51,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _metric_path(request: web.Request) -> str:
     """The route, with the component name only when it names a loaded component (no user text)."""
-    info = request.get(public.MATCH, request.match_info)
-    route = info.route.resource.canonical if info.route.resource is not None else ""
-    return _named(route, info.get("name"), request.app[PIPELINE]) or "/unmatched"
+    name = request.get(public.MATCH, request.match_info).get("name")
+    return _named(surface.route_path(request), name, request.app[PIPELINE])
 
 
 def _named(route: str, name: str | None, pipeline: Pipeline) -> str:
