@@ -27,6 +27,7 @@ from aiohttp import web
 
 from parley_sidecar import errors, tracing
 from parley_sidecar.api import wire
+from parley_sidecar.api.connections import Front
 from parley_sidecar.metrics import Metrics
 
 __all__ = ["CLIENT_GONE", "MATCH", "PATH_LABEL", "error_response", "install", "install_tracing", "route_path", "traced",
@@ -100,9 +101,6 @@ def install(app: web.Application, metrics: Metrics) -> None:
         return
     app[METRICS] = metrics
     app.middlewares.insert(0, _observe)
-
-
-Front = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 def traced(front: Front) -> Front:
