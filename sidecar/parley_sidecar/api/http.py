@@ -46,7 +46,7 @@ _FALLBACK = wire.error_body(
     "ERR_DIRECT_INVOKE", "failed getting app id either from the URL path or the header dapr-app-id"
 )
 _EXEMPT = frozenset({"/v1.0/healthz", "/v1.0/healthz/outbound"})
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = surface.Handler
 
 
 def _metric_path(request: web.Request) -> str:
