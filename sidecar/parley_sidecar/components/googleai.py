@@ -2,8 +2,9 @@
 
 daprd fixes the endpoint to ``https://generativelanguage.googleapis.com/v1beta/openai/``; parley
 uses that as the default of ``endpoint`` and lets metadata override it (a proxy, a test fake).
-Streaming: Gemini's layer sends each tool call whole and without ``index``; ``ChunkReader`` numbers
-calls by their ids, so no dialect field is needed.
+Streaming: Gemini's layer sends each tool call whole and without ``index`` (``ChunkReader`` numbers
+calls by their ids), and ends a streamed tool call with ``finish_reason: stop`` where its unstreamed
+answer says ``tool_calls`` (``Dialect.stream_tool_stop``; tests/fakes/recorded/googleai_stream_tools.txt).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from parley_sidecar.components import base, openai_kit
 
 __all__ = ["DIALECT", "create"]
 
-DIALECT = openai_kit.Dialect(provider="googleai")
+DIALECT = openai_kit.Dialect(provider="googleai", stream_tool_stop=True)
 
 
 def create(context: base.ComponentContext) -> base.Conversation:

@@ -58,6 +58,10 @@ class Dialect:
     stream_usage_option: bool = True
     """Ask for usage on a stream with ``stream_options.include_usage``; Mistral refuses the field
     (it refuses every field it does not know) and puts usage on its last chunk anyway."""
+    stream_tool_stop: bool = False
+    """A stream that called tools ends with ``stop`` where the same answer unstreamed says
+    ``tool_calls`` (Gemini, googleapis/python-genai#2868): relayed as ``tool_calls``, as ``converse``
+    would answer, since clients run the tools only on ``tool_calls``."""
 
 
 _REASONING = re.compile(r"^(o1-|o3$|o3-|gpt-5)")
@@ -259,10 +263,13 @@ class ChunkReader:
     """The state of one streamed answer: each ``chat.completion.chunk`` in, a piece out (or None
     when the chunk carries nothing to relay: the role, an empty text). No I/O here."""
 
-    def __init__(self, model: str, provider: str, secrets: tuple[str, ...]) -> None:
+    def __init__(self, model: str, provider: str, secrets: tuple[str, ...], *, tool_stop: bool = False) -> None:
         self.model = model
         self.provider = provider
         self._secrets = secrets
+        self._tool_stop = tool_stop
+        self.called = False
+        """Some tool call has been relayed."""
         self.finish_reason = ""
         self.usage: base.Usage | None = None
         self.useful = False
@@ -279,13 +286,19 @@ class ChunkReader:
         if not isinstance(arguments, str):  # Ollama has sent a whole call's arguments as an object
             arguments = json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
         call_id = str(item.get("id") or "")
+        name = str(function.get("name") or "")
         index = item.get("index")
+        known = self._calls.get(call_id) if call_id else None
         if not isinstance(index, int) or index < 0:
             # No index: a new id is the next call, a piece without one continues the last call.
-            index = self._calls.setdefault(call_id, len(self._calls)) if call_id else max(len(self._calls) - 1, 0)
-        elif call_id:
-            self._calls.setdefault(call_id, index)
-        return base.ToolCallDelta(index=index, id=call_id, name=str(function.get("name") or ""), arguments=arguments)
+            index = (len(self._calls) if known is None else known) if call_id else max(len(self._calls) - 1, 0)
+        if known is None and call_id:
+            self._calls[call_id] = index
+        elif known == index:
+            # TGI repeats the id on every fragment; OpenAI's clients join a call's strings, so only
+            # its first piece names it (the id once, not "000…").
+            call_id = name = ""
+        return base.ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments)
 
     def add(self, data: Any) -> base.Delta | None:
         # ``dict`` rather than ``Mapping`` in the checks below: the chunk comes from json.loads,
@@ -322,6 +335,8 @@ class ChunkReader:
         calls = tuple(c for c in map(self._call, raw_calls) if c is not None) if isinstance(raw_calls, list) else ()
         if not content and not calls:
             return None
+        if calls:
+            self.called = True
         self.useful = True
         return base.Delta(content=content, tool_calls=calls, model=self.model)
 
@@ -330,7 +345,10 @@ class ChunkReader:
         ``converse`` says; Ollama omits it for some models) and usage."""
         if not self.useful:
             checks.useful_answer((), request)
-        return base.Delta(finish_reason=self.finish_reason or "unknown", usage=self.usage, model=self.model)
+        finish = self.finish_reason or "unknown"
+        if self._tool_stop and self.called and finish == "stop":
+            finish = "tool_calls"
+        return base.Delta(finish_reason=finish, usage=self.usage, model=self.model)
 
 
 class ChatCompletions(http_kit.ComponentSession):
@@ -411,7 +429,7 @@ class ChatCompletions(http_kit.ComponentSession):
         url = self.url(model)
         headers = self.headers(key) | {"Accept": "text/event-stream"}
         secrets = (key, self._key)
-        reader = ChunkReader(model, self.dialect.provider, secrets)
+        reader = ChunkReader(model, self.dialect.provider, secrets, tool_stop=self.dialect.stream_tool_stop)
         async with http_kit.open_stream(
             self.session, url, data, headers=headers, proxy=self.proxy(url),
             timeout=timeout, provider=self.dialect.provider, secrets=secrets,
