@@ -154,7 +154,8 @@ def test_llm_answer_and_the_request_the_fake_saw(client: openai.OpenAI, fake: Op
                                      {"role": "user", "content": "capital of France?"}]
     assert sent.body["temperature"] == 0.3 and sent.body["model"] == "gpt-4o-mini"
     assert (sent.body["top_p"], sent.body["stop"]) == (0.5, ["\n\n"])
-    assert "seed" not in sent.body and "user" not in sent.body  # accepted, not forwarded (docs/openai.md)
+    # an OpenAI-compatible server (not api.openai.com) gets seed, not user (docs/openai.md)
+    assert sent.body["seed"] == 7 and "user" not in sent.body
 
 
 def test_llm_model_override_reaches_the_upstream(client: openai.OpenAI, fake: OpenAISidecar) -> None:

@@ -6,7 +6,8 @@ DeepSeek has JSON mode but no ``json_schema``: a ``responseFormat`` becomes
 ``{"type": "json_object"}`` plus a system message carrying the schema (JSON mode needs the prompt
 to ask for JSON). daprd has no response cache for it; parley's pipeline caches it like every type.
 Streaming: ``: keep-alive`` SSE comments come while a request is queued (skipped by ``sse``);
-``reasoning_content`` deltas are not relayed, as ``converse`` drops them.
+``reasoning_content`` deltas are not relayed, as ``converse`` drops them. DeepSeek's API documents
+no ``seed``, so a request's is not sent.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from parley_sidecar.components import base, openai_kit
 
 __all__ = ["DIALECT", "create"]
 
-DIALECT = openai_kit.Dialect(provider="deepseek", structured_output="json_object")
+DIALECT = openai_kit.Dialect(provider="deepseek", structured_output="json_object", seed_field=None)
 
 
 def create(context: base.ComponentContext) -> base.Conversation:

@@ -5,6 +5,9 @@ uses that as the default of ``endpoint`` and lets metadata override it (a proxy,
 Streaming: Gemini's layer sends each tool call whole and without ``index`` (``ChunkReader`` numbers
 calls by their ids), and ends a streamed tool call with ``finish_reason: stop`` where its unstreamed
 answer says ``tool_calls`` (``Dialect.stream_tool_stop``; tests/fakes/recorded/googleai_stream_tools.txt).
+No ``seed`` is sent: ``generationConfig.seed`` is the native API's, and the OpenAI layer's request
+reference (https://ai.google.dev/api/compatibility) was not found to list one; an unknown field
+there is a 400, so an unconfirmed one stays home.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from parley_sidecar.components import base, openai_kit
 
 __all__ = ["DIALECT", "create"]
 
-DIALECT = openai_kit.Dialect(provider="googleai", stream_tool_stop=True)
+DIALECT = openai_kit.Dialect(provider="googleai", stream_tool_stop=True, seed_field=None)
 
 
 def create(context: base.ComponentContext) -> base.Conversation:

@@ -5,7 +5,7 @@ tool calls and tool results into text ("Tool call [ID: x]: f(args)"). Mistral's 
 tool calls in OpenAI's shape; parley sends those (a documented difference). The key is required,
 as in daprd ("mistral api key is required"). Like daprd's client, no ``metadata`` is sent: Mistral
 refuses fields it does not know; for the same reason a stream asks for no ``stream_options`` (Mistral
-puts usage on its last chunk anyway).
+puts usage on its last chunk anyway). A request's ``seed`` travels as Mistral's ``random_seed``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from parley_sidecar.components import base, openai_kit
 
 __all__ = ["DIALECT", "create"]
 
-DIALECT = openai_kit.Dialect(provider="mistral", forward_metadata=False, stream_usage_option=False)
+DIALECT = openai_kit.Dialect(provider="mistral", forward_metadata=False, stream_usage_option=False,
+                             seed_field="random_seed")
 
 
 def create(context: base.ComponentContext) -> base.Conversation:

@@ -27,11 +27,12 @@ __all__ = ["DEFAULT_ENDPOINT", "OpenAI", "create"]
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 
 OPENAI = openai_kit.Dialect(
-    provider="openai", developer_role="developer", send_names=True, max_tokens_field="max_completion_tokens"
+    provider="openai", developer_role="developer", send_names=True, max_tokens_field="max_completion_tokens",
+    send_user=True,
 )
 AZURE = openai_kit.Dialect(
     provider="azure openai", developer_role="developer", send_names=True,
-    max_tokens_field="max_completion_tokens", auth="api-key",
+    max_tokens_field="max_completion_tokens", auth="api-key", send_user=True,
 )
 COMPATIBLE = openai_kit.Dialect(provider="openai-compatible server")
 

@@ -58,6 +58,13 @@ class Dialect:
     stream_usage_option: bool = True
     """Ask for usage on a stream with ``stream_options.include_usage``; Mistral refuses the field
     (it refuses every field it does not know) and puts usage on its last chunk anyway."""
+    seed_field: str | None = "seed"
+    """Where the OpenAI API's ``seed`` goes: ``seed`` (OpenAI, Azure, Ollama, TGI, vLLM),
+    ``random_seed`` (Mistral), or None where the API documents no seed (DeepSeek, Gemini's
+    OpenAI layer): strict servers refuse a field they do not know."""
+    send_user: bool = False
+    """Forward ``user`` (OpenAI's and Azure's end-user id for abuse monitoring); the other servers
+    document no such field."""
     stream_tool_stop: bool = False
     """A stream that called tools ends with ``stop`` where the same answer unstreamed says
     ``tool_calls`` (Gemini, googleapis/python-genai#2868): relayed as ``tool_calls``, as ``converse``
@@ -145,11 +152,15 @@ def build_body(
     if request.max_tokens or max_tokens:
         body[dialect.max_tokens_field] = request.max_tokens or max_tokens
     # top_p and stop (the OpenAI-compatible API's) are read by every server of this family; seed and
-    # user are not (Mistral refuses them as unknown fields), so they stay home (docs/openai.md)
+    # user only where the dialect says the server has them (docs/openai.md)
     if request.top_p is not None:
         body["top_p"] = request.top_p
     if request.stop:
         body["stop"] = list(request.stop)
+    if request.seed is not None and dialect.seed_field:
+        body[dialect.seed_field] = request.seed
+    if request.user and dialect.send_user:
+        body["user"] = request.user
     if request.tools:
         body["tools"] = [
             {
