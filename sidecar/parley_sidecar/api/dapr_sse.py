@@ -5,7 +5,8 @@ The body is alpha2's (decoded as ``/converse`` decodes it, ``?metadata.*`` inclu
 of the stream (``dapr_stream``) is one event whose data is its protojson, as ``wire.encode``
 writes daprd's answers: ``{"chunk":{…}}`` events, then one ``{"complete":{…}}``. A failure
 before the first event is daprd's JSON error with its status, exactly as ``/converse`` answers
-it; after it, one ``event: error`` whose data is that same JSON error, then the stream ends.
+it; after it, one ``event: error`` whose data is that same JSON error, then the stream ends. The
+``parley-timeout`` header bounds the whole stream (``caller_timeout``), as it bounds ``/converse``.
 
 A route of its own rather than ``Accept: text/event-stream`` on ``/converse``: one route per gRPC
 method, as Dapr's HTTP API maps them; its own metrics label; and daprd answers it with a clear
@@ -21,7 +22,7 @@ from aiohttp import web
 from dapr.proto.runtime.v1 import ai_pb2
 
 from parley_sidecar import errors
-from parley_sidecar.api import dapr_stream, public, sse, surface, wire
+from parley_sidecar.api import caller_timeout, dapr_stream, public, sse, surface, wire
 from parley_sidecar.conversation.pipeline import Pipeline
 
 __all__ = ["ROUTE", "handler"]
@@ -47,7 +48,13 @@ def handler(pipeline: Pipeline) -> surface.Handler:
             req = wire.decode(await request.read(), ai_pb2.ConversationRequestAlpha2(), query_metadata=query,
                               plain_inputs=False)
             req.name = name
+            try:
+                timeout = caller_timeout.parse(request.headers.get(caller_timeout.HEADER))
+            except ValueError as exc:
+                raise errors.InvalidParams(name, str(exc)) from None
             stream = dapr_stream.responses(pipeline, req)
+            if timeout is not None:  # the whole stream within the caller's budget
+                stream = caller_timeout.stream_within(timeout, stream, name)
             first = await anext(stream)
         except errors.ParleyError as exc:
             return surface.error_response(exc)

@@ -23,8 +23,8 @@ from aiohttp import hdrs, web
 from dapr.proto.runtime.v1 import ai_pb2
 from google.protobuf.message import Message
 
-from parley_sidecar import durations, errors, tracing
-from parley_sidecar.api import connections, dapr_sse, metadata, openai_http, public, surface, wire
+from parley_sidecar import errors, tracing
+from parley_sidecar.api import caller_timeout, connections, dapr_sse, metadata, openai_http, public, surface, wire
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.metrics import Metrics
@@ -130,32 +130,11 @@ def _query_metadata(request: web.Request) -> dict[str, str]:
     return {k[len("metadata."):]: v for k, v in request.query.items() if k.startswith("metadata.")}
 
 
-TIMEOUT_HEADER = "parley-timeout"
-"""A caller's budget for one conversation (``30s``, ``1m30s``, or seconds); it can only lower the
-component's own ``callTimeout``, and a gRPC caller's deadline does the same."""
-
-
 def _caller_timeout(request: web.Request, name: str) -> float | None:
-    raw = request.headers.get(TIMEOUT_HEADER)
-    if raw is None:
-        return None
     try:
-        seconds = float(raw) if raw.replace(".", "", 1).isdigit() else durations.parse_duration(raw)
-    except ValueError:
-        seconds = -1.0
-    if seconds <= 0:
-        raise errors.InvalidParams(name, f"the {TIMEOUT_HEADER} header must be a positive duration such as 30s")
-    return seconds
-
-
-async def _within(timeout: float, call: Awaitable[Message], name: str) -> Message:
-    try:
-        async with asyncio.timeout(timeout):
-            return await call
-    except TimeoutError:
-        raise errors.InvokeError(
-            name, f"no answer within the caller's timeout of {timeout:g}s ({TIMEOUT_HEADER} header)"
-        ) from None
+        return caller_timeout.parse(request.headers.get(caller_timeout.HEADER))
+    except ValueError as exc:
+        raise errors.InvalidParams(name, str(exc)) from None
 
 
 _Decode = tuple[Callable[[], Message], Callable[[Pipeline, Any], Awaitable[Message]], bool]
@@ -175,7 +154,7 @@ async def _answer(request: web.Request, name: str, pipeline: Pipeline, version: 
         if timeout is None:  # the common request: no timer on the hot path
             body = wire.encode(await run(pipeline, req))
         else:
-            body = wire.encode(await _within(timeout, run(pipeline, req), name))
+            body = wire.encode(await caller_timeout.within(timeout, run(pipeline, req), name))
     except errors.ParleyError as exc:
         return surface.error_response(exc)
     except web.HTTPException:  # aiohttp's own answers (413 from read()) are the guard's to translate

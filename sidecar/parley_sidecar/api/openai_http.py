@@ -8,7 +8,8 @@ Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with Ope
 a trace. The token check, metrics and API logging are ``http._guard``'s, as for every route.
 
 Extension headers (``docs/openai.md``): ``parley-scrub-pii: true`` scrubs PII as an alpha2 request
-with ``scrubPii`` does; ``parley-context-id`` keys conversation memory (else the body's ``user``).
+with ``scrubPii`` does; ``parley-context-id`` keys conversation memory (else the body's ``user``);
+``parley-timeout`` bounds the call, or the whole stream, as on the Dapr API (``caller_timeout``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from parley_sidecar import errors
-from parley_sidecar.api import sse
+from parley_sidecar.api import caller_timeout, sse
 from parley_sidecar.components import base
 from parley_sidecar.conversation import openai_chat
 from parley_sidecar.conversation.pipeline import Pipeline
@@ -249,6 +250,16 @@ def _options(request: web.Request, call: openai_chat.ChatCall) -> tuple[bool, st
     return scrub == "true", request.headers.get(CONTEXT_HEADER, "") or call.request.user
 
 
+def _caller_timeout(request: web.Request) -> float | None:
+    """The Dapr API's ``parley-timeout`` header, read the same way; a bad value is OpenAI's 400."""
+    try:
+        return caller_timeout.parse(request.headers.get(caller_timeout.HEADER))
+    except ValueError as exc:
+        message = str(exc)
+        raise openai_chat.ChatError(message[0].upper() + message[1:] + ".", param=caller_timeout.HEADER,
+                                    code="invalid_value") from None
+
+
 async def _relay(request: web.Request, call: openai_chat.ChatCall,
                  pieces: AsyncGenerator[base.Delta, None]) -> web.StreamResponse:
     """Pull the first piece before any header is sent (so an early failure is a plain status)."""
@@ -278,11 +289,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         call = openai_chat.parse(body)
         del body  # parsed: the decoded JSON is not kept for as long as a stream stays open
         scrub, context_id = _options(request, call)
+        timeout = _caller_timeout(request)
         pipeline = request.app[PIPELINE]
         if call.stream:
-            return await _relay(request, call,
-                                openai_chat.stream(pipeline, call, scrub=scrub, context_id=context_id))
-        response = await openai_chat.complete(pipeline, call, scrub=scrub, context_id=context_id)
+            pieces = openai_chat.stream(pipeline, call, scrub=scrub, context_id=context_id)
+            if timeout is not None:  # the whole stream within the caller's budget
+                pieces = caller_timeout.stream_within(timeout, pieces, call.component)
+            return await _relay(request, call, pieces)
+        answer = openai_chat.complete(pipeline, call, scrub=scrub, context_id=context_id)
+        response = await (answer if timeout is None else caller_timeout.within(timeout, answer, call.component))
         return web.Response(body=_dumps(_completion(call, response)), content_type=_JSON)
     except errors.ParleyError as exc:
         return error_response(exc)
