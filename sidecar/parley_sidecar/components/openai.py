@@ -11,18 +11,28 @@ the catalog: ``OPENAI_MODEL`` (``AZURE_OPENAI_MODEL`` for Azure), then metadata 
 
 An ``endpoint`` other than OpenAI's own (vLLM, llama.cpp, LM Studio) gets the conservative
 dialect: ``system`` for developer messages, no message names, ``max_tokens``.
+
+Azure's request fields depend on ``apiVersion`` (Azure/azure-rest-api-specs, inference specs per
+version): the GA ``2024-10-21`` has ``stream_options``, ``json_schema``, ``seed`` and ``user`` but
+neither ``max_completion_tokens`` nor the ``developer`` role; ``2024-06-01`` and older lack
+``stream_options`` and ``json_schema`` too. Azure refuses a field its version does not know
+(``Unrecognized request argument supplied``), so :func:`azure_dialect` sends only what the version
+has: ``max_tokens``, ``system``, JSON mode with the schema in a system message, and a stream that
+asks for no usage (older versions send none).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from parley_sidecar.components import base, catalog, checks, openai_kit
 
-__all__ = ["DEFAULT_ENDPOINT", "OpenAI", "create"]
+__all__ = ["DEFAULT_ENDPOINT", "OpenAI", "azure_dialect", "create"]
 
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 
@@ -36,6 +46,27 @@ AZURE = openai_kit.Dialect(
 )
 COMPATIBLE = openai_kit.Dialect(provider="openai-compatible server")
 
+_API_VERSION = re.compile(r"(\d{4}-\d{2}-\d{2})(-preview)?")
+
+
+def azure_dialect(api_version: str) -> openai_kit.Dialect:
+    """What an Azure ``api-version`` accepts. Dates compare as text (ISO ``YYYY-MM-DD``); a version
+    that is not dated (``preview``, ``latest``) is the current API."""
+    match = _API_VERSION.fullmatch(api_version.strip())
+    if match is None:
+        return AZURE
+    date, preview = match[1], match[2] is not None
+    return dataclasses.replace(
+        AZURE,
+        # 2024-09-01-preview added both (o1); the GA 2024-10-21 still has only max_tokens
+        max_tokens_field="max_completion_tokens" if date > "2024-10-21" or (preview and date >= "2024-09-01")
+        else "max_tokens",
+        developer_role="developer" if date >= "2024-12-01" else "system",
+        stream_usage_option=date >= "2024-09-01",
+        structured_output="json_schema" if date >= "2024-08-01" else "json_object",
+        seed_field="seed" if date >= "2023-12-01" else None,
+    )
+
 
 class OpenAI(openai_kit.ChatCompletions):
     async def init(self, metadata: Mapping[str, Any]) -> None:
@@ -47,7 +78,7 @@ class OpenAI(openai_kit.ChatCompletions):
             if not metadata.get("apiVersion"):
                 raise catalog.MetadataError("apiVersion", "is required when apiType is azure")
             model = os.environ.get("AZURE_OPENAI_MODEL") or metadata.get("model") or "gpt-4.1-nano"
-            self.dialect = AZURE
+            self.dialect = azure_dialect(str(metadata["apiVersion"]))
             self.configure(model=model, key=metadata["key"],
                            base_url=checks.base_url("endpoint", endpoint),
                            azure_api_version=str(metadata["apiVersion"]), max_tokens=metadata.get("maxTokens"))
