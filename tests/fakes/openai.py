@@ -16,7 +16,7 @@ OpenAI's 401, whose message echoes the key it received, as OpenAI's does.
 - ``mistral``: refuses ``stream_options`` (422, as it refuses every unknown field); usage rides on
   the finish chunk; a tool call comes whole in one chunk.
 - ``gemini``: no role chunk; every tool call whole in one chunk, without ``index``; usage on the
-  finish chunk.
+  finish chunk, whose reason is ``stop`` after tool calls too (tests/fakes/recorded/googleai_stream_tools.txt).
 - ``ollama``: the role on every chunk; a tool call whole; usage chunk when asked.
 - ``deepseek``: ``: keep-alive`` comments before the first chunk (it sends them while queued).
 """
@@ -158,7 +158,9 @@ class OpenAIFake(FakeServer):
                           for piece in fragments(arguments))
         usage = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                  "total_tokens": reply.prompt_tokens + reply.completion_tokens}
-        if flavor in ("mistral", "gemini"):
+        if flavor == "gemini":  # a streamed tool call ends with "stop" (googleai_stream_tools.txt)
+            chunks.append(chunk({}, "stop" if reply.tool_calls and reply.finish else reply.finish or None, usage=usage))
+        elif flavor == "mistral":
             chunks.append(chunk({}, reply.finish or None, usage=usage))
         else:
             chunks.append(chunk({}, reply.finish or None))
