@@ -1,9 +1,9 @@
-"""The official ``openai`` Python package streams, through the sidecar's ``/v1/chat/completions``, the
-exchanges recorded from Google (Gemini), Ollama and Hugging Face (``tests/fakes/recorded/``), each
-replayed byte for byte by the fake behind that provider type's component (``p-googleai``,
-``p-ollama``, ``p-huggingface``): the SDK's chunks and its stream helper's final completion are the
-answers the recordings hold; a stream the upstream fails midway raises the SDK's ``APIError`` and
-the next request works."""
+"""The official ``openai`` Python package and LangChain's ``ChatOpenAI`` stream, through the sidecar's
+``/v1/chat/completions``, the exchanges recorded from Google (Gemini), Ollama and Hugging Face
+(``tests/fakes/recorded/``), each replayed byte for byte by the fake behind that provider type's
+component (``p-googleai``, ``p-ollama``, ``p-huggingface``): the SDK's chunks, its stream helper's
+final completion and LangChain's assembled tool calls are the answers the recordings hold; a stream
+the upstream fails midway raises the SDK's ``APIError`` and the next request works."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+from langchain_core.messages import AIMessageChunk
+from langchain_openai import ChatOpenAI
 
 from tests.clients.conftest import OPENAI_TOKEN, OpenAISidecar
 from tests.fakes import recordings
@@ -89,3 +91,23 @@ def test_a_recorded_error_mid_stream_raises_then_the_next_request_works(client: 
     again = client.chat.completions.create(model="p-huggingface", messages=HELLO, stream=True)  # type: ignore[arg-type]
     assert "".join(c.choices[0].delta.content or "" for c in again if c.choices) == \
         "Deep learning is a subset of machine learning."
+
+
+@pytest.mark.parametrize(("provider", "name", "calls"), [
+    ("googleai", "googleai_stream_tools.txt", [("get_weather", {"location": "Paris, France"}, "function-call-1"),
+                                               ("get_time", {"zone": "Europe/Paris"}, "function-call-2")]),
+    ("huggingface", "huggingface_stream_tools.txt",
+     [("get_current_weather", {"location": "San Francisco, CA", "format": "celsius"}, "0")]),
+])
+def test_langchain_assembles_the_recorded_tool_calls(openai_sidecar: OpenAISidecar, provider: str, name: str,
+                                                     calls: list[tuple[str, dict[str, str], str]]) -> None:
+    _replaying(openai_sidecar, provider, name)
+    model = ChatOpenAI(model=f"p-{provider}", base_url=openai_sidecar.base_url, api_key=OPENAI_TOKEN,  # type: ignore[arg-type]
+                       max_retries=0)
+    chunks = list(model.bind_tools([WEATHER]).stream("weather?"))
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total += chunk
+    assert isinstance(total, AIMessageChunk)
+    assert [(c["name"], c["args"], c["id"]) for c in total.tool_calls] == calls
+    assert total.response_metadata.get("finish_reason") == "tool_calls"
