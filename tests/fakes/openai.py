@@ -17,6 +17,7 @@ OpenAI's 401, whose message echoes the key it received, as OpenAI's does.
   the finish chunk; a tool call comes whole in one chunk.
 - ``gemini``: no role chunk; every tool call whole in one chunk, without ``index``; usage on the
   finish chunk, whose reason is ``stop`` after tool calls too (tests/fakes/recorded/googleai_stream_tools.txt).
+  For a ``gemini-3*`` model it validates thought signatures as Gemini 3 does (:func:`unsigned_call`).
 - ``ollama``: the role on every chunk; a tool call whole; usage chunk when asked.
 - ``deepseek``: ``: keep-alive`` comments before the first chunk (it sends them while queued).
 """
@@ -50,6 +51,30 @@ def fragments(text: str, size: int = 7) -> list[str]:
     return [text[i:i + size] for i in range(0, len(text), size)] or [""]
 
 
+def unsigned_call(body: Any) -> str | None:
+    """Gemini 3's check, per https://ai.google.dev/gemini-api/docs/thought-signatures: in the current
+    turn (the messages after the last ``user`` message: tool results do not start a turn), the first
+    tool call of each assistant message must carry ``extra_content.google.thought_signature``.
+    The 400 message for the first that does not, else None."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list):
+        return None
+    users = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"]
+    start = users[-1] + 1 if users else 0
+    for position, message in enumerate(messages[start:], start=start):
+        calls = message.get("tool_calls") if isinstance(message, dict) else None
+        if not calls:
+            continue
+        google = (calls[0].get("extra_content") or {}).get("google") or {}
+        if not google.get("thought_signature"):
+            name = (calls[0].get("function") or {}).get("name")
+            return ("Function call is missing a thought_signature in functionCall parts. This is required for tools "
+                    "to work correctly, and missing thought_signature may lead to degraded model performance. "
+                    f"Additional data, function call `default_api:{name}` , position {position + 1}. Please refer "
+                    "to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.")
+    return None
+
+
 class OpenAIFake(FakeServer):
     def __init__(self, expected_key: str | None = None, *, keep: int | None = None, flavor: str = "openai") -> None:
         super().__init__(keep=keep)
@@ -69,6 +94,12 @@ class OpenAIFake(FakeServer):
             return web.json_response(self.error_body(
                 401, f"Incorrect API key provided: {key}. You can find your API key at "
                      "https://platform.openai.com/account/api-keys."), status=401)
+        body = recorded.body if isinstance(recorded.body, dict) else {}
+        if self.flavor == "gemini" and str(body.get("model", "")).startswith("gemini-3"):
+            missing = unsigned_call(recorded.body)
+            if missing is not None:  # Gemini's OpenAI layer wraps its errors in a list
+                return web.json_response([{"error": {"code": 400, "message": missing, "status": "INVALID_ARGUMENT"}}],
+                                         status=400)
         if self.flavor == "mistral" and isinstance(recorded.body, dict) and "stream_options" in recorded.body:
             return web.json_response({"object": "error", "message": {"detail": [{
                 "type": "extra_forbidden", "loc": ["body", "stream_options"], "msg": "Extra inputs are not permitted",

@@ -135,7 +135,8 @@ def _completion(call: openai_chat.ChatCall, response: base.ConverseResponse) -> 
         message["content"] = choice.content or (None if choice.tool_calls else "")
         if choice.tool_calls:
             message["tool_calls"] = [{"id": c.id, "type": "function",
-                                      "function": {"name": c.name, "arguments": c.arguments}}
+                                      "function": {"name": c.name, "arguments": c.arguments},
+                                      **({"extra_content": c.extra_content} if c.extra_content else {})}
                                      for c in choice.tool_calls]
         finish = _finish(choice.finish_reason, bool(choice.tool_calls))
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
@@ -222,9 +223,13 @@ class _Chunks:
     @staticmethod
     def _tool_call(piece: base.ToolCallDelta) -> dict[str, Any]:
         if piece.id or piece.name:  # the call's first piece names it
-            return {"index": piece.index, "id": piece.id, "type": "function",
-                    "function": {"name": piece.name, "arguments": piece.arguments}}
-        return {"index": piece.index, "function": {"arguments": piece.arguments}}
+            out: dict[str, Any] = {"index": piece.index, "id": piece.id, "type": "function",
+                                   "function": {"name": piece.name, "arguments": piece.arguments}}
+        else:
+            out = {"index": piece.index, "function": {"arguments": piece.arguments}}
+        if piece.extra_content:  # Gemini's thought signature, where its layer puts it
+            out["extra_content"] = piece.extra_content
+        return out
 
     def tail(self) -> bytes:
         out = b"" if self._finished else self._chunk({}, "tool_calls" if self._calls else "stop")

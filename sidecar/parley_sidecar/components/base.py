@@ -63,6 +63,11 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+    extra_content: Mapping[str, Any] | None = None
+    """Provider data that must travel back with this call in the next request, as the provider
+    sent it (Gemini's ``{"google": {"thought_signature": …}}``, the ``extra_content`` of its OpenAI
+    layer). Opaque: never scrubbed, sent back only to a provider whose dialect carries it, and not
+    part of the Dapr API (alpha2 has no field for it)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -176,6 +181,8 @@ class ToolCallDelta:
     id: str = ""
     name: str = ""
     arguments: str = ""
+    extra_content: Mapping[str, Any] | None = None
+    """``ToolCall.extra_content``, on the piece that brings it."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

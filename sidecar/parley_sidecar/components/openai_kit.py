@@ -69,6 +69,10 @@ class Dialect:
     """A stream that called tools ends with ``stop`` where the same answer unstreamed says
     ``tool_calls`` (Gemini, googleapis/python-genai#2868): relayed as ``tool_calls``, as ``converse``
     would answer, since clients run the tools only on ``tool_calls``."""
+    extra_content: bool = False
+    """Carry a tool call's ``extra_content`` object from the answer to the caller and back upstream
+    on the next request (Gemini 3 answers 400 when the ``thought_signature`` in it does not come
+    back). Off elsewhere: OpenAI refuses properties it does not know inside a message."""
 
 
 _REASONING = re.compile(r"^(o1-|o3$|o3-|gpt-5)")
@@ -120,11 +124,16 @@ def _messages(message: base.Message, dialect: Dialect) -> list[dict[str, Any]]:
     if dialect.send_names and message.name and role != "tool":
         msg["name"] = _name(message.name)
     if calls:
-        msg["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in calls
-        ]
+        msg["tool_calls"] = [_call(c, dialect) for c in calls]
     return [msg]
+
+
+def _call(call: base.ToolCall, dialect: Dialect) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": call.id, "type": "function",
+                           "function": {"name": call.name, "arguments": call.arguments}}
+    if call.extra_content and dialect.extra_content:
+        out["extra_content"] = dict(call.extra_content)
+    return out
 
 
 def _tool_choice(choice: str | None, has_tools: bool) -> Any:
@@ -232,7 +241,13 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _tool_calls(raw: Any) -> tuple[base.ToolCall, ...]:
+def _extra(item: Mapping[str, Any], keep: bool) -> dict[str, Any] | None:
+    """A call's ``extra_content`` when the dialect carries it and it is a non-empty object."""
+    extra = item.get("extra_content") if keep else None
+    return extra if isinstance(extra, dict) and extra else None
+
+
+def _tool_calls(raw: Any, extra_content: bool) -> tuple[base.ToolCall, ...]:
     calls: list[base.ToolCall] = []
     for item in raw if isinstance(raw, list) else ():
         if not isinstance(item, Mapping):
@@ -243,12 +258,14 @@ def _tool_calls(raw: Any) -> tuple[base.ToolCall, ...]:
         if not isinstance(arguments, str):  # Ollama has sent objects here
             arguments = json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
         calls.append(base.ToolCall(id=str(item.get("id") or ""), name=str(function.get("name") or ""),
-                                   arguments=arguments))
+                                   arguments=arguments, extra_content=_extra(item, extra_content)))
     return tuple(calls)
 
 
-def parse_response(data: Any, model: str, request: base.ConverseRequest, provider: str) -> base.ConverseResponse:
-    """Each upstream choice becomes its own output with one choice, indexed by position (daprd)."""
+def parse_response(data: Any, model: str, request: base.ConverseRequest, provider: str, *,
+                   extra_content: bool = False) -> base.ConverseResponse:
+    """Each upstream choice becomes its own output with one choice, indexed by position (daprd).
+    ``extra_content``: keep each tool call's (``Dialect.extra_content``)."""
     if not isinstance(data, Mapping):
         raise errors.ProviderError(f"{provider} returned a malformed response (not a JSON object)", status=200)
     choices = data.get("choices")
@@ -263,7 +280,7 @@ def parse_response(data: Any, model: str, request: base.ConverseRequest, provide
             finish_reason=str(choice.get("finish_reason") or "unknown"),
             index=index,
             content=_text(message.get("content")) or _text(message.get("refusal")),
-            tool_calls=_tool_calls(message.get("tool_calls")),
+            tool_calls=_tool_calls(message.get("tool_calls"), extra_content),
         ),)))
     checks.useful_answer(outputs, request)
     return base.ConverseResponse(outputs=tuple(outputs), usage=parse_usage(data.get("usage")), model=model)
@@ -274,11 +291,13 @@ class ChunkReader:
     """The state of one streamed answer: each ``chat.completion.chunk`` in, a piece out (or None
     when the chunk carries nothing to relay: the role, an empty text). No I/O here."""
 
-    def __init__(self, model: str, provider: str, secrets: tuple[str, ...], *, tool_stop: bool = False) -> None:
+    def __init__(self, model: str, provider: str, secrets: tuple[str, ...], *, tool_stop: bool = False,
+                 extra_content: bool = False) -> None:
         self.model = model
         self.provider = provider
         self._secrets = secrets
         self._tool_stop = tool_stop
+        self._extra_content = extra_content
         self.called = False
         """Some tool call has been relayed."""
         self.finish_reason = ""
@@ -287,6 +306,8 @@ class ChunkReader:
         """Some text or a tool call has been relayed."""
         self._calls: dict[str, int] = {}
         """Tool call id → index, for servers whose calls carry no index (Gemini)."""
+        self._extras: set[int] = set()
+        """Calls whose ``extra_content`` was relayed: once, as clients join a call's strings."""
 
     def _call(self, item: Any) -> base.ToolCallDelta | None:
         if not isinstance(item, Mapping):
@@ -309,7 +330,11 @@ class ChunkReader:
             # TGI repeats the id on every fragment; OpenAI's clients join a call's strings, so only
             # its first piece names it (the id once, not "000…").
             call_id = name = ""
-        return base.ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments)
+        extra = _extra(item, self._extra_content)
+        if extra is not None:
+            extra = None if index in self._extras else extra
+            self._extras.add(index)
+        return base.ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments, extra_content=extra)
 
     def add(self, data: Any) -> base.Delta | None:
         # ``dict`` rather than ``Mapping`` in the checks below: the chunk comes from json.loads,
@@ -426,7 +451,7 @@ class ChatCompletions(http_kit.ComponentSession):
             timeout=timeout, provider=self.dialect.provider, secrets=(key, self._key),
             max_bytes=self.context.max_response_bytes,
         )
-        return parse_response(data, model, request, self.dialect.provider)
+        return parse_response(data, model, request, self.dialect.provider, extra_content=self.dialect.extra_content)
 
     async def stream(self, request: base.ConverseRequest, *, timeout: float | None) -> AsyncIterator[base.Delta]:
         model = request.model or self.model
@@ -440,7 +465,8 @@ class ChatCompletions(http_kit.ComponentSession):
         url = self.url(model)
         headers = self.headers(key) | {"Accept": "text/event-stream"}
         secrets = (key, self._key)
-        reader = ChunkReader(model, self.dialect.provider, secrets, tool_stop=self.dialect.stream_tool_stop)
+        reader = ChunkReader(model, self.dialect.provider, secrets, tool_stop=self.dialect.stream_tool_stop,
+                             extra_content=self.dialect.extra_content)
         async with http_kit.open_stream(
             self.session, url, data, headers=headers, proxy=self.proxy(url),
             timeout=timeout, provider=self.dialect.provider, secrets=secrets,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
 from parley_sidecar.components import base
 
@@ -30,7 +31,7 @@ def replay(response: base.ConverseResponse) -> Iterator[base.Delta]:
     if choice is not None and choice.tool_calls:
         yield base.Delta(
             tool_calls=tuple(
-                base.ToolCallDelta(index, call.id, call.name, call.arguments)
+                base.ToolCallDelta(index, call.id, call.name, call.arguments, call.extra_content)
                 for index, call in enumerate(choice.tool_calls)
             ),
             model=response.model,
@@ -61,6 +62,7 @@ class _Call:
     id: str = ""
     name: str = ""
     arguments: list[str] = dataclasses.field(default_factory=list)
+    extra_content: Mapping[str, Any] | None = None
 
 
 class Assembler:
@@ -80,6 +82,7 @@ class Assembler:
             call = self._calls.setdefault(piece.index, _Call())
             call.id = call.id or piece.id
             call.name = call.name or piece.name
+            call.extra_content = call.extra_content or piece.extra_content
             if piece.arguments:
                 call.arguments.append(piece.arguments)
         if delta.finish_reason:
@@ -95,7 +98,7 @@ class Assembler:
 
     def response(self) -> base.ConverseResponse:
         calls = tuple(
-            base.ToolCall(call.id, call.name, "".join(call.arguments))
+            base.ToolCall(call.id, call.name, "".join(call.arguments), call.extra_content)
             for _, call in sorted(self._calls.items())
         )
         finish = self.finish_reason or ("tool_calls" if calls else "stop")

@@ -65,7 +65,8 @@ def decode(data: bytes) -> base.ConverseResponse:
         outputs=tuple(
             base.Output(tuple(
                 base.Choice(c["finish_reason"], c["index"], c["content"],
-                            tuple(base.ToolCall(t["id"], t["name"], t["arguments"]) for t in c["tool_calls"]))
+                            tuple(base.ToolCall(t["id"], t["name"], t["arguments"], t.get("extra_content"))
+                                  for t in c["tool_calls"]))
                 for c in o["choices"]))
             for o in raw["outputs"]
         ),

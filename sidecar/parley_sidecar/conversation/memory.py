@@ -56,6 +56,8 @@ def _size(message: base.Message) -> int:
             total += _chars(part.text)
         elif isinstance(part, base.ToolCall):
             total += _chars(part.id) + _chars(part.name) + _chars(part.arguments)
+            if part.extra_content:  # a thought signature can be kilobytes
+                total += _chars(json.dumps(part.extra_content))
         else:
             total += _chars(part.tool_id) + _chars(part.name) + _chars(part.content)
     return total
@@ -149,7 +151,9 @@ def _encode(messages: tuple[base.Message, ...]) -> bytes:
         if isinstance(p, base.TextPart):
             return {"text": p.text}
         if isinstance(p, base.ToolCall):
-            return {"call": [p.id, p.name, p.arguments]}
+            # extra_content beside the call, not in it: a replica of an older version reads the
+            # call and skips the key it does not know (a shared Redis during a rollout)
+            return {"call": [p.id, p.name, p.arguments], **({"extra": p.extra_content} if p.extra_content else {})}
         return {"result": [p.tool_id, p.name, p.content]}
 
     return json.dumps([{"role": m.role.value, "name": m.name, "parts": [part(p) for p in m.parts]}
@@ -161,7 +165,8 @@ def _decode(data: bytes) -> tuple[base.Message, ...]:
         if "text" in raw:
             return base.TextPart(raw["text"])
         if "call" in raw:
-            return base.ToolCall(*raw["call"])
+            call_id, name, arguments = raw["call"]
+            return base.ToolCall(call_id, name, arguments, raw.get("extra"))
         return base.ToolResult(*raw["result"])
 
     return tuple(base.Message(base.Role(m["role"]), tuple(part(p) for p in m["parts"]), m["name"])

@@ -180,9 +180,15 @@ def _calls(raw: Any, param: str) -> list[base.ToolCall]:
         if call.get("type", "function") != "function":
             raise _invalid(f"{where}.type", f"only 'function' tool calls are supported, got {call.get('type')!r}.")
         function = _obj(call.get("function"), f"{where}.function")
+        # Gemini's thought signature comes back here (``{"google": {"thought_signature": …}}``),
+        # as the answer gave it: carried opaque, to the providers whose dialect sends it back.
+        extra = call.get("extra_content")
+        if extra is not None:
+            extra = _obj(extra, f"{where}.extra_content") or None
         calls.append(base.ToolCall(id=_str(call.get("id"), f"{where}.id"),
                                    name=_str(function.get("name"), f"{where}.function.name"),
-                                   arguments=_str(function.get("arguments", ""), f"{where}.function.arguments")))
+                                   arguments=_str(function.get("arguments", ""), f"{where}.function.arguments"),
+                                   extra_content=extra))
     return calls
 
 

@@ -181,7 +181,8 @@ class StreamScrub:
             whole = base.ConverseResponse(outputs=(base.Output((base.Choice("tool_calls", 0, "", calls),)),))
             scrubbed = self._scrub.response(whole).outputs[0].choices[0].tool_calls
             out.append(base.Delta(
-                tool_calls=tuple(base.ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(scrubbed)),
+                tool_calls=tuple(base.ToolCallDelta(i, c.id, c.name, c.arguments, c.extra_content)
+                                 for i, c in enumerate(scrubbed)),
                 model=self._model))
         if self._finish or self._usage is not None:
             out.append(base.Delta(finish_reason=self._finish, usage=self._usage, model=self._model))

@@ -169,6 +169,8 @@ class Scrub:
         raise _Unscrubbable(type(part).__name__)
 
     def _call(self, call: base.ToolCall) -> base.ToolCall:
+        # extra_content stays as it is: the provider's opaque state (Gemini's encrypted thought
+        # signature), which the provider checks byte for byte and which holds no text of the user's
         return dataclasses.replace(call, id=self._text(call.id), name=self._text(call.name),
                                    arguments=self.arguments(call.arguments))
 

@@ -20,7 +20,8 @@ WEATHER = '{ "location": "San Francisco, CA", "format": "celsius"}'
 CASES = [
     ("googleai", "googleai_stream.txt", "Hello! How can I help you today?", (), "stop", base.Usage(9, 8, 17)),
     ("googleai", "googleai_stream_tools.txt", "", (
-        base.ToolCall("function-call-1", "get_weather", '{"location":"Paris, France"}'),
+        base.ToolCall("function-call-1", "get_weather", '{"location":"Paris, France"}',
+                      {"google": {"thought_signature": "CiQB0e2Kb6ZlSWQx1Z5o"}}),
         base.ToolCall("function-call-2", "get_time", '{"zone":"Europe/Paris"}')), "tool_calls", base.Usage(16, 52, 68)),
     ("ollama", "ollama_stream.txt", "The sky is blue.", (), "stop", base.Usage(6, 26, 32)),
     ("ollama", "ollama_stream_tools.txt", "", (
