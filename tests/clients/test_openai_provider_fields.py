@@ -7,6 +7,8 @@ fake (``gemini`` flavor) checks that as Gemini 3 does, and replays the documente
 (``tests/fakes/recorded/googleai_tools.json``, ``googleai_stream_tools.txt``). The client does what
 an application does: it appends the SDK's own message to its history and sends it back, so the
 signature has to survive the sidecar both ways, unstreamed and streamed.
+
+OpenAI's ``user``: Anthropic's Messages API takes it as ``metadata.user_id``.
 """
 
 from __future__ import annotations
@@ -135,6 +137,18 @@ def test_streamed_signatures_go_back_to_gemini(client: openai.OpenAI, gemini: Th
     assert "".join(c.choices[0].delta.content or "" for c in again if c.choices)
     [_, second] = gemini.take()
     assert _signatures(second) == [STREAMED_SIGNATURE, None]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unstreamed", "streamed"])
+def test_user_reaches_anthropic_as_metadata_user_id(client: openai.OpenAI, openai_sidecar: OpenAISidecar,
+                                                    stream: bool) -> None:
+    anthropic = openai_sidecar.providers["anthropic"]
+    anthropic.take()
+    answer = client.chat.completions.create(model="p-anthropic", messages=ASK, user="user-7f3a", stream=stream)
+    if stream:
+        list(answer)
+    [sent] = anthropic.take()
+    assert sent.body["metadata"] == {"user_id": "user-7f3a"}
 
 
 def test_a_scrubbed_stream_relays_the_signature_as_it_is(client: openai.OpenAI, gemini: ThreadedFake) -> None:

@@ -11,7 +11,8 @@ JSON object Anthropic wants). Consecutive turns of one role are merged, so the r
 parallel tool calls travel in one user turn as the API requires. ``toolChoice`` is Anthropic's
 object form (``auto`` omitted, ``required`` → ``{"type": "any"}``, a name → ``{"type": "tool"}``),
 never sent without tools (components-contrib ``translateToolChoice``). A ``responseFormat``
-becomes a forced tool whose input is the answer, as langchaingo does.
+becomes a forced tool whose input is the answer, as langchaingo does. The OpenAI-compatible API's
+``user`` goes as ``metadata.user_id``.
 
 Where daprd's langchaingo client loses data (only the first part of an assistant message, usage
 always absent, ``temperature: 0`` sent when unset, an error on unknown content blocks), parley
@@ -80,6 +81,11 @@ def build_body(
         body["system"] = system
     if request.temperature > 0:
         body["temperature"] = request.temperature
+    if request.user:
+        # OpenAI's ``user`` (the OpenAI-compatible API's; alpha2 has none) is Anthropic's
+        # ``metadata.user_id``, its end-user id for abuse detection. alpha2's own ``metadata`` is not
+        # sent: the object Anthropic documents has ``user_id`` only.
+        body["metadata"] = {"user_id": request.user}
     tools = [
         {
             "name": t.name,

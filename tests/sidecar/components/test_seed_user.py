@@ -1,6 +1,7 @@
 """The OpenAI API's ``seed`` and ``user`` reach the providers whose APIs have them, under each API's own
-name, and stay home elsewhere (a strict server refuses a field it does not know); a request that
-sets neither (every alpha1/alpha2 request) sends neither, as before."""
+name (Anthropic's ``user`` is ``metadata.user_id``), and stay home elsewhere (a strict server refuses a
+field it does not know); a request that sets neither (every alpha1/alpha2 request) sends neither, as
+before."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ SEED = {  # provider id → where its API takes the seed (None: it has none)
 }
 USER = {"openai", "azure"}
 """Providers whose API has OpenAI's end-user ``user`` field."""
+USER_ID = {"anthropic"}
+"""Providers whose API takes the end user as ``metadata.user_id`` (Anthropic's Messages API)."""
 
 
 def test_every_provider_is_listed() -> None:
@@ -33,6 +36,8 @@ async def test_seed_and_user_reach_the_providers_that_have_them(harness: Harness
     seeds = {k: v for k, v in body.items() if k in ("seed", "random_seed")}
     assert seeds == ({field: 1234} if field else {})
     assert body.get("user") == ("user-42" if harness.provider.id in USER else None)
+    if harness.provider.id in USER_ID:
+        assert body["metadata"] == {"user_id": "user-42"}
 
 
 @pytest.mark.parametrize("seed", [0, -5], ids=["zero", "negative"])
@@ -47,3 +52,14 @@ async def test_a_request_without_them_sends_neither(harness: Harness) -> None:
     await harness.converse(text_request("Hi"))
     body = _body(harness)
     assert not {"seed", "random_seed", "user"} & set(body)
+    if harness.provider.id in USER_ID:
+        assert "metadata" not in body
+
+
+async def test_alpha2_metadata_does_not_become_anthropics(harness: Harness) -> None:
+    """An alpha2 request's ``metadata`` (even a ``user`` key in it) stays home, as before: only the
+    OpenAI API's ``user`` field is Anthropic's ``metadata.user_id``."""
+    if harness.provider.id not in USER_ID:
+        pytest.skip("Anthropic's mapping only")
+    await harness.converse(text_request("Hi", metadata={"user": "user-42", "session": "s-1"}))
+    assert "metadata" not in _body(harness)
