@@ -42,7 +42,7 @@ from parley_sidecar.loading.resources import ResourcesLoader
 from parley_sidecar.metrics import Metrics
 from parley_sidecar.settings import RUNTIME_VERSION, SidecarSettings
 
-__all__ = ["Sidecar", "http_runner", "metrics_app", "run"]
+__all__ = ["Sidecar", "run"]
 
 log = logging.getLogger("parley.runtime")
 
@@ -75,10 +75,12 @@ class Sidecar:
         self.sockets: dict[str, Path] = {}
         """``http``/``grpc`` → the unix socket serving that API (``--unix-domain-socket``)."""
         self.listeners: dict[str, list[socket.socket]] = {}
-        """``http``/``public`` → listening sockets bound before this process was forked (``--workers``):
-        served as they are instead of binding the configured addresses."""
+        """``http``/``public``/``metrics`` → listening sockets bound before the workers were forked
+        (``--workers``): served as they are instead of binding the configured addresses."""
         self.shutdown_hook: Callable[[bool], None] | None = None
-        """Also told of a shutdown API call (a worker tells its supervisor, which stops the others)."""
+        """Also told of a shutdown API call (a worker tells the first one, which stops them all)."""
+        self.metrics_text: Callable[[], bytes] | Callable[[], Awaitable[bytes]] = self.metrics.render
+        """What the metrics port answers (with workers, the first one's answers the sum over all)."""
 
     def describe(self) -> metadata_pb2.GetMetadataResponse:
         """gRPC ``GetMetadata`` and ``/v1.0/metadata``: names, types and versions only; never a metadata value."""
@@ -97,9 +99,20 @@ class Sidecar:
 
     async def _serve(self, app: web.Application, hosts: list[str], port: int, label: str,
                      unix_dir: Path | None = None) -> None:
-        runner = await http_runner(app, self.metrics, self.settings)
+        # Every port: each request counted and no exception let out, a deadline for each request
+        # head, an idle limit, and a handler cancelled when its client disconnects.
+        surface.install(app, self.metrics)
+        limits = self.settings.connections
+        runner = connections.Runner(app, access_log=None, shutdown_timeout=self.settings.limits.graceful_shutdown,
+                                    head_timeout=limits.read_header_timeout, idle_timeout=limits.idle_timeout,
+                                    read_buffer_size=self.settings.limits.read_buffer_size,
+                                    handler_cancellation=True,
+                                    # daprd's Go server never decodes a request's Content-Encoding:
+                                    # the body is parsed as sent, so a gzip body is a malformed one.
+                                    auto_decompress=False)
+        await runner.setup()
         self._runners.append(runner)
-        if label in self.listeners:  # bound by the supervisor before the fork (--workers)
+        if label in self.listeners:  # bound before the workers were forked (--workers)
             for sock in self.listeners[label]:
                 await web.SockSite(runner, sock).start()
             self.bound[label] = self.listeners[label][0].getsockname()[1]
@@ -164,15 +177,15 @@ class Sidecar:
         public.add_routes(pub, self.describe, extended=self.extended, extended_writable=False,
                           ready=lambda: self.ready)
         await self._serve(pub, [s.public_listen_address], s.ports.public, "public")
-        if s.enable_metrics and s.workers == 1:  # with workers their supervisor serves the sum
-            await self._serve(metrics_app(self.metrics.render), [s.metrics_listen_address], s.ports.metrics,
+        if s.enable_metrics and (s.workers == 1 or "metrics" in self.listeners):  # with workers: the first one
+            await self._serve(self._metrics_app(), [s.metrics_listen_address], s.ports.metrics,
                               "metrics")
         interceptors = [grpc_api.TokenInterceptor(s.api_token)] if s.api_token else []
         self._grpc = grpc.aio.server(
             interceptors=interceptors,
             # One process: a port in use fails the start. Workers each bind the gRPC port with
-            # SO_REUSEPORT (grpcio cannot serve a socket bound before the fork); their supervisor
-            # holds it bound meanwhile, so no process of another user can take it.
+            # SO_REUSEPORT (grpcio cannot serve a socket bound before the fork); the first worker
+            # holds it bound from before the fork, so no process of another user can take it.
             options=[("grpc.max_receive_message_length", s.limits.max_body_size),
                      ("grpc.so_reuseport", int(s.workers > 1)),
                      *grpc_api.connection_options(s.connections.grpc_max_idle)],
@@ -191,7 +204,7 @@ class Sidecar:
         log.info(
             "parley sidecar %s ready in %.0f ms: HTTP %s, gRPC %s, public %d, metrics %s; components: %s",
             RUNTIME_VERSION, (time.perf_counter() - started) * 1000, self._where("http"), self._where("grpc"),
-            self.bound["public"], self.bound.get("metrics", "off" if s.workers == 1 else "the supervisor's"),
+            self.bound["public"], self.bound.get("metrics", "off" if s.workers == 1 else "on worker 1"),
             ", ".join(sorted(e.spec.name for e in self.store.entries())) or "none",
         )
 
@@ -240,6 +253,22 @@ class Sidecar:
         # Before the servers are built: they add their tracing hooks only when it is on.
         self.traced = tracing.start(config.tracing, app_id=s.app_id, environ=os.environ) is not None
 
+    def _metrics_app(self) -> web.Application:
+        from parley_sidecar.metrics import CONTENT_TYPE
+
+        render = self.metrics_text
+
+        async def scrape(request: web.Request) -> web.Response:
+            body = render()
+            if not isinstance(body, bytes):
+                body = await body
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+        app = web.Application()
+        app.router.add_get("/", scrape)
+        app.router.add_get("/metrics", scrape)
+        return app
+
     async def stop(self) -> None:
         """Stop listening, let in-flight requests finish, then release components."""
         self.ready = False
@@ -287,39 +316,6 @@ def _validator(workers: int) -> Callable[[Mapping[str, Any]], None]:
                 "memoryStore: redis://... to share it, or run one worker"))
 
     return check
-
-
-async def http_runner(app: web.Application, metrics: Metrics, settings: SidecarSettings) -> connections.Runner:
-    """``app`` set up as every HTTP port of the sidecar is (the workers' supervisor's metrics port too)."""
-    # Every port: each request counted and no exception let out, a deadline for each request
-    # head, an idle limit, and a handler cancelled when its client disconnects.
-    surface.install(app, metrics)
-    limits = settings.connections
-    runner = connections.Runner(app, access_log=None, shutdown_timeout=settings.limits.graceful_shutdown,
-                                head_timeout=limits.read_header_timeout, idle_timeout=limits.idle_timeout,
-                                read_buffer_size=settings.limits.read_buffer_size,
-                                handler_cancellation=True,
-                                # daprd's Go server never decodes a request's Content-Encoding:
-                                # the body is parsed as sent, so a gzip body is a malformed one.
-                                auto_decompress=False)
-    await runner.setup()
-    return runner
-
-
-def metrics_app(render: Callable[[], bytes] | Callable[[], Awaitable[bytes]]) -> web.Application:
-    """The metrics port: Prometheus text at ``/`` (daprd's path) and ``/metrics``."""
-    from parley_sidecar.metrics import CONTENT_TYPE
-
-    async def scrape(request: web.Request) -> web.Response:
-        body = render()
-        if not isinstance(body, bytes):
-            body = await body
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-    app = web.Application()
-    app.router.add_get("/", scrape)
-    app.router.add_get("/metrics", scrape)
-    return app
 
 
 Prepare = Callable[[Sidecar], None]

@@ -1,24 +1,24 @@
 """Opt-in worker processes (``--workers N``): one sidecar served by N processes on the same ports.
 
-A supervisor (the process that was started) has done every import by now and binds the HTTP API,
-public and metrics ports itself, then forks N workers with the imported modules frozen
-(``gc.freeze``), so their pages stay shared until a worker writes to them. Each worker is a whole
-sidecar (``runtime.Sidecar``): it loads its components, follows the resources path or the operator's
-stream itself, and serves the inherited HTTP sockets; the kernel hands each new connection to one of
-them. grpcio can neither serve a socket bound before the fork nor survive a fork once it has a
-server, so each worker starts its own gRPC server after the fork, bound with ``SO_REUSEPORT``; the
-supervisor keeps that port bound (without listening) so it stays reserved and ``--dapr-grpc-port 0``
-resolves to one port for all.
+The process that was started has done every import by now. It binds the HTTP API, public and
+metrics ports, freezes what the imports made (``gc.freeze``) and forks workers 2..N, so the
+modules' pages stay shared until a worker writes to them; then it serves as worker 1. Each worker
+is a whole sidecar (``runtime.Sidecar``): it loads its components, follows the resources path or
+the operator's stream itself, and serves the inherited HTTP sockets; the kernel hands each new
+connection to one of them. grpcio can neither serve a socket bound before the fork nor be forked
+once it has a server, so each worker starts its own gRPC server after the fork, bound with
+``SO_REUSEPORT``; worker 1 holds that port bound from before the fork (without listening), so it
+stays reserved and ``--dapr-grpc-port 0`` resolves to one port for all.
 
-The supervisor serves no API. It answers the metrics port with the sum over workers (each worker's
-samples, asked for over a socket pair at scrape time: :meth:`metrics.Metrics.absorb`), relays extended
-metadata writes so every worker describes the same, and turns a shutdown API call on any worker into
-a shutdown of all. SIGTERM to it drains every worker as one sidecar drains (block, then grace). A
-worker that exits on its own is logged, the others are stopped, and the supervisor exits 1, so
-Kubernetes restarts the container: restarting a worker in place would mean forking from a process
-that runs an event loop. Per-process state is per worker: see docs/sidecar.md "Worker processes".
-Conversation memory kept in process is refused at load (``runtime``), and a unix socket API at start.
-No worker outlives the supervisor: a worker whose link reads end-of-file shuts down.
+Worker 1 also serves the metrics port, with the sum over workers (each worker's samples, asked
+for over a socket pair at scrape time: :meth:`metrics.Metrics.absorb`), relays extended metadata
+writes so that every worker describes the same, and turns a shutdown on any worker (SIGTERM, the
+shutdown API) into a shutdown of all, each draining as one sidecar drains. A worker that exits
+on its own is logged, the others are stopped and the sidecar exits 1, so that Kubernetes restarts
+the container: a new worker could only be forked from a process running an event loop and a gRPC
+server. A worker whose link to worker 1 reads end-of-file shuts down, so none outlives it.
+Per-process state is per worker (docs/sidecar.md "Worker processes"): conversation memory kept in
+process is refused at load (``runtime``), and a unix socket API at start.
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
-
-from aiohttp import web
 
 from parley_sidecar import errors, runtime
 from parley_sidecar.api import metadata
@@ -74,17 +73,17 @@ async def _read(reader: asyncio.StreamReader) -> tuple[Any, ...] | None:
 # -- the worker's side ------------------------------------------------------------------------------
 class _SharedMetadata(metadata.ExtendedMetadata):
     """Extended metadata whose writes reach every worker: a write is kept here and sent to the
-    supervisor, which sends it to every worker in the order it received them, so concurrent writes
-    of one key end with the same value everywhere."""
+    first worker, which keeps it and sends it to every other worker in the order it received them
+    (its own writes too), so concurrent writes of one key end with the same value everywhere."""
 
-    def __init__(self, link: _Link) -> None:
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
         super().__init__()
-        self._link = link
+        self._send = send
 
     def set(self, key: str, value: str) -> None:
         super().set(key, value)  # MetadataFull: refused here, nothing sent
         if key:
-            self._link.send(("metadata", key, value))
+            self._send(("metadata", key, value))
 
     def relayed(self, key: str, value: str) -> None:
         with contextlib.suppress(errors.MetadataFull):  # the same bounds refused it where it was written
@@ -92,7 +91,7 @@ class _SharedMetadata(metadata.ExtendedMetadata):
 
 
 class _Link:
-    """A worker's end of its socket pair to the supervisor."""
+    """Worker 2..N's end of its socket pair to the first worker."""
 
     def __init__(self, sock: socket.socket, listeners: dict[str, list[socket.socket]]) -> None:
         self._sock = sock
@@ -103,7 +102,7 @@ class _Link:
 
     def attach(self, sidecar: runtime.Sidecar) -> None:
         """``runtime.run``'s prepare hook: called in the worker's event loop, before the start."""
-        shared = _SharedMetadata(self)
+        shared = _SharedMetadata(self.send)
         sidecar.extended = shared
         sidecar.listeners = self._listeners
         sidecar.shutdown_hook = lambda force: self.send(("shutdown", force))
@@ -125,14 +124,14 @@ class _Link:
                 self.send(("metrics", message[1], sidecar.metrics.snapshot()))
             elif message[0] == "metadata":
                 shared.relayed(message[1], message[2])
-        log.warning("the supervisor is gone: shutting down")
+        log.warning("worker 1 is gone: shutting down")
         sidecar.shutdown_requested.set()
 
 
 def _work(settings: SidecarSettings, index: int, sock: socket.socket,
           listeners: dict[str, list[socket.socket]]) -> None:
-    """The forked worker: run a sidecar, then leave the process without returning into the
-    supervisor's code (``os._exit``, whatever happens)."""
+    """A forked worker: run a sidecar, then leave the process without returning into the first
+    worker's code (``os._exit``, whatever happens)."""
     code = 1
     try:
         log.info("worker %d/%d started (pid %d)", index + 1, settings.workers, os.getpid())
@@ -184,8 +183,10 @@ def _bind(hosts: list[str], port: int, label: str, *, listen: bool) -> list[sock
     return sockets
 
 
-# -- the supervisor ---------------------------------------------------------------------------------
-class _Worker:
+# -- the first worker's side: it also supervises the others ---------------------------------------
+class _Other:
+    """Another worker, as the first one sees it."""
+
     def __init__(self, index: int, pid: int, sock: socket.socket) -> None:
         self.index, self.pid, self.sock = index, pid, sock
         self.writer: asyncio.StreamWriter | None = None
@@ -193,7 +194,7 @@ class _Worker:
         """The worker's latest samples (None: its metrics are off)."""
         self.waiting: dict[int, asyncio.Future[Snapshot | None]] = {}
         self.code: int | None = None
-        """Exit status once it has exited."""
+        """Exit status once it has been reaped."""
 
     def send(self, message: tuple[Any, ...]) -> None:
         if self.writer is not None and not self.writer.is_closing():
@@ -218,95 +219,90 @@ class _Worker:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
 
+    def reap(self, block: bool) -> bool:
+        """Collect the exit status; True once it has one."""
+        if self.code is None:
+            done, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            if done:
+                self.code = os.waitstatus_to_exitcode(status)
+        return self.code is not None
 
-class _Supervisor:
-    def __init__(self, settings: SidecarSettings, workers: list[_Worker]) -> None:
-        self.settings = settings
-        self.workers = workers
-        self.metrics = Metrics(settings.app_id, settings.namespace)
-        """The supervisor's own requests (to the metrics port), summed with the workers'."""
-        self.stopping = asyncio.Event()
-        self.exited = asyncio.Event()
-        self.force = False
+
+class _First:
+    """The first worker's extra duties: sum the metrics, relay metadata writes, stop the others
+    when it stops (SIGTERM, the shutdown API), and stop everything when another one dies."""
+
+    def __init__(self, others: list[_Other]) -> None:
+        self.others = others
+        self.failed = False
+        """Another worker exited on its own: the sidecar exits 1."""
         self._seq = 0
+        self._sidecar: runtime.Sidecar | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def attach(self, sidecar: runtime.Sidecar, listeners: dict[str, list[socket.socket]]) -> None:
+        self._sidecar = sidecar
+        sidecar.listeners = listeners
+        sidecar.extended = _SharedMetadata(self.send)
+        sidecar.metrics_text = self.scrape
+        self._tasks = [asyncio.create_task(self._follow(o), name=f"worker-{o.index + 1}") for o in self.others]
+        self._tasks.append(asyncio.create_task(self._stop_others(sidecar), name="workers-stop"))
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Its own metadata writes, to every other worker (``_SharedMetadata``'s link)."""
+        for other in self.others:
+            other.send(message)
 
     async def scrape(self) -> bytes:
-        self._seq += 1
-        snapshots = await asyncio.gather(*(w.scrape(self._seq) for w in self.workers))
-        if any(s is None for s in snapshots):  # spec.metric.enabled: false, as one sidecar answers
+        assert self._sidecar is not None
+        own = self._sidecar.metrics.snapshot()
+        if own is None:  # spec.metric.enabled: false, as one sidecar answers
             return b""
-        total = Metrics(self.settings.app_id, self.settings.namespace)
-        own = self.metrics.snapshot()
+        self._seq += 1
+        snapshots = await asyncio.gather(*(o.scrape(self._seq) for o in self.others))
+        total = Metrics(self._sidecar.settings.app_id, self._sidecar.settings.namespace)
         for snapshot in (own, *snapshots):
             if snapshot is not None:
                 total.absorb(snapshot)
         return total.render()
 
-    async def follow(self, worker: _Worker) -> None:
+    async def _follow(self, other: _Other) -> None:
         """Read what the worker sends until it exits, then reap it."""
-        reader, worker.writer = await asyncio.open_connection(sock=worker.sock)
+        assert self._sidecar is not None
+        sidecar = self._sidecar
+        reader, other.writer = await asyncio.open_connection(sock=other.sock)
         while (message := await _read(reader)) is not None:
             kind = message[0]
             if kind == "metrics":
-                worker.last = message[2]
-                future = worker.waiting.get(message[1])
+                other.last = message[2]
+                future = other.waiting.get(message[1])
                 if future is not None and not future.done():
                     future.set_result(message[2])
-            elif kind == "metadata":
-                for other in self.workers:
-                    other.send(message)
+            elif kind == "metadata":  # kept here, then sent to all in the order received (the writer too)
+                assert isinstance(sidecar.extended, _SharedMetadata)
+                sidecar.extended.relayed(message[1], message[2])
+                self.send(message)
             elif kind == "shutdown":
-                log.info("worker %d was asked to shut down: shutting down every worker", worker.index + 1)
-                self.force = self.force or bool(message[1])
-                self.stopping.set()
-        worker.writer.close()
-        worker.code = await _reap(worker.pid)
-        if not self.stopping.is_set():
-            log.error("worker %d (pid %d) exited with status %d: stopping the others, then exiting",
-                      worker.index + 1, worker.pid, worker.code)
-        self.exited.set()
+                sidecar.request_shutdown(bool(message[1]))
+        other.writer.close()
+        # It closed its end as it exited: the status is moments away, and no event says when.
+        while not other.reap(block=False):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if not sidecar.shutdown_requested.is_set():
+            log.error("worker %d (pid %d) exited with status %d: stopping the others, then exiting 1",
+                      other.index + 1, other.pid, other.code)
+            self.failed = True
+            sidecar.shutdown_requested.set()
 
-    async def main(self, metrics_sockets: list[socket.socket]) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
-        follows = [asyncio.create_task(self.follow(w), name=f"worker-{w.index + 1}") for w in self.workers]
-        runner: web.AppRunner | None = None
-        if metrics_sockets:
-            runner = await runtime.http_runner(runtime.metrics_app(self.scrape), self.metrics, self.settings)
-            for sock in metrics_sockets:
-                await web.SockSite(runner, sock).start()
-        stop = asyncio.create_task(self.stopping.wait())
-        exit_ = asyncio.create_task(self.exited.wait())
-        await asyncio.wait((stop, exit_), return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        exit_.cancel()
-        if self.force:  # the shutdown API's dapr-force-shutdown: its answer gets 100 ms, then exit 1
-            await asyncio.sleep(0.1)
-            for w in self.workers:
-                w.kill(signal.SIGKILL)
-        else:
-            for w in self.workers:
-                w.kill(signal.SIGTERM)
-        await asyncio.gather(*follows)
-        if runner is not None:
-            await runner.cleanup()
-        failed = self.force or any(w.code != 0 for w in self.workers) or not self.stopping.is_set()
-        log.info("parley sidecar stopped (%d workers)", len(self.workers))
-        return 1 if failed else 0
-
-
-async def _reap(pid: int) -> int:
-    """The exit status of ``pid``, which has closed its link (so it is exiting)."""
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 (WNOHANG: never blocks)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        await asyncio.sleep(0.01)
+    async def _stop_others(self, sidecar: runtime.Sidecar) -> None:
+        await sidecar.shutdown_requested.wait()
+        # The shutdown API's dapr-force-shutdown ends this process in 100 ms; the others go at once.
+        for other in self.others:
+            other.kill(signal.SIGKILL if sidecar.force_exit else signal.SIGTERM)
 
 
 def run(settings: SidecarSettings) -> None:
-    """Bind, fork ``settings.workers`` workers, supervise them; exits the process when they are done."""
+    """Bind, fork workers 2..N, serve as worker 1; exits the process when every worker is done."""
     if settings.unix_domain_socket is not None:
         raise SystemExit(
             f"parley-sidecar: --workers {settings.workers} cannot serve --unix-domain-socket: grpcio binds its "
@@ -316,32 +312,41 @@ def run(settings: SidecarSettings) -> None:
         http = _bind(settings.listen_addresses, settings.ports.http, "http", listen=True)
         public = _bind([settings.public_listen_address], settings.ports.public, "public", listen=True)
         grpc_hold = _bind(settings.listen_addresses, settings.ports.grpc, "grpc", listen=False)
-        metrics_sockets = (_bind([settings.metrics_listen_address], settings.ports.metrics, "metrics", listen=True)
-                           if settings.enable_metrics else [])
+        metrics = (_bind([settings.metrics_listen_address], settings.ports.metrics, "metrics", listen=True)
+                   if settings.enable_metrics else [])
     except OSError as exc:
         log.error("cannot start: %s", exc)
         raise SystemExit(1) from None
     settings.ports.grpc = grpc_hold[0].getsockname()[1]
-    # Objects made so far (modules, classes) live as long as any process: frozen, a worker's
-    # collections never touch them, so their pages are not written and stay shared.
+    shared = {"http": http, "public": public}
+    # Objects made so far (modules, classes) live as long as any worker: frozen, a worker's
+    # collections never touch them, so fewer of their pages are written and copied.
     gc.freeze()
-    workers: list[_Worker] = []
-    for index in range(settings.workers):
+    others: list[_Other] = []
+    for index in range(1, settings.workers):
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
-            for sock in (ours, *grpc_hold, *metrics_sockets, *(w.sock for w in workers)):
+            for sock in (ours, *grpc_hold, *metrics, *(o.sock for o in others)):
                 sock.close()
-            _work(settings, index, theirs, {"http": http, "public": public})  # never returns
+            _work(settings, index, theirs, shared)  # never returns
         theirs.close()
-        workers.append(_Worker(index, pid, ours))
-    for sock in (*http, *public):  # the workers hold them; closed here, the ports close with the last worker
-        sock.close()
-    log.info("supervising %d workers (pids %s), forked in %.0f ms; metrics on %s", len(workers),
-             ", ".join(str(w.pid) for w in workers), (time.perf_counter() - started) * 1000,
-             metrics_sockets[0].getsockname()[1] if metrics_sockets else "off")
-    gc.enable()
-    code = asyncio.run(_Supervisor(settings, workers).main(metrics_sockets))
+        others.append(_Other(index, pid, ours))
+    log.info("worker 1/%d (pid %d) forked workers %s in %.0f ms", settings.workers, os.getpid(),
+             ", ".join(f"{o.index + 1} (pid {o.pid})" for o in others), (time.perf_counter() - started) * 1000)
+    first = _First(others)
+    code = 0
+    try:
+        runtime.run(settings, prepare=lambda sidecar: first.attach(sidecar, {**shared, "metrics": metrics}))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        for other in others:  # stopped already, unless this worker's start failed
+            other.kill(signal.SIGTERM)
+        for other in others:
+            other.reap(block=True)
     for sock in grpc_hold:
         sock.close()
-    sys.exit(code)
+    failed = first.failed or any(o.code != 0 for o in others)
+    log.info("parley sidecar stopped (%d workers)", settings.workers)
+    sys.exit(code or int(failed))

@@ -65,8 +65,9 @@ class Sidecar:
             time.sleep(0.05)
 
     def workers(self) -> list[int]:
+        """Worker 1 (the process started) and the workers it forked."""
         text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        return [int(pid) for pid in text.split()]
+        return [self.proc.pid, *(int(pid) for pid in text.split())]
 
     def post(self, path: str = ALPHA1, body: bytes = BODY) -> tuple[int, bytes]:
         request = urllib.request.Request(f"http://127.0.0.1:{self.http}{path}", data=body, method="POST",
@@ -247,11 +248,22 @@ def test_the_shutdown_api_on_one_worker_stops_them_all(sidecar: Sidecar) -> None
 
 
 def test_a_worker_that_dies_stops_the_sidecar_with_an_error(sidecar: Sidecar) -> None:
-    first, second = sidecar.workers()
-    os.kill(first, signal.SIGKILL)
+    _, second = sidecar.workers()
+    os.kill(second, signal.SIGKILL)
     assert sidecar.proc.wait(timeout=30) == 1
     assert not Path(f"/proc/{second}").exists()
-    assert any(f"(pid {first}) exited with status -9" in m for m in sidecar.messages())
+    assert any(f"worker 2 (pid {second}) exited with status -9" in m for m in sidecar.messages())
+
+
+def test_workers_stop_when_the_first_one_is_killed(sidecar: Sidecar) -> None:
+    # SIGKILL leaves worker 1 no time to stop the others: each sees its link close and shuts down.
+    first, second = sidecar.workers()
+    os.kill(first, signal.SIGKILL)
+    sidecar.proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{second}").exists() and Path(f"/proc/{second}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, "worker 2 outlived worker 1"
+        time.sleep(0.05)
 
 
 def test_memory_in_process_is_refused_with_workers(tmp_path: Path) -> None:
