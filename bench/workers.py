@@ -3,7 +3,8 @@
     python -m bench.workers [--seconds 3] [--rounds 2] [--workers 2] [--only LABEL]
 
 Scenarios: alpha1 and alpha2 echo over HTTP (wrk, one thread, as bench.vs_daprd) and gRPC
-(bench.grpc_load, 16 concurrent calls). Nothing is pinned: each server may use every core, and
+(bench.grpc_load, 16 concurrent calls over 16 connections: the kernel balances connections between
+workers, so the calls multiplexed on one gRPC channel all reach one worker). Nothing is pinned: each server may use every core, and
 so does the load generator. The servers run one after the other, ``rounds`` times in alternating
 order; the figures are the means. For each run: requests per second, p50/p99, and CPU seconds per
 1,000 requests summed over the server's processes (utime + stime from /proc, steadier than
@@ -34,7 +35,7 @@ LOAD = "16 conns"
 
 
 def processes(pid: int) -> list[int]:
-    """``pid`` and its children (a parley supervisor's workers)."""
+    """``pid`` and its children (parley's worker 1 and the workers it forked)."""
     with contextlib.suppress(OSError):
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         return [pid, *(int(c) for c in children)]
@@ -53,8 +54,8 @@ def rollup(pid: int) -> tuple[float, float]:
 def memory(name: str, pid: int) -> str:
     pids = processes(pid)
     figures = [rollup(p) for p in pids]
-    parts = [f"{'supervisor' if i == 0 and len(pids) > 1 else 'worker' if len(pids) > 1 else 'process'} "
-             f"{p}: RSS {rss:5.1f} PSS {pss:5.1f}" for i, (p, (rss, pss)) in enumerate(zip(pids, figures, strict=True))]
+    parts = [f"worker {i + 1} (pid {p}): RSS {rss:5.1f} PSS {pss:5.1f}"
+             for i, (p, (rss, pss)) in enumerate(zip(pids, figures, strict=True))]
     return (f"  {name:10} total RSS {sum(r for r, _ in figures):6.1f} MB, PSS {sum(p for _, p in figures):6.1f} MB"
             f"  ({'; '.join(parts)})")
 
@@ -108,8 +109,12 @@ def main() -> None:
                     ports = servers[name][1]
                     pid = running[name].proc.pid
                     cpu_before = cpu(pid)
-                    load = vs_daprd.run_load(scenario, LOAD, f"http://127.0.0.1:{ports['http']}",
-                                             f"127.0.0.1:{ports['grpc']}", args.seconds, 0.0)
+                    if scenario.transport == "http":
+                        load = vs_daprd.run_load(scenario, LOAD, f"http://127.0.0.1:{ports['http']}", "",
+                                                 args.seconds, 0.0)
+                    else:
+                        load = vs_daprd.python_load("bench.grpc_load", f"127.0.0.1:{ports['grpc']}", scenario.kind,
+                                                    "--concurrency", "16", "--channels", "16", seconds=args.seconds)
                     served = load.rps * args.seconds  # the loads time their own window; warm-up excluded
                     per_1000 = (cpu(pid) - cpu_before) / served * 1000 if served else float("nan")
                     results[name].append((load, per_1000))

@@ -247,6 +247,20 @@ def test_the_shutdown_api_on_one_worker_stops_them_all(sidecar: Sidecar) -> None
         assert not Path(f"/proc/{pid}").exists()
 
 
+def test_a_forced_shutdown_on_any_worker_ends_every_worker_with_status_1(sidecar: Sidecar) -> None:
+    pids = sidecar.workers()
+    request = urllib.request.Request(f"http://127.0.0.1:{sidecar.http}/v1.0/shutdown", data=b"", method="POST",
+                                     headers={"dapr-force-shutdown": "true"})
+    with urllib.request.urlopen(request, timeout=10) as resp:  # on whichever worker takes the connection
+        assert resp.status == 204
+    assert sidecar.proc.wait(timeout=30) == 1
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+              for pid in pids[1:]):
+        assert time.monotonic() < deadline, "a worker outlived the forced shutdown"
+        time.sleep(0.05)
+
+
 def test_a_worker_that_dies_stops_the_sidecar_with_an_error(sidecar: Sidecar) -> None:
     _, second = sidecar.workers()
     os.kill(second, signal.SIGKILL)
