@@ -54,7 +54,7 @@ def rollup(pid: int) -> tuple[float, float]:
 def memory(name: str, pid: int) -> str:
     pids = processes(pid)
     figures = [rollup(p) for p in pids]
-    parts = [f"worker {i + 1} (pid {p}): RSS {rss:5.1f} PSS {pss:5.1f}"
+    parts = [f"{f'worker {i + 1}' if len(pids) > 1 else 'one process'} (pid {p}): RSS {rss:5.1f} PSS {pss:5.1f}"
              for i, (p, (rss, pss)) in enumerate(zip(pids, figures, strict=True))]
     return (f"  {name:10} total RSS {sum(r for r, _ in figures):6.1f} MB, PSS {sum(p for _, p in figures):6.1f} MB"
             f"  ({'; '.join(parts)})")
