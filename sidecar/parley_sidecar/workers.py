@@ -320,7 +320,8 @@ def run(settings: SidecarSettings) -> None:
     settings.ports.grpc = grpc_hold[0].getsockname()[1]
     shared = {"http": http, "public": public}
     # Objects made so far (modules, classes) live as long as any worker: frozen, a worker's
-    # collections never touch them, so fewer of their pages are written and copied.
+    # collections never touch them, so fewer of their pages are written and copied. (CPython
+    # reseeds ``random`` in each child, so trace ids and retry jitter still differ per worker.)
     gc.freeze()
     others: list[_Other] = []
     for index in range(1, settings.workers):
