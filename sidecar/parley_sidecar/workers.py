@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 import marshal
 import os
@@ -49,6 +50,10 @@ log = logging.getLogger("parley.workers")
 _SCRAPE_WAIT = 2.0
 """Seconds a scrape waits for a worker's samples; a worker that is slower to answer (a long
 synchronous step) is counted with its last samples, so the sum never goes down."""
+_PRELOAD = ("grpc", "aiohttp.web", "google.protobuf.descriptor_pb2", "parley_sidecar.api.grpc",
+            "parley_sidecar.api.http", "parley_sidecar.components.echo", "parley_sidecar.loading.resources")
+"""Imported before the fork, so that their pages are shared: what every worker would import (most
+already are, through ``runtime``; listed so that a module made lazy for a faster start still is)."""
 _HEADER = struct.Struct("!I")
 _BACKLOG = 128  # aiohttp's TCPSite default
 
@@ -319,6 +324,11 @@ def run(settings: SidecarSettings) -> None:
         raise SystemExit(1) from None
     settings.ports.grpc = grpc_hold[0].getsockname()[1]
     shared = {"http": http, "public": public}
+    for module in (*_PRELOAD, *(["parley_sidecar.loading.operator_stream"] if settings.operator.address else [])):
+        importlib.import_module(module)
+    if os.environ.get("PARLEY_EVENT_LOOP", "") != "asyncio":  # the loop every worker runs (runtime._loop_factory)
+        with contextlib.suppress(ImportError):
+            importlib.import_module("uvloop")
     # Objects made so far (modules, classes) live as long as any worker: frozen, a worker's
     # collections never touch them, so fewer of their pages are written and copied. (CPython
     # reseeds ``random`` in each child, so trace ids and retry jitter still differ per worker.)

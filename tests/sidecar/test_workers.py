@@ -213,6 +213,21 @@ def test_metrics_are_the_sum_over_workers(sidecar: Sidecar) -> None:
     assert again[(("app_id", "parley"), ("method", "GET"), ("path", "/"), ("status", "200"))] == 1
 
 
+def test_health_answers_from_every_worker(sidecar: Sidecar) -> None:
+    pids = sidecar.workers()
+    served: set[int] = set()
+    for _ in range(64):
+        for port, path in ((sidecar.public, "/v1.0/healthz"), (sidecar.http, "/v1.0/healthz/outbound")):
+            conn = socket.create_connection(("127.0.0.1", port))
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert conn.recv(4096).startswith(b"HTTP/1.1 204 ")
+            served.add(_owner(_inode(conn.getsockname()[1], port), pids))
+            conn.close()
+        if len(served) == 2:
+            break
+    assert served == set(pids)
+
+
 def test_extended_metadata_written_on_one_worker_is_seen_on_every_one(sidecar: Sidecar) -> None:
     request = urllib.request.Request(f"http://127.0.0.1:{sidecar.http}/v1.0/metadata/team", data=b"blue",
                                      method="PUT")
