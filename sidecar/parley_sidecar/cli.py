@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _start(settings: SidecarSettings, args: argparse.Namespace) -> None:
-    from parley_sidecar import logs, runtime, workers
+    from parley_sidecar import logs, runtime
 
     try:
         logs.setup(settings.logging.level, as_json=settings.logging.as_json, app_id=settings.app_id)
@@ -248,6 +248,8 @@ def _start(settings: SidecarSettings, args: argparse.Namespace) -> None:
     if args.stray:
         log.info("ignoring %d stray positional argument(s)", len(args.stray))
     if settings.workers > 1:
+        from parley_sidecar import workers
+
         workers.run(settings)
     else:
         runtime.run(settings)

@@ -319,7 +319,7 @@ def _validator(workers: int) -> Callable[[Mapping[str, Any]], None]:
 
 
 Prepare = Callable[[Sidecar], None]
-"""Called with the sidecar before it starts (a worker links it to its supervisor)."""
+"""Called with the sidecar before it starts (``workers`` links each worker to the first one)."""
 
 
 async def _main(settings: SidecarSettings, prepare: Prepare | None = None) -> None:

@@ -208,7 +208,7 @@ def test_metrics_are_the_sum_over_workers(sidecar: Sidecar) -> None:
     assert sum(component.values()) == 30 + calls
     breaker = _samples(text, "parley_circuit_breaker_state")
     assert breaker[(("component", "echo"), ("state", "closed"))] == 1
-    # The supervisor counts the scrapes of its own port, as one sidecar does.
+    # Worker 1 counts the scrapes of its metrics port, as one sidecar does.
     again = _samples(sidecar.get(sidecar.metrics, "/metrics"), "dapr_http_server_request_count")
     assert again[(("app_id", "parley"), ("method", "GET"), ("path", "/"), ("status", "200"))] == 1
 
