@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -99,15 +100,24 @@ def install_uvloop() -> None:
         uvloop.install()
 
 
-async def run(target: str, kind: str, concurrency: int, rate: float | None, seconds: float) -> dict[str, float]:
+async def run(target: str, kind: str, concurrency: int, rate: float | None, seconds: float,
+              channels: int = 1) -> dict[str, float]:
+    """``channels`` > 1: that many connections, the calls spread over them in turn (a sidecar with
+    ``--workers`` balances connections, not the calls multiplexed on one)."""
     method, request = request_for(kind)
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = getattr(dapr_pb2_grpc.DaprStub(channel), method)  # type: ignore[no-untyped-call]
+    # A local subchannel pool each: otherwise grpcio shares one connection among equal channels.
+    options = [("grpc.use_local_subchannel_pool", 1)] if channels > 1 else []
+    async with contextlib.AsyncExitStack() as stack:
+        stubs = []
+        for _ in range(channels):
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(target, options=options))
+            stubs.append(getattr(dapr_pb2_grpc.DaprStub(channel), method))  # type: ignore[no-untyped-call]
+        turn = itertools.cycle(stubs)
 
         async def call() -> Any:
-            return await stub(request, timeout=30)
+            return await next(turn)(request, timeout=30)
 
-        for _ in range(20):  # connect and warm up
+        for _ in range(20 * channels):  # connect and warm up
             await call()
         if rate:
             return await open_loop(call, rate, seconds)
@@ -121,9 +131,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--rate", type=float, default=None)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--channels", type=int, default=1, help="Connections to spread the calls over.")
     args = parser.parse_args()
     install_uvloop()
-    print(json.dumps(asyncio.run(run(args.target, args.kind, args.concurrency, args.rate, args.seconds))))
+    print(json.dumps(asyncio.run(run(args.target, args.kind, args.concurrency, args.rate, args.seconds,
+                                     args.channels))))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SIDECAR = ROOT / "sidecar" / "parley_sidecar"
 # Each layer may import only from the layers listed after it (docs/architecture.md, "Layers").
-LAYERS = ["cli", "runtime", "api", "loading", "conversation", "components"]
+LAYERS = ["cli", "workers", "runtime", "api", "loading", "conversation", "components"]
 BASE = {"errors", "durations", "settings", "metrics", "logs", "tracing", "tracing_otel"}
 
 

@@ -91,6 +91,14 @@ def _duration(text: str) -> float:
     return seconds
 
 
+def _env_workers() -> int:
+    raw = os.environ.get("PARLEY_WORKERS", "")
+    try:
+        return _positive(raw) if raw else 1
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit(f"parley-sidecar: PARLEY_WORKERS: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="parley-sidecar",
@@ -135,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Close an HTTP keep-alive connection idle for this long (0: never).")
     p.add_argument("--grpc-max-connection-idle", type=_duration, default="3m",
                    help="Send GOAWAY to a gRPC connection with no call for this long (0: never).")
+    p.add_argument("--workers", type=_positive, default=_env_workers(),
+                   help="Processes serving the API, sharing its ports (default 1, or PARLEY_WORKERS); see "
+                        "docs/sidecar.md, Worker processes.")
     p.add_argument("--control-plane-address", default="",
                    help="host:port of parley-operator's component stream (Kubernetes mode).")
     p.add_argument("--version", action="store_true", help="Print the runtime version and exit.")
@@ -197,6 +208,7 @@ def settings_from_args(
     else:
         s.config_file = Path(args.config) if args.config else None
     s.enable_api_logging = args.enable_api_logging
+    s.workers = args.workers
     return s, args
 
 
@@ -235,4 +247,9 @@ def _start(settings: SidecarSettings, args: argparse.Namespace) -> None:
         log.info("ignoring daprd flags that do not apply to parley: %s", " ".join(skipped))
     if args.stray:
         log.info("ignoring %d stray positional argument(s)", len(args.stray))
-    runtime.run(settings)
+    if settings.workers > 1:
+        from parley_sidecar import workers
+
+        workers.run(settings)
+    else:
+        runtime.run(settings)

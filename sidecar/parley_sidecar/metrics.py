@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-__all__ = ["CONTENT_TYPE", "OTHER", "Counter", "Gauge", "Histogram", "Metrics", "ModelLabels"]
+__all__ = ["CONTENT_TYPE", "OTHER", "Counter", "Gauge", "Histogram", "Metrics", "ModelLabels", "Snapshot"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -53,6 +53,9 @@ GENAI_PER_TOKEN_SECONDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0
 GENAI_TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 
 Labels = tuple[str, ...]
+Snapshot = dict[str, list[tuple[Labels, float | list[float]]]]
+"""Every metric's samples by name, as plain data (``marshal`` carries it between worker processes):
+counters and gauges as (labels, value), histograms as (labels, row). See :meth:`Metrics.snapshot`."""
 Rewrite = Callable[[Labels], Labels]
 Replacement = Callable[[re.Match[str]], str]
 
@@ -100,6 +103,15 @@ class Counter:
             labels = self.rewrite(labels)
         self.values[labels] = self.values.get(labels, 0.0) + amount
 
+    def sample(self) -> list[tuple[Labels, float | list[float]]]:
+        return list(self.values.items())
+
+    def absorb(self, samples: Iterable[tuple[Labels, float | list[float]]]) -> None:
+        """Add another process's samples (already rewritten there) to these."""
+        for key, value in samples:
+            assert isinstance(value, float)
+            self.values[key] = self.values.get(key, 0.0) + value
+
     def render(self) -> Iterator[str]:
         yield f"# HELP {self.name} {self.doc}"
         yield f"# TYPE {self.name} counter"
@@ -125,6 +137,16 @@ class Histogram:
         row[-2] += value
         row[-1] += 1
 
+    def sample(self) -> list[tuple[Labels, float | list[float]]]:
+        return [(key, list(row)) for key, row in self.values.items()]
+
+    def absorb(self, samples: Iterable[tuple[Labels, float | list[float]]]) -> None:
+        """Add another process's rows (same buckets: the same code made them) to these."""
+        for key, other in samples:
+            assert isinstance(other, list)
+            row = self.values.get(key)
+            self.values[key] = list(other) if row is None else [a + b for a, b in zip(row, other, strict=True)]
+
     def render(self) -> Iterator[str]:
         yield f"# HELP {self.name} {self.doc}"
         yield f"# TYPE {self.name} histogram"
@@ -148,6 +170,19 @@ class Gauge:
         self.name, self.doc, self.labels = name, doc, tuple(labels)
         self.source: Callable[[], Iterable[tuple[Labels, float]]] | None = None
         self.rewrite: Rewrite | None = None
+
+    def sample(self) -> list[tuple[Labels, float | list[float]]]:
+        return [(key if self.rewrite is None else self.rewrite(key), float(value))
+                for key, value in (self.source() if self.source is not None else ())]
+
+    def absorb(self, samples: Iterable[tuple[Labels, float | list[float]]]) -> None:
+        """Merge another process's readings: the largest value per label set. The one gauge,
+        ``parley_circuit_breaker_state``, then reads 1 for a state when any worker's breaker is in it."""
+        merged = dict(self.source() if self.source is not None else ())
+        for key, value in samples:
+            assert isinstance(value, float)
+            merged[key] = max(merged.get(key, value), value)
+        self.source = merged.items
 
     def render(self) -> Iterator[str]:
         yield f"# HELP {self.name} {self.doc}"
@@ -294,6 +329,19 @@ class Metrics:
             before = metric.rewrite
             metric.rewrite = step if before is None else _chain(before, step)
         return unmatched
+
+    def snapshot(self) -> Snapshot | None:
+        """Every sample as plain data (None when ``spec.metric.enabled`` is false), for the process
+        that serves the metrics port of several workers (``workers``) to sum with :meth:`absorb`."""
+        if not self.enabled:
+            return None
+        return {metric.name: metric.sample() for metric in self._all}
+
+    def absorb(self, snapshot: Snapshot) -> None:
+        """Add a worker's :meth:`snapshot`: counters and histograms summed per label set, gauges by
+        their largest value. Absorb into a Metrics without rules: the worker already applied them."""
+        for metric in self._all:
+            metric.absorb(snapshot.get(metric.name, ()))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

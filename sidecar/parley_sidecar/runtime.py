@@ -16,7 +16,9 @@ import gc
 import logging
 import os
 import signal
+import socket
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ from parley_sidecar.api import connections, metadata, public, surface
 from parley_sidecar.api import grpc as grpc_api
 from parley_sidecar.api import http as http_api
 from parley_sidecar.api.api_log import ApiLog
+from parley_sidecar.components import catalog
+from parley_sidecar.components.component_settings import ComponentSettings
 from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore
 from parley_sidecar.conversation import pipeline as pipeline_mod
@@ -50,7 +54,7 @@ class Sidecar:
         self.settings = settings
         self.metrics = Metrics(settings.app_id, settings.namespace)
         # No shared HTTP session: each component opens its own bounded pool (maxConnections).
-        self.store = ComponentStore(validate=pipeline_mod.check_settings,
+        self.store = ComponentStore(validate=_validator(settings.workers),
                                     on_load_error=lambda name: self.metrics.component_errors.inc((name,)))
         self.pipeline = Pipeline(self.store, self.metrics)
         self.loader: ResourcesLoader | None = None
@@ -70,6 +74,13 @@ class Sidecar:
         ``grpc`` entries when the API is on unix sockets."""
         self.sockets: dict[str, Path] = {}
         """``http``/``grpc`` → the unix socket serving that API (``--unix-domain-socket``)."""
+        self.listeners: dict[str, list[socket.socket]] = {}
+        """``http``/``public``/``metrics`` → listening sockets bound before the workers were forked
+        (``--workers``): served as they are instead of binding the configured addresses."""
+        self.shutdown_hook: Callable[[bool], None] | None = None
+        """Also told of a shutdown API call (a worker tells the first one, which stops them all)."""
+        self.metrics_text: Callable[[], bytes] | Callable[[], Awaitable[bytes]] = self.metrics.render
+        """What the metrics port answers (with workers, the first one's answers the sum over all)."""
 
     def describe(self) -> metadata_pb2.GetMetadataResponse:
         """gRPC ``GetMetadata`` and ``/v1.0/metadata``: names, types and versions only; never a metadata value."""
@@ -83,6 +94,8 @@ class Sidecar:
             log.info("Shutdown requested via API")
         self.force_exit = self.force_exit or force
         self.shutdown_requested.set()
+        if self.shutdown_hook is not None:
+            self.shutdown_hook(force)
 
     async def _serve(self, app: web.Application, hosts: list[str], port: int, label: str,
                      unix_dir: Path | None = None) -> None:
@@ -99,6 +112,11 @@ class Sidecar:
                                     auto_decompress=False)
         await runner.setup()
         self._runners.append(runner)
+        if label in self.listeners:  # bound before the workers were forked (--workers)
+            for sock in self.listeners[label]:
+                await web.SockSite(runner, sock).start()
+            self.bound[label] = self.listeners[label][0].getsockname()[1]
+            return
         if unix_dir is not None:
             path = self._socket_path(unix_dir, label)
             await web.UnixSite(runner, str(path)).start()
@@ -159,13 +177,18 @@ class Sidecar:
         public.add_routes(pub, self.describe, extended=self.extended, extended_writable=False,
                           ready=lambda: self.ready)
         await self._serve(pub, [s.public_listen_address], s.ports.public, "public")
-        if s.enable_metrics:
-            await self._serve(self._metrics_app(), [s.metrics_listen_address], s.ports.metrics, "metrics")
+        if s.enable_metrics and (s.workers == 1 or "metrics" in self.listeners):  # with workers: the first one
+            await self._serve(self._metrics_app(), [s.metrics_listen_address], s.ports.metrics,
+                              "metrics")
         interceptors = [grpc_api.TokenInterceptor(s.api_token)] if s.api_token else []
         self._grpc = grpc.aio.server(
             interceptors=interceptors,
+            # One process: a port in use fails the start. Workers each bind the gRPC port with
+            # SO_REUSEPORT (grpcio cannot serve a socket bound before the fork); the first worker
+            # holds it bound from before the fork, so no process of another user can take it.
             options=[("grpc.max_receive_message_length", s.limits.max_body_size),
-                     ("grpc.so_reuseport", 0), *grpc_api.connection_options(s.connections.grpc_max_idle)],
+                     ("grpc.so_reuseport", int(s.workers > 1)),
+                     *grpc_api.connection_options(s.connections.grpc_max_idle)],
         )
         grpc_api.add_to_server(self._grpc, self.pipeline, self.metrics, runtime=grpc_api.RuntimeServicer(
             self.describe, self.extended, self.request_shutdown, self.metrics))
@@ -181,7 +204,7 @@ class Sidecar:
         log.info(
             "parley sidecar %s ready in %.0f ms: HTTP %s, gRPC %s, public %d, metrics %s; components: %s",
             RUNTIME_VERSION, (time.perf_counter() - started) * 1000, self._where("http"), self._where("grpc"),
-            self.bound["public"], self.bound.get("metrics", "off"),
+            self.bound["public"], self.bound.get("metrics", "off" if s.workers == 1 else "on worker 1"),
             ", ".join(sorted(e.spec.name for e in self.store.entries())) or "none",
         )
 
@@ -233,10 +256,13 @@ class Sidecar:
     def _metrics_app(self) -> web.Application:
         from parley_sidecar.metrics import CONTENT_TYPE
 
-        metrics = self.metrics
+        render = self.metrics_text
 
         async def scrape(request: web.Request) -> web.Response:
-            return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+            body = render()
+            if not isinstance(body, bytes):
+                body = await body
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
         app = web.Application()
         app.router.add_get("/", scrape)
@@ -275,8 +301,31 @@ class Sidecar:
             log.info("Block shutdown period expired, entering shutdown...")
 
 
-async def _main(settings: SidecarSettings) -> None:
+def _validator(workers: int) -> Callable[[Mapping[str, Any]], None]:
+    """The store's load-time check: the pipeline's, and with workers, memory kept out of process."""
+    if workers == 1:
+        return pipeline_mod.check_settings
+
+    def check(resolved: Mapping[str, Any]) -> None:
+        pipeline_mod.check_settings(resolved)
+        memory = ComponentSettings.of(resolved).memory
+        if memory.enabled and not memory.store:
+            raise catalog.MetadataError("memory", (
+                f"with {workers} worker processes (--workers) each would keep its own history, and a "
+                "conversation would lose its earlier turns whenever a call reached another worker; set "
+                "memoryStore: redis://... to share it, or run one worker"))
+
+    return check
+
+
+Prepare = Callable[[Sidecar], None]
+"""Called with the sidecar before it starts (``workers`` links each worker to the first one)."""
+
+
+async def _main(settings: SidecarSettings, prepare: Prepare | None = None) -> None:
     sidecar = Sidecar(settings)
+    if prepare is not None:
+        prepare(sidecar)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sidecar.shutdown_requested.set)
@@ -322,6 +371,6 @@ def _loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
-def run(settings: SidecarSettings) -> None:
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_main(settings))
+def run(settings: SidecarSettings, prepare: Prepare | None = None) -> None:
+    with asyncio.Runner(loop_factory=_loop_factory()) as loop_runner:
+        loop_runner.run(_main(settings, prepare))

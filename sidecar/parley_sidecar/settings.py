@@ -151,6 +151,12 @@ class SidecarSettings:
     connections: Connections = dataclasses.field(default_factory=Connections)
     logging: Logging = dataclasses.field(default_factory=Logging)
     operator: OperatorLink = dataclasses.field(default_factory=OperatorLink)
+    workers: int = 1
+    """Processes serving the API (``--workers``, ``PARLEY_WORKERS``; the annotation
+    ``parley.io/sidecar-workers``). 1: one process, as daprd. More: the process started forks the
+    others after its imports, they share the listeners, and the first one's metrics port answers
+    their sum (``workers``, docs/sidecar.md "Worker processes"). Opt-in: every worker costs
+    memory, and per-process state (breakers, local caches) is then per worker."""
     reload_interval: float = 0.25
     """Seconds between checks of ``--resources-path`` for changed files."""
     config_file: Path | None = None

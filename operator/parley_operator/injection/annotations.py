@@ -54,6 +54,7 @@ __all__ = [
     "READ_BUFFER_SIZE",
     "SIDECAR_IMAGE",
     "SIDECAR_LISTEN_ADDRESSES",
+    "SIDECAR_WORKERS",
     "SUPPORTED",
     "UNIX_DOMAIN_SOCKET_PATH",
     "VOLUME_MOUNTS",
@@ -145,6 +146,10 @@ LABEL_METRICS_ENABLED = "dapr.io/metrics-enabled"
 PROMETHEUS_SCRAPE = "prometheus.io/scrape"
 PROMETHEUS_PORT = "prometheus.io/port"
 PROMETHEUS_PATH = "prometheus.io/path"
+
+SIDECAR_WORKERS = "parley.io/sidecar-workers"
+"""Parley's own: ``--workers N``, the sidecar's API served by N processes (docs/sidecar.md, Worker
+processes). Dapr has no such key; daprd uses every core of its pod in one process."""
 
 OPERATOR_CA = "parley.io/operator-ca"
 """Parley's own: the operator's CA (public PEM), projected into the sidecar as a file through the

@@ -74,6 +74,8 @@ POD_DEFAULT_GRACE = 30
 SHUTDOWN_MARGIN = 5
 """Seconds the pod's grace period keeps beyond the sidecar's block and drain: the sidecar closes
 its components and exits after the drain, and the kubelet's SIGKILL must not cut that short."""
+MAX_WORKERS = 64
+"""The most ``parley.io/sidecar-workers`` allows: more processes than a pod has cores only costs memory."""
 _LINK = OperatorLink()
 _SIDECAR_DIRS = (str(_LINK.token_path.parent), str(_LINK.ca_path.parent), UDS_SIDECAR_DIR)
 """Mount paths the injector uses in the sidecar itself; a volume mount there would clash."""
@@ -151,6 +153,8 @@ class SidecarConfig:
     """The sockets' directory in the app's containers; empty: the API is on TCP."""
     env_from_secret: tuple[SecretEnv, ...] = ()
     volume_mounts: tuple[VolumeMount, ...] = ()
+    workers: int = 1
+    """``--workers`` (``parley.io/sidecar-workers``); 1, the default, passes no flag."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -443,7 +447,12 @@ def parse(
         env_from_secret=r.get(keys.ENV_FROM_SECRET, (), _env_from_secret),
         volume_mounts=(r.get(keys.VOLUME_MOUNTS, _NO_MOUNTS, _mounts(True, volumes))
                        + r.get(keys.VOLUME_MOUNTS_RW, _NO_MOUNTS, _mounts(False, volumes))),
+        workers=r.get(keys.SIDECAR_WORKERS, 1, _int_in(1, MAX_WORKERS)),
     )
+    if config.workers > 1 and config.unix_domain_socket_path:
+        r.invalid.append(Invalid(keys.SIDECAR_WORKERS, (
+            f"more than one worker cannot serve {keys.UNIX_DOMAIN_SOCKET_PATH}: the sidecar's gRPC server "
+            "binds its unix socket itself and cannot share it between processes")))
     if config.enable_metrics and config.metrics_port in (HTTP_PORT, GRPC_PORT, PUBLIC_PORT):
         r.invalid.append(Invalid(keys.METRICS_PORT, f"port {config.metrics_port} is used by the sidecar's API"))
     plain = {name for name, _ in config.env}

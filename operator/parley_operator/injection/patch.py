@@ -114,6 +114,8 @@ def _args(config: SidecarConfig, settings: InjectorSettings) -> list[str]:
         args += ["--unix-domain-socket", config_mod.UDS_SIDECAR_DIR]
     if config.block_shutdown:
         args += ["--dapr-block-shutdown-duration", config.block_shutdown]
+    if config.workers > 1:
+        args += ["--workers", str(config.workers)]
     return args
 
 

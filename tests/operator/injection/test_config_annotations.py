@@ -90,6 +90,8 @@ VALID = [
     (keys.ENABLE_API_LOGGING, "true", "enable_api_logging", True),
     (keys.ENABLE_API_LOGGING, "false", "enable_api_logging", False),
     (keys.UNIX_DOMAIN_SOCKET_PATH, "/tmp/dapr", "unix_domain_socket_path", "/tmp/dapr"),
+    (keys.SIDECAR_WORKERS, "2", "workers", 2),
+    (keys.SIDECAR_WORKERS, " 1 ", "workers", 1),
     (keys.ENV_FROM_SECRET, "OPENAI_API_KEY=openai", "env_from_secret",
      (config.SecretEnv("OPENAI_API_KEY", "openai", "openai"),)),
     (keys.ENV_FROM_SECRET, "A=creds:openai-key, B=creds:other", "env_from_secret",
@@ -153,6 +155,9 @@ INVALID = [
     (keys.SIDECAR_LISTEN_ADDRESSES, "[not-an-ip]", "IP address"),
     (keys.ENABLE_API_LOGGING, "loud", "true or false"),
     (keys.UNIX_DOMAIN_SOCKET_PATH, "relative/dir", "absolute directory"),
+    (keys.SIDECAR_WORKERS, "two", "must be an integer"),
+    (keys.SIDECAR_WORKERS, "0", "between 1 and 64"),
+    (keys.SIDECAR_WORKERS, "65", "between 1 and 64"),
     (keys.ENV_FROM_SECRET, "OPENAI_API_KEY", "NAME=secret"),
     (keys.ENV_FROM_SECRET, "A=Bad_Secret", "name of a Secret"),
     (keys.ENV_FROM_SECRET, "A=creds:k:extra", "key of a Secret"),
@@ -279,3 +284,16 @@ DAPR_1_18_KEYS = (
 def test_every_dapr_annotation_is_either_honoured_or_ignored_for_a_reason() -> None:
     assert len(DAPR_1_18_KEYS) == 64
     assert set(DAPR_1_18_KEYS) == set(keys.SUPPORTED) | set(keys.IGNORED)
+
+
+def test_workers_cannot_share_a_unix_domain_socket() -> None:
+    # The sidecar refuses the combination at start; the webhook says so at kubectl apply instead.
+    parsed = parse({keys.ENABLED: "true", keys.SIDECAR_WORKERS: "2", keys.UNIX_DOMAIN_SOCKET_PATH: "/tmp/dapr"})
+    assert [i.annotation for i in parsed.invalid] == [keys.SIDECAR_WORKERS]
+    assert keys.UNIX_DOMAIN_SOCKET_PATH in parsed.invalid[0].reason
+    one = parse({keys.ENABLED: "true", keys.SIDECAR_WORKERS: "1", keys.UNIX_DOMAIN_SOCKET_PATH: "/tmp/dapr"})
+    assert one.invalid == ()
+
+
+def test_the_workers_annotation_is_parleys_own_and_never_reported_as_ignored() -> None:
+    assert parse({keys.ENABLED: "true", keys.SIDECAR_WORKERS: "2"}).ignored == ()

@@ -111,3 +111,13 @@ def test_app_port_is_passed_on_but_changes_nothing(make_pod: PodFactory, inject:
     args = sidecar_of(inject(make_pod({keys.APP_PORT: "8080"})))["args"]
     assert args[args.index("--app-port") + 1] == "8080"
     assert cli.ignored_flags(cli.settings_from_args(args, environ={})[1]) == ["--app-port"]
+
+
+def test_workers_annotation_becomes_the_workers_flag(make_pod: PodFactory, inject: Inject, sidecar_of: SidecarOf) -> None:
+    args = sidecar_of(inject(make_pod({keys.SIDECAR_WORKERS: "2"})))["args"]
+    assert args[args.index("--workers") + 1] == "2"
+    settings, parsed = cli.settings_from_args(args, environ={})
+    assert settings.workers == 2 and cli.ignored_flags(parsed) == []
+    # One worker, the default, is daprd's command line: no flag at all.
+    assert "--workers" not in sidecar_of(inject(make_pod({keys.SIDECAR_WORKERS: "1"})))["args"]
+    assert "--workers" not in sidecar_of(inject(make_pod({})))["args"]
