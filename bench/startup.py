@@ -1,6 +1,6 @@
 """Time to ready and idle RSS of the sidecar, this checkout against another one, alternating.
 
-    python -m bench.startup --baseline DIR [--starts 10] [--setups echo,every]
+    python -m bench.startup --baseline DIR [--starts 10] [--setups echo,every] [--env NAME=VALUE ...]
 
 Each start runs ``python -m parley_sidecar`` (the argv of ``bench.vs_daprd``) and times exec → the
 first 2xx from ``/v1.0/healthz`` and the CPU time the process spent by then (moved less by the
@@ -14,6 +14,11 @@ Both checkouts' ``sidecar/`` trees are byte-compiled first (``compileall``; ``--
 it), as ``pip install`` does in the image: this machine sets ``PYTHONDONTWRITEBYTECODE=1``, so a
 module without a current ``.pyc`` is compiled from source at every start, which would time the
 compiler (tens of ms, and ~1 MB of RSS per large module) instead of the sidecar.
+
+``--env NAME=VALUE`` (repeatable) adds a third variant, ``env``: this checkout started with those
+variables too, e.g. the image's ``--env SSL_CERT_FILE=/dev/null --env SSL_CERT_DIR=/etc/ssl/certs``
+(``Dockerfile.sidecar``: aiohttp's import-time SSL contexts then look CA certificates up in the
+hashed directory when a handshake needs one, instead of parsing the whole bundle at start).
 
 Setups: ``echo`` (one echo Component, the issue's "idle RSS with echo") and ``every`` (one Component
 of every type in the catalog, their upstreams never called, the issue's "≤ 60 MB with one component
@@ -84,6 +89,8 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=10, help="starts per checkout and setup")
     parser.add_argument("--setups", default="echo,every")
     parser.add_argument("--no-compile", action="store_true", help="leave the .pyc files as they are")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="also start this checkout with these variables (the 'env' variant)")
     args = parser.parse_args()
     if not args.no_compile:
         compile_tree(harness.ROOT)
@@ -92,6 +99,8 @@ def main() -> None:
     checkouts: dict[str, dict[str, str] | None] = {"this": None}
     if args.baseline is not None:
         checkouts = {"base": {"PYTHONPATH": str(args.baseline.resolve() / "sidecar")}, "this": None}
+    if args.env:
+        checkouts["env"] = dict(item.split("=", 1) for item in args.env)
     print(f"load average before: {os.getloadavg()}", flush=True)
     for setup in args.setups.split(","):
         with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +110,7 @@ def main() -> None:
             rss: dict[str, list[float]] = {name: [] for name in checkouts}
             order = list(checkouts)
             for i in range(args.starts):
-                # base, this, this, base, …: drifting load falls on both checkouts alike.
+                # base, this, this, base, …: drifting load falls on every variant alike.
                 for name in order if i % 2 == 0 else order[::-1]:
                     r, c, m = one_start(resources, checkouts[name])
                     ready[name].append(r)
