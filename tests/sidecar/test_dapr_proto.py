@@ -14,6 +14,7 @@ from parley_sidecar import dapr_proto
 
 def test_the_checked_in_descriptors_are_what_the_installed_dapr_package_gives() -> None:
     assert dapr_protos.TARGET.read_text() == dapr_protos.render(), "run: python -m tools.dapr_protos"
+    assert dapr_protos.ANY_TARGET.read_text() == dapr_protos.render_any(), "run: python -m tools.dapr_protos"
 
 
 def test_every_message_is_described_as_dapr_describes_it() -> None:
@@ -48,3 +49,33 @@ def test_the_sidecar_starts_without_the_dapr_package() -> None:
               "print(sorted(m for m in sys.modules if m == 'dapr' or m.startswith('dapr.')))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+_ANY_SCRIPT = """
+import json
+from parley_sidecar import errors
+from parley_sidecar.api import wire
+from parley_sidecar.dapr_proto import ai_pb2
+for type_name, value in (("dapr.proto.runtime.v1.GetStateRequest", {"key": "k"}),
+                         ("google.protobuf.Timestamp", {"value": "2026-12-07T00:00:00Z"}),
+                         ("no.Such", {"value": 1})):
+    body = json.dumps({"inputs": [{"content": "hi"}],
+                       "parameters": {"p": {"@type": "type.googleapis.com/" + type_name, **value}}}).encode()
+    try:
+        request = wire.decode(body, ai_pb2.ConversationRequest(), query_metadata={}, plain_inputs=True)
+        print(wire.encode(request).decode())
+    except errors.MalformedRequest:
+        print("malformed")
+"""
+
+
+def test_an_any_naming_a_dapr_type_resolves_as_with_the_dapr_package_imported() -> None:
+    """Before parley had its own descriptors, importing the dapr package put every Dapr type (and the
+    well-known types its files import) in protobuf's default pool, so a JSON Any naming one parsed,
+    as daprd's registry parses it. Without the dapr package in the process, it still does."""
+    out = subprocess.run([sys.executable, "-c", _ANY_SCRIPT], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        '{"inputs":[{"content":"hi"}],"parameters":{"p":{"@type":"type.googleapis.com/dapr.proto.runtime.v1.GetStateRequest","key":"k"}}}',
+        '{"inputs":[{"content":"hi"}],"parameters":{"p":{"@type":"type.googleapis.com/google.protobuf.Timestamp","value":"2026-12-07T00:00:00Z"}}}',
+        "malformed",
+    ]
