@@ -1,7 +1,7 @@
 """Writes ``sidecar/parley_sidecar/dapr_proto_files.py`` and ``dapr_proto_any.py``: Dapr's descriptors.
 
-    python -m tools.dapr_protos           # rewrite the file from the installed ``dapr`` package
-    python -m tools.dapr_protos --check   # exit 1 if the checked-in file differs (tests do this)
+    python -m tools.dapr_protos           # rewrite both files from the installed ``dapr`` package
+    python -m tools.dapr_protos --check   # exit 1 if a checked-in file differs (tests compare too)
 
 The sidecar answers Dapr's conversation, metadata and shutdown methods; the ``dapr`` package's
 generated modules would give it those messages only with every other building block's (importing
