@@ -1,6 +1,6 @@
 """Time to ready and idle RSS of the sidecar, this checkout against another one, alternating.
 
-    python -m bench.startup --baseline DIR [--starts 10] [--setups echo,every]
+    python -m bench.startup --baseline DIR [--starts 10] [--setups echo,every] [--env NAME=VALUE ...] [--daprd]
 
 Each start runs ``python -m parley_sidecar`` (the argv of ``bench.vs_daprd``) and times exec → the
 first 2xx from ``/v1.0/healthz`` and the CPU time the process spent by then (moved less by the
@@ -14,6 +14,14 @@ Both checkouts' ``sidecar/`` trees are byte-compiled first (``compileall``; ``--
 it), as ``pip install`` does in the image: this machine sets ``PYTHONDONTWRITEBYTECODE=1``, so a
 module without a current ``.pyc`` is compiled from source at every start, which would time the
 compiler (tens of ms, and ~1 MB of RSS per large module) instead of the sidecar.
+
+``--env NAME=VALUE`` (repeatable) adds a third variant, ``env``: this checkout started with those
+variables too, e.g. the image's ``--env SSL_CERT_FILE=/dev/null --env SSL_CERT_DIR=/etc/ssl/certs``
+(``Dockerfile.sidecar``: aiohttp's import-time SSL contexts then look CA certificates up in the
+hashed directory when a handshake needs one, instead of parsing the whole bundle at start).
+
+``--daprd`` adds daprd (tests/daprd/build.sh's build, or ``PARLEY_DAPRD``) to the ``echo`` setup's
+starts, with the same Component file: the issue's "idle RSS ≤ daprd's" in the same minutes.
 
 Setups: ``echo`` (one echo Component, the issue's "idle RSS with echo") and ``every`` (one Component
 of every type in the catalog, their upstreams never called, the issue's "≤ 60 MB with one component
@@ -31,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.conformance.servers import daprd_flags, find_daprd
 from tests.manifests import component_yaml
 
 from bench import harness
@@ -57,11 +66,15 @@ def write_components(directory: Path, setup: str) -> Path:
     return directory
 
 
-def one_start(resources: Path, env: dict[str, str] | None) -> tuple[float, float, float]:
-    """(exec → ready in s, CPU time spent by then in s, idle RSS one second later in MB)."""
-    ports = [harness.free_port() for _ in range(4)]
-    argv = harness.sidecar_argv(ports[0], ports[1], ports[2], ports[3], resources)
-    with harness.serve(argv, f"http://127.0.0.1:{ports[0]}/v1.0/healthz", "", env=env) as server:
+def one_start(resources: Path, env: dict[str, str] | None, daprd: Path | None = None) -> tuple[float, float, float]:
+    """(exec → ready in s, CPU time spent by then in s, idle RSS one second later in MB); with
+    ``daprd``, that binary is started instead of the sidecar, with the same Component files."""
+    ports = {k: harness.free_port() for k in ("http", "grpc", "metrics", "internal", "public")}
+    if daprd is not None:
+        argv = [str(daprd), *daprd_flags("bench", resources, ports), "--log-level", "warn"]
+    else:
+        argv = harness.sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"], resources)
+    with harness.serve(argv, f"http://127.0.0.1:{ports['http']}/v1.0/healthz", "", env=env) as server:
         cpu = harness.cpu_seconds(server.proc.pid)
         time.sleep(1.0)
         return server.ready_s, cpu, server.rss_mb
@@ -84,7 +97,15 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=10, help="starts per checkout and setup")
     parser.add_argument("--setups", default="echo,every")
     parser.add_argument("--no-compile", action="store_true", help="leave the .pyc files as they are")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="also start this checkout with these variables (the 'env' variant)")
+    parser.add_argument("--daprd", action="store_true", help="also start daprd (setup echo only: its build has no other type)")
     args = parser.parse_args()
+    daprd_bin = None
+    if args.daprd:
+        daprd_bin, missing = find_daprd()
+        if daprd_bin is None:
+            sys.exit(missing)
     if not args.no_compile:
         compile_tree(harness.ROOT)
         if args.baseline is not None:
@@ -92,23 +113,27 @@ def main() -> None:
     checkouts: dict[str, dict[str, str] | None] = {"this": None}
     if args.baseline is not None:
         checkouts = {"base": {"PYTHONPATH": str(args.baseline.resolve() / "sidecar")}, "this": None}
+    if args.env:
+        checkouts["env"] = dict(item.split("=", 1) for item in args.env)
     print(f"load average before: {os.getloadavg()}", flush=True)
     for setup in args.setups.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             resources = write_components(Path(tmp), setup)
-            ready: dict[str, list[float]] = {name: [] for name in checkouts}
-            cpu: dict[str, list[float]] = {name: [] for name in checkouts}
-            rss: dict[str, list[float]] = {name: [] for name in checkouts}
-            order = list(checkouts)
+            variants = [*checkouts, *(["daprd"] if daprd_bin is not None and setup == "echo" else [])]
+            ready: dict[str, list[float]] = {name: [] for name in variants}
+            cpu: dict[str, list[float]] = {name: [] for name in variants}
+            rss: dict[str, list[float]] = {name: [] for name in variants}
+            order = variants
             for i in range(args.starts):
-                # base, this, this, base, …: drifting load falls on both checkouts alike.
+                # base, this, this, base, …: drifting load falls on every variant alike.
                 for name in order if i % 2 == 0 else order[::-1]:
-                    r, c, m = one_start(resources, checkouts[name])
+                    r, c, m = (one_start(resources, None, daprd_bin) if name == "daprd"
+                               else one_start(resources, checkouts[name]))
                     ready[name].append(r)
                     cpu[name].append(c)
                     rss[name].append(m)
-            for name in checkouts:
-                print(f"{setup:5} {name:4}  ready {_summary(ready[name], 's', 3)}; "
+            for name in variants:
+                print(f"{setup:5} {name:5}  ready {_summary(ready[name], 's', 3)}; "
                       f"CPU to ready {_summary(cpu[name], 's', 2)}; "
                       f"idle RSS {_summary(rss[name], 'MB', 1)}", flush=True)
     print(f"load average after: {os.getloadavg()}", file=sys.stdout)

@@ -24,7 +24,6 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from dapr.proto.runtime.v1 import metadata_pb2
 
 from parley_sidecar import tracing
 from parley_sidecar.api import connections, metadata, public, surface
@@ -37,6 +36,7 @@ from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore
 from parley_sidecar.conversation import pipeline as pipeline_mod
 from parley_sidecar.conversation.pipeline import Pipeline
+from parley_sidecar.dapr_proto import metadata_pb2
 from parley_sidecar.loading import configuration
 from parley_sidecar.loading.resources import ResourcesLoader
 from parley_sidecar.metrics import Metrics

@@ -4,7 +4,8 @@
     python3 - metadata                      # the sidecar's /v1.0/metadata
     python3 - get URL                       # GET any URL: status and body text
 
-Prints one JSON line. Only the standard library and the Dapr SDK, both in the app's image.
+Prints one JSON line. Only the standard library, grpcio and parley's Dapr messages, all in the app's
+image (the sidecar image).
 """
 
 from __future__ import annotations
@@ -38,15 +39,27 @@ def converse(api: str, component: str, text: str) -> Any:
         if answer["status"] == 200:
             answer["body"] = answer["body"]["outputs"][0]["choices"][0]["message"]["content"]
         return answer
-    from dapr.clients import DaprClient
-    from dapr.clients.grpc import conversation
+    # The sidecar image no longer carries the Dapr SDK (parley has its own Dapr messages): the calls
+    # the SDK's converse_alpha1/converse_alpha2 make, with grpcio and those messages.
+    import grpc
 
-    with DaprClient("127.0.0.1:50001") as client:
+    from parley_sidecar.dapr_proto import ai_pb2
+
+    with grpc.insecure_channel("127.0.0.1:50001") as channel:
         if api == "grpc-alpha1":
-            r1 = client.converse_alpha1(name=component, inputs=[conversation.ConversationInput(content=text)])
+            alpha1 = channel.unary_unary("/dapr.proto.runtime.v1.Dapr/ConverseAlpha1",
+                                         request_serializer=ai_pb2.ConversationRequest.SerializeToString,
+                                         response_deserializer=ai_pb2.ConversationResponse.FromString)
+            r1 = alpha1(ai_pb2.ConversationRequest(name=component, inputs=[ai_pb2.ConversationInput(content=text)]),
+                        timeout=60)
             return {"status": 200, "body": [o.result for o in r1.outputs]}
-        r2 = client.converse_alpha2(name=component, inputs=[conversation.ConversationInputAlpha2(
-            messages=[conversation.create_user_message(text)])])
+        alpha2 = channel.unary_unary("/dapr.proto.runtime.v1.Dapr/ConverseAlpha2",
+                                     request_serializer=ai_pb2.ConversationRequestAlpha2.SerializeToString,
+                                     response_deserializer=ai_pb2.ConversationResponseAlpha2.FromString)
+        user = ai_pb2.ConversationMessage(of_user=ai_pb2.ConversationMessageOfUser(
+            content=[ai_pb2.ConversationMessageContent(text=text)]))
+        r2 = alpha2(ai_pb2.ConversationRequestAlpha2(name=component, inputs=[ai_pb2.ConversationInputAlpha2(
+            messages=[user])]), timeout=60)
         return {"status": 200, "body": r2.outputs[0].choices[0].message.content}
 
 

@@ -117,9 +117,12 @@ def test_the_api_answers_on_ipv6_and_ipv4_loopback(annotated: dict[str, Any]) ->
     # The gRPC API too: GetMetadata over [::1] names the app.
     out = subprocess.run([KUBECTL, "-n", NS, "exec", name, "-c", "app", "--", "python3", "-c", (
         "import grpc\n"
-        "from dapr.proto.runtime.v1 import dapr_pb2_grpc, metadata_pb2\n"
+        "from parley_sidecar.dapr_proto import metadata_pb2\n"  # the image has parley's messages, not the SDK
         "with grpc.insecure_channel('[::1]:50001') as ch:\n"
-        "    print(dapr_pb2_grpc.DaprStub(ch).GetMetadata(metadata_pb2.GetMetadataRequest(), timeout=10).id)\n")],
+        "    get = ch.unary_unary('/dapr.proto.runtime.v1.Dapr/GetMetadata',\n"
+        "                         request_serializer=metadata_pb2.GetMetadataRequest.SerializeToString,\n"
+        "                         response_deserializer=metadata_pb2.GetMetadataResponse.FromString)\n"
+        "    print(get(metadata_pb2.GetMetadataRequest(), timeout=10).id)\n")],
         capture_output=True, text=True, timeout=60, check=False)
     assert out.stdout.strip() == APP, out.stderr
 

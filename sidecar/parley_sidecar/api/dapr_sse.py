@@ -19,11 +19,11 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from dapr.proto.runtime.v1 import ai_pb2
 
 from parley_sidecar import errors
 from parley_sidecar.api import caller_timeout, dapr_stream, public, sse, surface, wire
 from parley_sidecar.conversation.pipeline import Pipeline
+from parley_sidecar.dapr_proto import ai_pb2
 
 __all__ = ["ROUTE", "handler"]
 

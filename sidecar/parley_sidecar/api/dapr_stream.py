@@ -18,12 +18,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from dapr.proto.runtime.v1 import ai_pb2
-
 from parley_sidecar.api import stream_pb
 from parley_sidecar.components import base, streaming
 from parley_sidecar.conversation import alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
+from parley_sidecar.dapr_proto import ai_pb2
 
 __all__ = ["responses"]
 

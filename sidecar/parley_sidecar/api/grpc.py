@@ -1,4 +1,4 @@
-"""The Dapr gRPC API on ``--dapr-grpc-port``, through the ``dapr`` package's generated servicer.
+"""The Dapr gRPC API on ``--dapr-grpc-port``, Dapr's messages from ``dapr_proto``, served by a generic handler.
 
 Registered: ``ConverseAlpha1`` and ``ConverseAlpha2``, parley's server-streaming extension
 ``ConverseStreamAlpha2`` (``stream_pb``; the shape Dapr proposed in dapr/dapr PR #8790), and the
@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from dapr.proto.runtime.v1 import ai_pb2, dapr_pb2, dapr_pb2_grpc, metadata_pb2
 from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError, Message
 
@@ -29,6 +28,7 @@ from parley_sidecar import errors, tracing
 from parley_sidecar.api import dapr_stream, metadata
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
+from parley_sidecar.dapr_proto import ai_pb2, dapr_pb2, metadata_pb2
 from parley_sidecar.metrics import Metrics
 
 __all__ = ["ConversationServicer", "RuntimeServicer", "TokenInterceptor", "add_to_server", "connection_options"]
@@ -64,7 +64,7 @@ def _deny(message: str) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-class ConversationServicer(dapr_pb2_grpc.DaprServicer):
+class ConversationServicer:
     def __init__(self, pipeline: Pipeline, metrics: Metrics) -> None:
         self._pipeline = pipeline
         self._metrics = metrics

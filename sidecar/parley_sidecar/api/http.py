@@ -20,13 +20,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import hdrs, web
-from dapr.proto.runtime.v1 import ai_pb2
 from google.protobuf.message import Message
 
 from parley_sidecar import errors, tracing
 from parley_sidecar.api import caller_timeout, connections, dapr_sse, metadata, openai_http, public, surface, wire
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
+from parley_sidecar.dapr_proto import ai_pb2
 from parley_sidecar.metrics import Metrics
 
 __all__ = ["PIPELINE", "build_app"]

@@ -24,10 +24,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dapr.proto.runtime.v1 import metadata_pb2
-
 from parley_sidecar import errors
 from parley_sidecar.components.spec import ComponentSpec
+from parley_sidecar.dapr_proto import metadata_pb2
 from parley_sidecar.settings import RUNTIME_VERSION
 
 __all__ = ["MAX_EXTENDED_BYTES", "MAX_EXTENDED_KEYS", "RUNTIME_VERSION_KEY", "ExtendedMetadata", "describe",

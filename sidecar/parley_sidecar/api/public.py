@@ -19,11 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from dapr.proto.runtime.v1 import metadata_pb2
 
 from parley_sidecar import errors
 from parley_sidecar.api import metadata, surface
 from parley_sidecar.api.metadata import MAX_EXTENDED_BYTES, MAX_EXTENDED_KEYS
+from parley_sidecar.dapr_proto import metadata_pb2
 
 __all__ = ["MAX_EXTENDED_BYTES", "MAX_EXTENDED_KEYS", "Describe", "add_routes", "clean_path", "param", "reroute"]
 

@@ -1,7 +1,7 @@
 """The messages of ``ConverseStreamAlpha2``, built from their descriptor, with no code generator.
 
 ``api/proto/conversation_stream.proto`` documents them; this module describes the same file as a
-``FileDescriptorProto``, adds it to protobuf's default pool (after ``ai_pb2``, whose alpha2 result
+``FileDescriptorProto``, adds it to ``dapr_proto.POOL`` (after ``ai_pb2``, whose alpha2 result
 messages it reuses) and asks ``message_factory`` for the classes. They are ordinary protobuf
 messages: ``SerializeToString``, ``json_format`` and ``wire.encode`` work on them as on ``ai_pb2``'s.
 
@@ -15,8 +15,10 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from dapr.proto.runtime.v1 import ai_pb2
-from google.protobuf import descriptor_pool, message_factory
+from google.protobuf import message_factory
+
+from parley_sidecar import dapr_proto
+from parley_sidecar.dapr_proto import ai_pb2
 
 if TYPE_CHECKING:
     from google.protobuf import descriptor_pb2
@@ -109,7 +111,7 @@ def file_descriptor() -> descriptor_pb2.FileDescriptorProto:
 
 @functools.cache
 def _classes() -> dict[str, Any]:
-    pool = descriptor_pool.Default()
+    pool = dapr_proto.POOL
     try:
         described = pool.FindFileByName(FILE_NAME)  # already added (the module was reloaded)
     except KeyError:

@@ -21,7 +21,7 @@ from google.protobuf import any_pb2, descriptor_pool, duration_pb2, json_format,
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from parley_sidecar import errors
+from parley_sidecar import dapr_proto, errors
 
 __all__ = ["decode", "encode", "error_body"]
 
@@ -102,10 +102,16 @@ def _check_any(data: Any, depth: int) -> Any:
     type_url = data["@type"]
     if not isinstance(type_url, str):
         raise _bad("@type", type_url)
+    name = type_url.rsplit("/", 1)[-1]
     try:
-        desc = descriptor_pool.Default().FindMessageTypeByName(type_url.rsplit("/", 1)[-1])
+        desc = descriptor_pool.Default().FindMessageTypeByName(name)
     except KeyError:
-        return data  # json_format reports the unknown type
+        if not dapr_proto.load_for_any(name):
+            return data  # json_format reports the unknown type
+        try:
+            desc = descriptor_pool.Default().FindMessageTypeByName(name)
+        except KeyError:
+            return data
     if desc.full_name in _JSON_WKT:
         _check_json(data.get("value"), depth + 1, keys_unique=True)
     elif desc.full_name.startswith("google.protobuf."):

@@ -7,12 +7,11 @@ echoed when non-empty. ``metadata`` carries the Dapr docs' per-request overrides
 
 from __future__ import annotations
 
-from dapr.proto.runtime.v1 import ai_pb2
-
 from parley_sidecar import errors
 from parley_sidecar.components import base
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.conversation.scrubbing import Scrub
+from parley_sidecar.dapr_proto import ai_pb2
 
 __all__ = ["ROLES", "converse"]
 

@@ -18,7 +18,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from dapr.proto.runtime.v1 import ai_pb2
 from google.protobuf import json_format
 
 from parley_sidecar import errors
@@ -26,6 +25,7 @@ from parley_sidecar.components import base
 from parley_sidecar.components.store import Entry
 from parley_sidecar.conversation.pipeline import OVERRIDE_KEYS, Overrides, Pipeline
 from parley_sidecar.conversation.scrubbing import Scrub
+from parley_sidecar.dapr_proto import ai_pb2
 
 __all__ = ["Prepared", "converse", "fill_usage", "prepare", "response"]
 

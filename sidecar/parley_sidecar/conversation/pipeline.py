@@ -20,7 +20,7 @@ from parley_sidecar import errors
 from parley_sidecar.components import base, catalog, streaming
 from parley_sidecar.components.component_settings import MemorySettings
 from parley_sidecar.components.store import ComponentStore, Entry
-from parley_sidecar.conversation import cache, memory, pii, pii_stream, resiliency, scrubbing
+from parley_sidecar.conversation import cache, memory, pii_entities, pii_stream, resiliency, scrubbing
 from parley_sidecar.metrics import Metrics
 
 __all__ = ["OVERRIDE_KEYS", "Overrides", "Pipeline", "check_settings"]
@@ -38,7 +38,7 @@ class Overrides:
     model: str | None = None
     api_key: str | None = dataclasses.field(default=None, repr=False)
     cache_ttl: float | None = None
-    pii_entities: frozenset[pii.Entity] | None = None
+    pii_entities: frozenset[pii_entities.Entity] | None = None
 
 
 _NO_OVERRIDES = Overrides()
@@ -50,7 +50,7 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     configured = settings.get("piiEntities")
     if configured:
         try:
-            pii.parse_entities(",".join(configured))
+            pii_entities.parse_entities(",".join(configured))
         except ValueError as exc:
             raise catalog.MetadataError("piiEntities", str(exc)) from None
 
@@ -93,10 +93,10 @@ class Pipeline:
                 ttl = durations.parse_duration(lowered["cachettl"])
             except ValueError:
                 raise errors.InvalidParams(name, "metadata cacheTTL must be a duration such as 10m") from None
-        entities: frozenset[pii.Entity] | None = None
+        entities: frozenset[pii_entities.Entity] | None = None
         if lowered.get("piientities"):
             try:
-                entities = pii.parse_entities(lowered["piientities"])
+                entities = pii_entities.parse_entities(lowered["piientities"])
             except ValueError as exc:
                 raise errors.InvalidParams(name, f"metadata piiEntities: {exc}") from None
         return Overrides(

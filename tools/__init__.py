@@ -1,0 +1,1 @@
+"""Build-time scripts (run from a development checkout, never imported by the sidecar)."""
