@@ -3,13 +3,8 @@ non-root, nothing but the runtime venv in the final image, entrypoints and ports
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -86,52 +81,3 @@ def test_build_context_holds_only_what_the_images_need() -> None:
     for kind in ("sidecar", "operator"):
         copied = {i.split()[1].rstrip("/") for i in stages(kind)[1] if i.startswith("COPY ")}
         assert copied <= allowed, f"Dockerfile.{kind} copies what .dockerignore excludes: {copied - allowed}"
-
-
-_TLS_CLIENT = """
-import asyncio, ssl, sys, threading, http.server
-import aiohttp
-server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(sys.argv[1], sys.argv[2])
-server.socket = context.wrap_socket(server.socket, server_side=True)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-async def main():
-    async with aiohttp.ClientSession() as session:
-        try:
-            async with session.head(f"https://localhost:{server.server_port}/") as resp:
-                print("verified", resp.status)
-        except aiohttp.ClientConnectorCertificateError:
-            print("refused")
-asyncio.run(main())
-"""
-
-
-def test_the_sidecar_images_ca_settings_still_verify_provider_certificates(tmp_path: Path) -> None:
-    """The image's SSL_CERT_FILE/SSL_CERT_DIR (CA certificates looked up in a hashed directory, no
-    bundle read at start): a provider's certificate from a CA in that directory is trusted, one from
-    a CA not in it is refused, as aiohttp's default client context does."""
-    [env] = [i for i in stages("sidecar")[-1] if i.startswith("ENV SSL_CERT_FILE=")]
-    assert env == "ENV SSL_CERT_FILE=/dev/null SSL_CERT_DIR=/etc/ssl/certs"
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
-            "-subj", "/CN=parley test CA")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost")
-    (tmp_path / "ext").write_text("subjectAltName=DNS:localhost\n")
-    openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", "srv.pem", "-days", "1", "-extfile", "ext")
-    for name, with_ca in (("trusted", True), ("empty", False)):
-        (tmp_path / name).mkdir()
-        if with_ca:
-            shutil.copy(tmp_path / "ca.pem", tmp_path / name / "ca.pem")
-            openssl("rehash", name)
-    for name, expected in (("trusted", "verified 200"), ("empty", "refused")):
-        env_vars = {**os.environ, "SSL_CERT_FILE": "/dev/null", "SSL_CERT_DIR": str(tmp_path / name)}
-        out = subprocess.run([sys.executable, "-c", _TLS_CLIENT, str(tmp_path / "srv.pem"), str(tmp_path / "srv.key")],
-                             env=env_vars, capture_output=True, text=True, check=True, timeout=60).stdout
-        assert out.strip() == expected, name
