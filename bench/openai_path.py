@@ -13,7 +13,8 @@ chat body, and each server's alpha2 converse to its ``openai`` Component. Two pl
 
 In each round the paths run one after the other (direct, daprd, parley; the order rotates per
 round), so a neighbour's load falls on all alike. Added latency = the server's p50/p99 minus the
-direct path's in the same round, averaged over rounds. Also printed: each server's CPU time per
+direct path's in the same round; the table gives the median over rounds (a busy moment on a shared
+machine makes a mean meaningless). Also printed: each server's CPU time per
 request (utime+stime from ``/proc/<pid>/stat`` over the window), steadier than latency on a shared
 machine. ``--baseline DIR`` adds parley from another checkout as ``base`` for an A/B.
 """
@@ -120,14 +121,14 @@ def report(got: dict[tuple[str, int, str], list[harness.Load]], cpu: dict[tuple[
     for placement in PLACEMENTS:
         for connections in CONNECTIONS:
             direct = got[(placement, connections, "direct")]
-            row = (f"| {placement} | {connections} | {statistics.fmean(d.p50_ms for d in direct):.2f} / "
-                   f"{statistics.fmean(d.p99_ms for d in direct):.2f} |")
+            row = (f"| {placement} | {connections} | {statistics.median(d.p50_ms for d in direct):.2f} / "
+                   f"{statistics.median(d.p99_ms for d in direct):.2f} |")
             added: dict[str, tuple[float, float]] = {}
             for name in servers:
                 loads = got[(placement, connections, name)]
                 # paired by round: each window's figure minus the direct path's of the same round
-                p50 = statistics.fmean(x.p50_ms - d.p50_ms for x, d in zip(loads, direct, strict=True))
-                p99 = statistics.fmean(x.p99_ms - d.p99_ms for x, d in zip(loads, direct, strict=True))
+                p50 = statistics.median(x.p50_ms - d.p50_ms for x, d in zip(loads, direct, strict=True))
+                p99 = statistics.median(x.p99_ms - d.p99_ms for x, d in zip(loads, direct, strict=True))
                 added[name] = (p50, p99)
                 row += f" {p50:+.2f} / {p99:+.2f} | {statistics.median(cpu[(placement, connections, name)]):.0f} |"
             if "daprd" in servers:
