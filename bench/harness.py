@@ -94,6 +94,8 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    """Requests answered in the window (wrk's count; 0 where the load generator does not say)."""
 
 
 def _ms(text: str) -> float:
@@ -104,8 +106,10 @@ def _ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def wrk(url: str, body: str, *, connections: int, seconds: float = 5.0, threads: int = 1) -> Load:
-    """POST ``body`` to ``url`` as fast as possible; requires Debian's ``wrk``."""
+def wrk(url: str, body: str, *, connections: int, seconds: float = 5.0, threads: int = 1,
+        cpus: str | None = None) -> Load:
+    """POST ``body`` to ``url`` as fast as possible; requires Debian's ``wrk``. ``cpus`` pins wrk
+    (``taskset -c CPUS``)."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
@@ -113,8 +117,9 @@ def wrk(url: str, body: str, *, connections: int, seconds: float = 5.0, threads:
         script.write(f'wrk.method = "POST"\nwrk.body = "{body_lua}"\n'
                      'wrk.headers["Content-Type"] = "application/json"\n')
     try:
+        pin = ["taskset", "-c", cpus] if cpus else []
         out = subprocess.run(
-            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name, url],
+            [*pin, "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script.name, url],
             capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
     finally:
         os.unlink(script.name)
@@ -128,7 +133,8 @@ def wrk(url: str, body: str, *, connections: int, seconds: float = 5.0, threads:
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         errors += sum(int(g) for g in m.groups())
-    return Load(rps, p50, p99, errors)
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return Load(rps, p50, p99, errors, done)
 
 
 def sidecar_argv(http: int, grpc: int, metrics: int, public: int, resources: Path) -> list[str]:
@@ -137,3 +143,11 @@ def sidecar_argv(http: int, grpc: int, metrics: int, public: int, resources: Pat
             "--dapr-public-port", str(public), "--dapr-listen-addresses", "127.0.0.1",
             "--metrics-listen-address", "127.0.0.1", "--dapr-public-listen-address", "127.0.0.1",
             "--log-level", "warn"]
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Set the CPU affinity of every thread of ``pid`` (``taskset -a -p``); threads it starts later
+    inherit it from their parent thread."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task), cpus)
