@@ -295,6 +295,34 @@ def test_workers_stop_when_the_first_one_is_killed(sidecar: Sidecar) -> None:
         time.sleep(0.05)
 
 
+def test_a_worker_left_alone_still_answers_metadata_writes_and_shutdown_calls(tmp_path: Path) -> None:
+    # Worker 1 killed outright: worker 2 shuts down, and first keeps serving for its block-shutdown
+    # period, as one sidecar does. Its link to worker 1 is closed then: a write that would be relayed
+    # through it must not fail the caller's request.
+    running = Sidecar(tmp_path, "--dapr-block-shutdown-duration", "60s")
+    second = 0
+    try:
+        running.wait_ready()
+        first, second = running.workers()
+        os.kill(first, signal.SIGKILL)
+        running.proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while not any("worker 1 is gone" in m for m in running.messages()):
+            assert time.monotonic() < deadline, running.messages()
+            time.sleep(0.05)
+        for value in ("blue", "green", "red"):
+            request = urllib.request.Request(f"http://127.0.0.1:{running.http}/v1.0/metadata/team",
+                                             data=value.encode(), method="PUT")
+            with urllib.request.urlopen(request, timeout=10) as resp:  # only worker 2 accepts now
+                assert resp.status == 204
+        assert json.loads(running.get(running.http, "/v1.0/metadata"))["extended"]["team"] == "red"
+        assert running.post("/v1.0/shutdown", b"")[0] == 204
+    finally:
+        if second:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(second, signal.SIGKILL)  # the test's own process, past its point
+
+
 def test_memory_in_process_is_refused_with_workers(tmp_path: Path) -> None:
     running = Sidecar(tmp_path, resources={
         "chat": component_yaml("chat", metadata={"memory": "true"}),
