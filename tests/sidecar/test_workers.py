@@ -353,9 +353,13 @@ def test_workers_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARLEY_WORKERS", "4")
     assert cli.settings_from_args([])[0].workers == 4
     assert cli.settings_from_args(["--workers", "1"])[0].workers == 1  # the flag wins
+    assert cli.settings_from_args([], environ={})[0].workers == 1  # the environment given, not the process's
+    assert cli.settings_from_args([], environ={"PARLEY_WORKERS": "2"})[0].workers == 2
     monkeypatch.setenv("PARLEY_WORKERS", "many")
     with pytest.raises(SystemExit, match="PARLEY_WORKERS"):
         cli.settings_from_args([])
+    assert cli.settings_from_args(["--workers", "2"])[0].workers == 2  # the flag wins over a bad value too
+    assert "--workers" in cli.build_parser().format_help()  # --help still works
 
 
 def test_absorb_sums_counters_and_histograms_and_takes_the_largest_gauge() -> None:
