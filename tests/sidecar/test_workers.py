@@ -239,14 +239,22 @@ def test_extended_metadata_written_on_one_worker_is_seen_on_every_one(sidecar: S
                                      method="PUT")
     with urllib.request.urlopen(request, timeout=10) as resp:
         assert resp.status == 204
-    deadline = time.monotonic() + 5
-    seen = 0
-    while seen < 20:  # new connections, so both workers answer
-        extended = json.loads(sidecar.get(sidecar.http, "/v1.0/metadata"))["extended"]
+    pids = sidecar.workers()
+    deadline = time.monotonic() + 10
+    seen: set[int] = set()
+    while seen != set(pids):  # new connections, until each worker has answered with the write
+        conn = socket.create_connection(("127.0.0.1", sidecar.http))
+        conn.sendall(b"GET /v1.0/metadata HTTP/1.1\r\nHost: x\r\n\r\n")
+        with conn.makefile("rb") as reply:
+            headers = reply.readline() + b"".join(iter(reply.readline, b"\r\n"))
+            length = int(headers.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+            extended = json.loads(reply.read(length))["extended"]
+        worker = _owner(_inode(conn.getsockname()[1], sidecar.http), pids)  # kept alive: still open
+        conn.close()
         if extended.get("team") == "blue":
-            seen += 1
+            seen.add(worker)
         else:
-            assert time.monotonic() < deadline, extended
+            assert time.monotonic() < deadline, (worker, extended)
             time.sleep(0.05)
 
 
