@@ -13,7 +13,8 @@ bytes. Same file names, package, messages, fields and numbers, so the wire and `
 forms are Dapr's; ``parley_sidecar.dapr_proto`` builds the classes from them.
 
 ``dapr_proto_any.py`` holds every file of the ``dapr`` package (and ``google/rpc/status.proto``, which
-one of them imports) byte for byte as the package adds them to protobuf's default pool. The sidecar
+one of them imports) byte for byte as the package adds them to protobuf's default pool (a file
+``dapr_proto_files`` holds with the same bytes is named there, not repeated). The sidecar
 loads them only when a JSON ``Any`` names a type it does not know (``wire``): with the ``dapr``
 package imported whole, as before, those types resolved, as they do in daprd.
 """
@@ -130,6 +131,8 @@ def render_any() -> str:
         "adds them to protobuf's default pool when a JSON ``Any`` names a type not there.",
         '"""',
         "",
+        "from parley_sidecar import dapr_proto_files",
+        "",
         "# google.protobuf modules to import first (the well-known types these files import)",
         "WELL_KNOWN: tuple[str, ...] = (",
         *(f'    "google.protobuf.{n.removeprefix(_WELL_KNOWN).removesuffix(".proto")}_pb2",' for n in well_known),
@@ -138,9 +141,16 @@ def render_any() -> str:
         f"PACKAGES: tuple[str, ...] = {tuple(sorted({f.package + '.' for f in files}))!r}",
         "FILES: tuple[str, ...] = (",
     ]
+    # A file dapr_proto_files holds byte for byte (ai.proto, metadata.proto) is named there, not repeated.
+    kept = {proto.name: (index, proto.SerializeToString(deterministic=True))
+            for index, proto in enumerate(file_protos())}
     for file in files:
         lines.append(f"    # {file.name}")
-        lines.extend(_b64_lines(file.serialized_pb))
+        index, data = kept.get(file.name, (-1, b""))
+        if data == file.serialized_pb:
+            lines.append(f"    dapr_proto_files.FILES[{index}]")
+        else:
+            lines.extend(_b64_lines(file.serialized_pb))
         lines.append("    ,")
     lines.append(")")
     return "\n".join(lines) + "\n"

@@ -91,8 +91,8 @@ def _duration(text: str) -> float:
     return seconds
 
 
-def _env_workers() -> int:
-    raw = os.environ.get("PARLEY_WORKERS", "")
+def _env_workers(env: Mapping[str, str]) -> int:
+    raw = env.get("PARLEY_WORKERS", "")
     try:
         return _positive(raw) if raw else 1
     except argparse.ArgumentTypeError as exc:
@@ -143,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Close an HTTP keep-alive connection idle for this long (0: never).")
     p.add_argument("--grpc-max-connection-idle", type=_duration, default="3m",
                    help="Send GOAWAY to a gRPC connection with no call for this long (0: never).")
-    p.add_argument("--workers", type=_positive, default=_env_workers(),
+    # Default None: PARLEY_WORKERS is read with the rest of the environment (settings_from_args),
+    # so that a bad value fails a start, not --help or --version.
+    p.add_argument("--workers", type=_positive, default=None,
                    help="Processes serving the API, sharing its ports (default 1, or PARLEY_WORKERS); see "
                         "docs/sidecar.md, Worker processes.")
     p.add_argument("--control-plane-address", default="",
@@ -208,7 +210,7 @@ def settings_from_args(
     else:
         s.config_file = Path(args.config) if args.config else None
     s.enable_api_logging = args.enable_api_logging
-    s.workers = args.workers
+    s.workers = args.workers if args.workers is not None else _env_workers(env)
     return s, args
 
 

@@ -103,6 +103,9 @@ class _Link:
         self._listeners = listeners
         self._writer: asyncio.StreamWriter | None = None
         self._pending: list[bytes] = []
+        self._gone = False
+        """Worker 1 has gone: nothing more is sent (uvloop raises on a write to a closed link, and a
+        metadata write or shutdown call in the drain that follows would fail with it)."""
         self._task: asyncio.Task[None] | None = None
 
     def attach(self, sidecar: runtime.Sidecar) -> None:
@@ -114,9 +117,11 @@ class _Link:
         self._task = asyncio.create_task(self._serve(sidecar, shared), name="worker-link")
 
     def send(self, message: tuple[Any, ...]) -> None:
+        if self._gone:
+            return
         if self._writer is None:
             self._pending.append(_frame(message))
-        else:
+        elif not self._writer.is_closing():
             self._writer.write(_frame(message))
 
     async def _serve(self, sidecar: runtime.Sidecar, shared: _SharedMetadata) -> None:
@@ -129,6 +134,8 @@ class _Link:
                 self.send(("metrics", message[1], sidecar.metrics.snapshot()))
             elif message[0] == "metadata":
                 shared.relayed(message[1], message[2])
+        self._gone = True
+        self._writer.close()
         log.warning("worker 1 is gone: shutting down")
         sidecar.shutdown_requested.set()
 

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,6 +32,9 @@ from tests.fakes.bedrock import BedrockFake
 from tests.fakes.openai import OpenAIFake
 from tests.fakes.server import FakeServer
 from tests.manifests import component_yaml
+
+if TYPE_CHECKING:
+    import openai
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -210,6 +213,16 @@ class OpenAISidecar:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.http_port}/v1"
+
+
+@pytest.fixture
+def client(openai_sidecar: OpenAISidecar) -> Iterator[openai.OpenAI]:
+    """The official ``openai`` package's client on the sidecar's ``/v1``, with its API token; no
+    retries, so a test sees the first answer."""
+    import openai  # only the OpenAI-speaking client tests need it
+
+    with openai.OpenAI(base_url=openai_sidecar.base_url, api_key=OPENAI_TOKEN, max_retries=0) as made:
+        yield made
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.clients.conftest import OPENAI_TOKEN, OpenAISidecar
+from tests.clients.conftest import OpenAISidecar
 from tests.fakes import recordings
 from tests.fakes.agent_openai import ThreadedFake
 from tests.fakes.server import Recorded, Reply
@@ -38,12 +38,6 @@ TOOLS: Any = [
 SIGNATURE_A, SIGNATURE_B = "CiUBjz1rX6pHsUo5d3L0mH1B", "CiIBjz1rXwq0Rk8t2VbN7s4H"
 STREAMED_SIGNATURE = "CiQB0e2Kb6ZlSWQx1Z5o"
 """The one in googleai_stream_tools.txt, on the first of its two parallel calls."""
-
-
-@pytest.fixture
-def client(openai_sidecar: OpenAISidecar) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=openai_sidecar.base_url, api_key=OPENAI_TOKEN, max_retries=0) as made:
-        yield made
 
 
 @pytest.fixture

@@ -29,12 +29,6 @@ WEATHER = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
-@pytest.fixture
-def client(openai_sidecar: OpenAISidecar) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=openai_sidecar.base_url, api_key=OPENAI_TOKEN, max_retries=0) as made:
-        yield made
-
-
 def eventually(condition: Callable[[], bool], within: float = 10.0) -> bool:
     """A generous bound on something that happens in another process, not a timing assertion."""
     deadline = time.monotonic() + within

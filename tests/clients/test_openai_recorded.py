@@ -8,7 +8,6 @@ the upstream fails midway raises the SDK's ``APIError`` and the next request wor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import openai
 import pytest
@@ -23,12 +22,6 @@ HELLO = [{"role": "user", "content": "hello"}]
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city",
     "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}
-
-
-@pytest.fixture
-def client(openai_sidecar: OpenAISidecar) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=openai_sidecar.base_url, api_key=OPENAI_TOKEN, max_retries=0) as made:
-        yield made
 
 
 def _replaying(sidecar: OpenAISidecar, provider: str, name: str) -> FakeServer:

@@ -32,6 +32,7 @@ from parley_operator.app import Operator
 from parley_operator.settings import InjectorSettings, OperatorSettings
 from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore
+from parley_sidecar.settings import OperatorLink
 
 COMPONENTS = "dapr.io/v1alpha1/components"
 TOKENREVIEWS = "authentication.k8s.io/v1/tokenreviews"
@@ -370,6 +371,19 @@ async def start_operator(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Star
 
 
 # -- sidecars ----------------------------------------------------------------------------------------
+@pytest.fixture
+async def operator_link(cluster: Cluster, start_operator: StartOperator, tmp_path: Path) -> OperatorLink:
+    """A running operator and the pod ``shop/web-1`` (app id ``web``): the link a whole sidecar in that
+    pod opens, its token and the operator's CA written to ``tmp_path`` (the sidecar reads them only from
+    files, which the injector mounts)."""
+    pod = await cluster.add_pod("shop", "web-1", "web")
+    op = await start_operator()
+    (tmp_path / "token").write_text(cluster.tokens.issue(pod))
+    (tmp_path / "ca.crt").write_text(op.ca_pem)
+    return OperatorLink(address=op.stream_address, token_path=tmp_path / "token", ca_path=tmp_path / "ca.crt",
+                        namespace="shop")
+
+
 class SnapshotAwareStore(ComponentStore):
     """The sidecar's real store, counting the operator's messages applied to it. Every message ends in
     one ``sync`` and the first is always the snapshot, so ``synced > 0`` means "the snapshot is in"."""

@@ -187,8 +187,14 @@ def _samples(text: bytes, name: str) -> dict[tuple[tuple[str, str], ...], float]
 
 
 def test_metrics_are_the_sum_over_workers(sidecar: Sidecar) -> None:
-    for _ in range(30):  # a new connection each: both workers answer some
-        assert sidecar.post()[0] == 200
+    pids = sidecar.workers()
+    served: list[int] = []
+    while len(served) < 30 or len(set(served)) < 2:  # a new connection each, until both workers answered some
+        assert len(served) < 200, "one worker accepted every connection"
+        conn, answer = _http_on_one_connection(sidecar.http)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        served.append(_owner(_inode(conn.getsockname()[1], sidecar.http), pids))
+        conn.close()
     calls = 0
     for _ in range(10):
         with grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc}") as channel:
@@ -198,14 +204,14 @@ def test_metrics_are_the_sum_over_workers(sidecar: Sidecar) -> None:
     text = sidecar.get(sidecar.metrics, "/")
     http = _samples(text, "dapr_http_server_request_count")
     key = (("app_id", "parley"), ("method", "POST"), ("path", ALPHA1), ("status", "200"))
-    assert http[key] == 30
+    assert http[key] == len(served)
     latency = _samples(text, "dapr_http_server_latency_count")
-    assert latency[key] == 30
+    assert latency[key] == len(served)
     rpc = _samples(text, "dapr_grpc_io_server_completed_rpcs")
     assert rpc[(("app_id", "parley"), ("grpc_server_method", "/dapr.proto.runtime.v1.Dapr/ConverseAlpha1"),
                 ("grpc_server_status", "OK"))] == calls
     component = _samples(text, "dapr_component_conversation_count")
-    assert sum(component.values()) == 30 + calls
+    assert sum(component.values()) == len(served) + calls
     breaker = _samples(text, "parley_circuit_breaker_state")
     assert breaker[(("component", "echo"), ("state", "closed"))] == 1
     # Worker 1 counts the scrapes of its metrics port, as one sidecar does.
@@ -233,14 +239,22 @@ def test_extended_metadata_written_on_one_worker_is_seen_on_every_one(sidecar: S
                                      method="PUT")
     with urllib.request.urlopen(request, timeout=10) as resp:
         assert resp.status == 204
-    deadline = time.monotonic() + 5
-    seen = 0
-    while seen < 20:  # new connections, so both workers answer
-        extended = json.loads(sidecar.get(sidecar.http, "/v1.0/metadata"))["extended"]
+    pids = sidecar.workers()
+    deadline = time.monotonic() + 10
+    seen: set[int] = set()
+    while seen != set(pids):  # new connections, until each worker has answered with the write
+        conn = socket.create_connection(("127.0.0.1", sidecar.http))
+        conn.sendall(b"GET /v1.0/metadata HTTP/1.1\r\nHost: x\r\n\r\n")
+        with conn.makefile("rb") as reply:
+            headers = reply.readline() + b"".join(iter(reply.readline, b"\r\n"))
+            length = int(headers.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+            extended = json.loads(reply.read(length))["extended"]
+        worker = _owner(_inode(conn.getsockname()[1], sidecar.http), pids)  # kept alive: still open
+        conn.close()
         if extended.get("team") == "blue":
-            seen += 1
+            seen.add(worker)
         else:
-            assert time.monotonic() < deadline, extended
+            assert time.monotonic() < deadline, (worker, extended)
             time.sleep(0.05)
 
 
@@ -295,6 +309,34 @@ def test_workers_stop_when_the_first_one_is_killed(sidecar: Sidecar) -> None:
         time.sleep(0.05)
 
 
+def test_a_worker_left_alone_still_answers_metadata_writes_and_shutdown_calls(tmp_path: Path) -> None:
+    # Worker 1 killed outright: worker 2 shuts down, and first keeps serving for its block-shutdown
+    # period, as one sidecar does. Its link to worker 1 is closed then: a write that would be relayed
+    # through it must not fail the caller's request.
+    running = Sidecar(tmp_path, "--dapr-block-shutdown-duration", "60s")
+    second = 0
+    try:
+        running.wait_ready()
+        first, second = running.workers()
+        os.kill(first, signal.SIGKILL)
+        running.proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while not any("worker 1 is gone" in m for m in running.messages()):
+            assert time.monotonic() < deadline, running.messages()
+            time.sleep(0.05)
+        for value in ("blue", "green", "red"):
+            request = urllib.request.Request(f"http://127.0.0.1:{running.http}/v1.0/metadata/team",
+                                             data=value.encode(), method="PUT")
+            with urllib.request.urlopen(request, timeout=10) as resp:  # only worker 2 accepts now
+                assert resp.status == 204
+        assert json.loads(running.get(running.http, "/v1.0/metadata"))["extended"]["team"] == "red"
+        assert running.post("/v1.0/shutdown", b"")[0] == 204
+    finally:
+        if second:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(second, signal.SIGKILL)  # the test's own process, past its point
+
+
 def test_memory_in_process_is_refused_with_workers(tmp_path: Path) -> None:
     running = Sidecar(tmp_path, resources={
         "chat": component_yaml("chat", metadata={"memory": "true"}),
@@ -325,9 +367,13 @@ def test_workers_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARLEY_WORKERS", "4")
     assert cli.settings_from_args([])[0].workers == 4
     assert cli.settings_from_args(["--workers", "1"])[0].workers == 1  # the flag wins
+    assert cli.settings_from_args([], environ={})[0].workers == 1  # the environment given, not the process's
+    assert cli.settings_from_args([], environ={"PARLEY_WORKERS": "2"})[0].workers == 2
     monkeypatch.setenv("PARLEY_WORKERS", "many")
     with pytest.raises(SystemExit, match="PARLEY_WORKERS"):
         cli.settings_from_args([])
+    assert cli.settings_from_args(["--workers", "2"])[0].workers == 2  # the flag wins over a bad value too
+    assert "--workers" in cli.build_parser().format_help()  # --help still works
 
 
 def test_absorb_sums_counters_and_histograms_and_takes_the_largest_gauge() -> None:

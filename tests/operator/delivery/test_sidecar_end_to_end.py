@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -13,21 +12,16 @@ from parley_sidecar.runtime import Sidecar
 from parley_sidecar.settings import OperatorLink, Ports, SidecarSettings
 
 if TYPE_CHECKING:
-    from conftest import Cluster, StartOperator
+    from conftest import Cluster
 
 
 async def test_component_applied_in_the_cluster_answers_through_the_sidecar(
-    cluster: Cluster, start_operator: StartOperator, tmp_path: Path
+    cluster: Cluster, operator_link: OperatorLink
 ) -> None:
-    pod = await cluster.add_pod("shop", "web-1", "web")
-    op = await start_operator()
-    (tmp_path / "token").write_text(cluster.tokens.issue(pod))
-    (tmp_path / "ca.crt").write_text(op.ca_pem)
     settings = SidecarSettings(
         app_id="web", namespace="shop", ports=Ports(http=0, grpc=0, metrics=0, public=0),
         listen_addresses=["127.0.0.1"], public_listen_address="127.0.0.1", metrics_listen_address="127.0.0.1",
-        operator=OperatorLink(address=op.stream_address, token_path=tmp_path / "token",
-                              ca_path=tmp_path / "ca.crt", namespace="shop"))
+        operator=operator_link)
     sidecar = Sidecar(settings)
     await sidecar.start()
     try:

@@ -8,14 +8,14 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
 from tests.conformance.servers import free_port
 
 if TYPE_CHECKING:
-    from conftest import Cluster, StartOperator
+    from conftest import Cluster
+    from parley_sidecar.settings import OperatorLink
 
 # The sidecar as the injector starts it, but with the token and CA in the test's directory (the CLI
 # reads them only from the paths the injector mounts).
@@ -35,16 +35,11 @@ workers.run(SidecarSettings(
 """
 
 
-async def test_components_from_the_operator_reach_every_worker(
-    cluster: Cluster, start_operator: StartOperator, tmp_path: Path
-) -> None:
-    pod = await cluster.add_pod("shop", "web-1", "web")
-    op = await start_operator()
-    (tmp_path / "token").write_text(cluster.tokens.issue(pod))
-    (tmp_path / "ca.crt").write_text(op.ca_pem)
+async def test_components_from_the_operator_reach_every_worker(cluster: Cluster, operator_link: OperatorLink) -> None:
     http = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SCRIPT, op.stream_address, str(tmp_path), str(http), str(free_port()),
+        sys.executable, "-c", SCRIPT, operator_link.address, str(operator_link.token_path.parent), str(http),
+        str(free_port()),
         str(free_port()), str(free_port()), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ})
     base = f"http://127.0.0.1:{http}"
