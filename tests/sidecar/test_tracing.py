@@ -312,6 +312,29 @@ async def test_the_callers_sampling_decision_is_followed(
         ["chat", "/v1.0-alpha2/conversation/echo/converse"] if recorded else [])
 
 
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1.0/no-such-api"),  # aiohttp's own 404, answered after the call's handler returned
+    ("POST", "/v1.0-alpha2/conversation/echo/converse/stream"),  # prepared by its handler
+])
+@pytest.mark.parametrize("sampled", [True, False])
+async def test_every_answer_names_its_call(
+        start_sidecar: StartSidecar, method: str, path: str, sampled: bool) -> None:
+    memory = InMemorySpanExporter()
+    tracing.install(OtelTracer(tracing.Plan(1.0 if sampled else 0.0, "http", "127.0.0.1:1", False, "test",
+                                            "test-app", False), processor=SimpleSpanProcessor(memory)))
+    try:
+        running = await start_sidecar({})
+        async with running.session.request(method, running.http + path, json=body("x")) as resp:
+            await resp.read()
+            version, trace_id, span_id, flags = resp.headers["traceparent"].split("-")
+    finally:
+        tracing.stop()
+    assert version == "00" and int(flags, 16) & 1 == sampled  # bit 0: sampled (the SDK sets 2, random ids)
+    assert trace_id != "0" * 32 and span_id != "0" * 16
+    spans = memory.get_finished_spans()
+    assert [hex_id(s.context.span_id, 16) for s in spans if s.parent is None] == ([span_id] if sampled else [])
+
+
 @pytest.mark.parametrize("caller", [None, f"00-{TRACE}-{PARENT}-00"])
 async def test_an_unsampled_call_carries_its_ids_to_the_provider(
         start_sidecar: StartSidecar, fake: OpenAIFake, rarely: InMemorySpanExporter, caller: str | None) -> None:
