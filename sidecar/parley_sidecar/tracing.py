@@ -69,6 +69,12 @@ class AttemptSpan(Protocol):
         """The attempt's work goes on after it returned (a stream): :func:`attempt`'s exit leaves it
         open, and whoever called this ends it with :meth:`end`."""
 
+    def collect(self, text: str) -> None:
+        """Add a streamed piece's text to the answer's (content capture on: ``capture_content``)."""
+
+    def collected(self) -> str:
+        """The text of the pieces :meth:`collect` was given, joined."""
+
     def end(self) -> None: ...
 
 

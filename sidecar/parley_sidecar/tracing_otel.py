@@ -175,11 +175,12 @@ class AttemptScope:
     """One provider attempt's client span: current (and :func:`tracing.attempt_span`) from its
     start until :meth:`close`, so the provider's HTTP request carries it as parent."""
 
-    __slots__ = ("_open", "_reset", "_token", "span")
+    __slots__ = ("_open", "_reset", "_text", "_token", "span")
 
     def __init__(self, span: trace.Span, var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> None:
         self.span = span
         self._open = False
+        self._text: list[str] = []
         self._token = otel_context.attach(trace.set_span_in_context(span))
         self._reset = (var, var.set(self))
 
@@ -194,6 +195,12 @@ class AttemptScope:
 
     def keep_open(self) -> None:
         self._open = True
+
+    def collect(self, text: str) -> None:
+        self._text.append(text)
+
+    def collected(self) -> str:
+        return "".join(self._text)
 
     def end(self) -> None:
         self.span.end()

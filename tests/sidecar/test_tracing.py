@@ -215,6 +215,24 @@ async def test_prompt_and_answer_text_only_when_opted_in(
     assert "echo: secret plan" in str(attributes["gen_ai.output.messages"])
 
 
+async def test_a_streamed_answer_text_only_when_opted_in(start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
+    spans: dict[bool, ReadableSpan] = {}
+    for capture in (False, True):
+        memory = InMemorySpanExporter()
+        tracing.install(OtelTracer(plan(capture=capture), processor=SimpleSpanProcessor(memory)))
+        try:
+            running = await start_sidecar({"llm.yaml": llm(fake)})
+            async with running.session.post(running.http + A2 + "/stream", json=body("secret plan")) as resp:
+                assert resp.status == 200
+                await resp.read()
+        finally:
+            tracing.stop()
+        [spans[capture]] = by_name(memory.get_finished_spans(), "chat gpt-4o-mini")
+    assert "gen_ai.output.messages" not in (spans[False].attributes or {})
+    assert json.loads(str((spans[True].attributes or {})["gen_ai.output.messages"])) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "echo: secret plan"}], "finish_reason": "stop"}]
+
+
 async def test_off_no_header_and_no_sdk_import(sidecar: Running) -> None:
     async with sidecar.session.post(sidecar.http + "/v1.0-alpha2/conversation/echo/converse",
                                     json=body("x"), headers={"traceparent": CALLER}) as resp:
