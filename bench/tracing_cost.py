@@ -102,12 +102,12 @@ def config_file(workdir: Path, rate: str, address: str) -> Path:
 
 
 def _start(stack: contextlib.ExitStack, extra: list[str], env: dict[str, str], pin: bool) -> harness.Server:
-    ports = [harness.free_port() for _ in range(4)]
-    argv = [*harness.sidecar_argv(*ports, harness.ROOT / "examples" / "components"), *extra]
+    http, grpc, metrics, public = (harness.free_port() for _ in range(4))
+    argv = [*harness.sidecar_argv(http, grpc, metrics, public, harness.ROOT / "examples" / "components"), *extra]
     if pin:  # taskset execs the sidecar: the pid stays the sidecar's
         argv = ["taskset", "-c", str(SIDECAR_CPU), *argv]
-    return stack.enter_context(harness.serve(argv, f"http://127.0.0.1:{ports[0]}/v1.0/healthz",
-                                             f"http://127.0.0.1:{ports[0]}{PATH}", env=env))
+    return stack.enter_context(harness.serve(argv, f"http://127.0.0.1:{http}/v1.0/healthz",
+                                             f"http://127.0.0.1:{http}{PATH}", env=env))
 
 
 def _row(name: str, rps: list[float], cpu: list[float], off_rps: list[float], off_cpu: list[float],
