@@ -1,13 +1,24 @@
-"""What tracing costs on the hot path: alpha2 echo over HTTP at 16 connections, tracing off vs a
-Configuration's ``samplingRate`` 0, 0.01 and 1 (OTLP/HTTP to a real Jaeger when it is built, else
-to a local sink that accepts every export), and idle RSS of each (issue #17, Measure).
+"""What tracing costs the sidecar on the hot path: alpha2 echo over HTTP at 16 connections, tracing
+off vs a Configuration's ``samplingRate`` 0, 0.01 and 1 (spans over OTLP/HTTP to a real Jaeger v2
+when it is built, else to a local sink answering 200), and idle RSS of each (issue #17, Measure).
 
-    python -m bench.tracing_cost [--seconds 5] [--rounds 3] [--rates 0,0.01,1] [--baseline-src DIR]
+    python -m bench.tracing_cost [--seconds 2] [--rounds 10] [--rates 0,0.01,1] [--backend jaeger|sink]
+                                 [--control] [--no-pin] [--baseline-src DIR]
 
-``--baseline-src`` adds a case "before": the sidecar from another checkout's ``sidecar/`` directory
-(e.g. a ``git worktree`` of the commit before tracing), to show that tracing off costs nothing.
-Cases run in turn, round after round, and each case's median is kept: the machine is shared, and
-interleaving spreads its noise over every case alike. Target: ≥ 0.95 of off at sampling 0.01.
+How, and why so: req/s and CPU time per request of one sidecar move by ±30 % between runs on a
+shared two-core machine, and CPU per request rises with the machine's load (a preempted sidecar
+comes back to cold caches), so cases measured minutes apart differ by more than the few per cent
+sought. So every case's sidecar is started once and kept running, and the load moves between them
+in short slices, round after round (a different order each round): a case's figure is compared with
+off's from the same round, seconds apart, and the median of those paired ratios is reported.
+``--control`` adds a second tracing-off sidecar ("off again"): its ratios show how far the method
+itself wanders. The sidecars run on CPU 0, wrk and the trace backend (this process's children) on
+CPU 1 (``--no-pin``: anywhere), so the backend's work is not counted as the sidecar's, nor does it
+take the sidecar's core. CPU per request is the sidecar process's CPU (all its threads: the batch
+exporter's too) from one of its slices to its next, less what it uses idle meanwhile (measured before
+the rounds), over the requests of its slice: a batch exported after its slice still counts. ``--baseline-src DIR`` measures every case again with the
+sidecar of another checkout's ``sidecar/`` directory ("before …"), against the same "off".
+Target: sampling 0.01 ≥ 0.95 of off's throughput.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import contextlib
 import http.server
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import threading
@@ -30,10 +42,23 @@ BODY = json.dumps({"inputs": [{"messages": [{"ofUser": {"content": [{"text": "Pl
                                                                               "the Dapr framework"}]}}]}]})
 PATH = "/v1.0-alpha2/conversation/echo/converse"
 CONNECTIONS = 16
+SIDECAR_CPU, LOAD_CPU = 0, 1
+DRAIN_S = 5.5
+"""Wait after the last round: the batch processor exports what is left within 5 s."""
+IDLE_S = 3.0
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of all ``pid``'s threads so far, in ns (``schedstat``: finer than ``stat``'s 10 ms ticks)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
 
 
 class _Sink(http.server.BaseHTTPRequestHandler):
-    """Accepts every OTLP/HTTP export (when Jaeger is not built): the exporter's cost is what is measured."""
+    """Accepts every OTLP/HTTP export and discards it: the cheapest backend there is."""
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -47,12 +72,12 @@ class _Sink(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def collector(workdir: Path) -> Iterator[tuple[str, str]]:
-    """(host:port of an OTLP/HTTP receiver, what it is)."""
+def collector(workdir: Path, backend: str) -> Iterator[tuple[str, str]]:
+    """(host:port of an OTLP/HTTP receiver, what it is): Jaeger when asked for and built, else the sink."""
     from tests.observability.jaeger import find_jaeger, start_jaeger
 
     binary, _ = find_jaeger()
-    if binary is not None:
+    if backend == "jaeger" and binary is not None:
         jaeger = start_jaeger(binary, workdir)
         try:
             yield jaeger.otlp_http, "Jaeger v2 (OTLP/HTTP)"
@@ -76,61 +101,91 @@ def config_file(workdir: Path, rate: str, address: str) -> Path:
     return path
 
 
-def run_case(extra: list[str], env: dict[str, str], seconds: float) -> tuple[float, float, float, float]:
-    """(req/s, p99 ms, idle RSS MB, CPU µs per request) of one sidecar under ``extra`` flags. CPU per
-    request is the steadier figure on a shared machine: another process's load lowers req/s, not it."""
-    ports = [harness.free_port() for _ in range(4)]
-    argv = [*harness.sidecar_argv(*ports, harness.ROOT / "examples" / "components"), *extra]
-    with harness.serve(argv, f"http://127.0.0.1:{ports[0]}/v1.0/healthz",
-                       f"http://127.0.0.1:{ports[0]}{PATH}", env=env) as parley:
-        harness.wrk(parley.url, BODY, connections=CONNECTIONS, seconds=1)  # warm-up
-        time.sleep(0.5)
-        idle = parley.rss_mb
-        cpu = harness.cpu_seconds(parley.proc.pid)
-        load = harness.wrk(parley.url, BODY, connections=CONNECTIONS, seconds=seconds)
-        cpu = harness.cpu_seconds(parley.proc.pid) - cpu
-        if load.errors:
-            raise RuntimeError(f"{load.errors} errors under load with {extra}")
-    return load.rps, load.p99_ms, idle, cpu / (load.rps * max(1, round(seconds))) * 1e6
+def _start(stack: contextlib.ExitStack, extra: list[str], env: dict[str, str], pin: bool) -> harness.Server:
+    http, grpc, metrics, public = (harness.free_port() for _ in range(4))
+    argv = [*harness.sidecar_argv(http, grpc, metrics, public, harness.ROOT / "examples" / "components"), *extra]
+    if pin:  # taskset execs the sidecar: the pid stays the sidecar's
+        argv = ["taskset", "-c", str(SIDECAR_CPU), *argv]
+    return stack.enter_context(harness.serve(argv, f"http://127.0.0.1:{http}/v1.0/healthz",
+                                             f"http://127.0.0.1:{http}{PATH}", env=env))
+
+
+def _row(name: str, rps: list[float], cpu: list[float], off_rps: list[float], off_cpu: list[float],
+         rss: float) -> str:
+    rps_ratio = [a / b for a, b in zip(rps, off_rps, strict=True)]
+    cpu_ratio = [a / b for a, b in zip(cpu, off_cpu, strict=True)]
+    return (f"{name:20} {statistics.median(rps):8.0f} {statistics.median(rps_ratio):7.3f} "
+            f"{min(rps_ratio):6.2f}-{max(rps_ratio):4.2f} {statistics.median(cpu):8.0f} "
+            f"{statistics.median(cpu_ratio):7.3f} {min(cpu_ratio):6.2f}-{max(cpu_ratio):4.2f} {rss:8.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=2, help="length of one slice of load (whole seconds: wrk's)")
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--rates", default="0,0.01,1",
                         help="samplingRate values to measure, comma-separated (0.0000001: traced, never sampled)")
-    parser.add_argument("--baseline-src", type=Path, help="a checkout's sidecar/ directory to measure as 'before'")
+    parser.add_argument("--backend", choices=("jaeger", "sink"), default="jaeger",
+                        help="where spans go (jaeger: the sink when Jaeger is not built)")
+    parser.add_argument("--control", action="store_true", help="add a second tracing-off case: the method's noise")
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="leave every process on any CPU")
+    parser.add_argument("--baseline-src", type=Path, help="a checkout's sidecar/ directory: every case again with it")
+    parser.add_argument("--raw", type=Path, help="write every slice's req/s and CPU µs per request to this JSON file")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, collector(Path(tmp)) as (address, backend):
+    pin = args.pin and hasattr(os, "sched_setaffinity") and shutil.which("taskset") is not None \
+        and len(os.sched_getaffinity(0)) >= 2
+    if pin:  # wrk and the backend are this process's children (or threads): they inherit CPU 1
+        os.sched_setaffinity(0, {LOAD_CPU})
+    with tempfile.TemporaryDirectory() as tmp, collector(Path(tmp), args.backend) as (address, backend), \
+            contextlib.ExitStack() as stack:
         work = Path(tmp)
         cases: dict[str, tuple[list[str], dict[str, str]]] = {"off": ([], {})}
-        if args.baseline_src is not None:
-            cases["before"] = ([], {"PYTHONPATH": str(args.baseline_src.resolve())})
+        if args.control:
+            cases["off again"] = ([], {})
         for rate in args.rates.split(","):
             cases[f"sampling {rate}"] = (["--config", str(config_file(work, rate, address))], {})
-        results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in cases}
+        if args.baseline_src is not None:  # every case again, with the other checkout's sidecar
+            before = {"PYTHONPATH": str(args.baseline_src.resolve())}
+            cases.update({f"before {name}": (extra, before) for name, (extra, _) in list(cases.items())
+                          if name != "off again"})
+        servers = {name: _start(stack, extra, env, pin) for name, (extra, env) in cases.items()}
+        for server in servers.values():
+            harness.wrk(server.url, BODY, connections=CONNECTIONS, seconds=1)  # warm-up
+        time.sleep(0.5)
+        idle = {name: server.rss_mb for name, server in servers.items()}
+        # A sidecar uses a little CPU while it waits (timers: about 2 ms a second), and each one
+        # waits through the other cases' slices: that is measured here and taken out below.
+        start = {name: (cpu_ns(server.proc.pid), time.monotonic()) for name, server in servers.items()}
+        time.sleep(IDLE_S)
+        idle_rate = {name: (cpu_ns(server.proc.pid) - start[name][0]) / (time.monotonic() - start[name][1])
+                     for name, server in servers.items()}
+        rps: dict[str, list[float]] = {name: [] for name in cases}
+        marks: dict[str, list[tuple[int, float]]] = {name: [] for name in cases}
         order = list(cases)
         for round_ in range(args.rounds):
-            # A different order each round: a neighbour's burst or Jaeger still ingesting the
-            # sampling-1 case's spans must not always land on the same case.
             order = order[1:] + order[:1] if round_ else order
             for name in order:
-                extra, env = cases[name]
-                results[name].append(run_case(extra, env, args.seconds))
-    off = statistics.median(r[0] for r in results["off"])
-    off_cpu = statistics.median(r[3] for r in results["off"])
-    print(f"alpha2 echo, {CONNECTIONS} connections, {args.rounds} rounds of {args.seconds:g} s, "
-          f"medians; spans to {backend}")
-    print(f"{'case':14} {'req/s':>8} {'vs off':>7} {'p99 ms':>7} {'CPU µs/req':>11} {'vs off':>7} {'idle RSS MB':>12}")
-    for name, runs in results.items():
-        rps = statistics.median(r[0] for r in runs)
-        p99 = statistics.median(r[1] for r in runs)
-        rss = statistics.median(r[2] for r in runs)
-        cpu = statistics.median(r[3] for r in runs)
-        print(f"{name:14} {rps:8.0f} {rps / off:7.3f} {p99:7.2f} {cpu:11.0f} {cpu / off_cpu:7.3f} {rss:12.1f}")
-    print("spread of req/s over the rounds (min-max): " + ", ".join(
-        f"{name} {min(r[0] for r in runs):.0f}-{max(r[0] for r in runs):.0f}" for name, runs in results.items()))
+                server = servers[name]
+                marks[name].append((cpu_ns(server.proc.pid), time.monotonic()))
+                load = harness.wrk(server.url, BODY, connections=CONNECTIONS, seconds=args.seconds)
+                if load.errors:
+                    raise RuntimeError(f"{load.errors} errors under load in case {name}")
+                rps[name].append(load.rps)
+        time.sleep(DRAIN_S)
+        for name, server in servers.items():
+            marks[name].append((cpu_ns(server.proc.pid), time.monotonic()))
+    cpu = {name: [(b[0] - a[0] - idle_rate[name] * max(0.0, b[1] - a[1] - args.seconds)) / (r * args.seconds) / 1e3
+                  for a, b, r in zip(points[:-1], points[1:], rps[name], strict=True)]
+           for name, points in marks.items()}
+    if args.raw is not None:
+        args.raw.write_text(json.dumps({"rps": rps, "cpu_us": cpu, "order": list(cases)}))
+    print(f"alpha2 echo, {CONNECTIONS} connections, {args.rounds} rounds of {args.seconds} s slices; spans to "
+          f"{backend}; " + (f"sidecars on CPU {SIDECAR_CPU}, wrk and backend on CPU {LOAD_CPU}" if pin else "unpinned"))
+    print("ratios: median over rounds of (case / off in the same round), with their min-max")
+    print(f"{'case':20} {'req/s':>8} {'vs off':>7} {'range':>11} {'CPU µs':>8} {'vs off':>7} {'range':>11} "
+          f"{'idle RSS':>8}")
+    for name in cases:
+        print(_row(name, rps[name], cpu[name], rps["off"], cpu["off"], idle[name]))
     print(f"load average during the run: {os.getloadavg()[0]:.2f} (1 min, at its end)")
     print("target: sampling 0.01 ≥ 0.95 of off's throughput (≤ 1.05 of its CPU per request)")
 

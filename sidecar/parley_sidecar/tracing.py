@@ -30,8 +30,8 @@ from parley_sidecar.settings import Tracing
 if TYPE_CHECKING:
     from parley_sidecar import tracing_otel
 
-__all__ = ["AttemptSpan", "Plan", "attempt", "attempt_span", "capture_content", "current", "install", "outgoing",
-           "plan", "recording", "start", "stop"]
+__all__ = ["CALL", "AttemptSpan", "Plan", "attempt", "attempt_span", "capture_content", "current", "install",
+           "outgoing", "plan", "recording", "start", "stop"]
 
 log = logging.getLogger("parley.tracing")
 
@@ -69,6 +69,12 @@ class AttemptSpan(Protocol):
         """The attempt's work goes on after it returned (a stream): :func:`attempt`'s exit leaves it
         open, and whoever called this ends it with :meth:`end`."""
 
+    def collect(self, text: str) -> None:
+        """Add a streamed piece's text to the answer's (content capture on: ``capture_content``)."""
+
+    def collected(self) -> str:
+        """The text of the pieces :meth:`collect` was given, joined."""
+
     def end(self) -> None: ...
 
 
@@ -79,6 +85,11 @@ class _Running:
 
 
 _ATTEMPT: ContextVar[AttemptSpan | None] = ContextVar("parley_attempt_span", default=None)
+CALL: ContextVar[tracing_otel.ServerScope | tracing_otel.UnsampledScope | None] = ContextVar("parley_call",
+                                                                                         default=None)
+"""The API call the running task serves, sampled or not (set by ``tracing_otel``'s scopes). Here, so
+that :func:`recording` answers the 99 unsampled calls in 100 of a low rate without calling into
+the tracer, and so that ``surface.trace_headers`` finds the call without the request's state."""
 
 
 def current() -> tracing_otel.OtelTracer | None:
@@ -91,7 +102,10 @@ def recording() -> bool:
     unsampled call they would be dropped anyway (sampling follows the parent), and the call's own
     context still reaches the provider. This keeps the unsampled 99 % of calls cheap."""
     tracer = _Running.tracer
-    return tracer is not None and tracer.recording()
+    if tracer is None:
+        return False
+    call = CALL.get()
+    return (call is None or call.sampled) and tracer.recording()
 
 
 def attempt_span() -> AttemptSpan | None:

@@ -215,6 +215,24 @@ async def test_prompt_and_answer_text_only_when_opted_in(
     assert "echo: secret plan" in str(attributes["gen_ai.output.messages"])
 
 
+async def test_a_streamed_answer_text_only_when_opted_in(start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
+    spans: dict[bool, ReadableSpan] = {}
+    for capture in (False, True):
+        memory = InMemorySpanExporter()
+        tracing.install(OtelTracer(plan(capture=capture), processor=SimpleSpanProcessor(memory)))
+        try:
+            running = await start_sidecar({"llm.yaml": llm(fake)})
+            async with running.session.post(running.http + A2 + "/stream", json=body("secret plan")) as resp:
+                assert resp.status == 200
+                await resp.read()
+        finally:
+            tracing.stop()
+        [spans[capture]] = by_name(memory.get_finished_spans(), "chat gpt-4o-mini")
+    assert "gen_ai.output.messages" not in (spans[False].attributes or {})
+    assert json.loads(str((spans[True].attributes or {})["gen_ai.output.messages"])) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "echo: secret plan"}], "finish_reason": "stop"}]
+
+
 async def test_off_no_header_and_no_sdk_import(sidecar: Running) -> None:
     async with sidecar.session.post(sidecar.http + "/v1.0-alpha2/conversation/echo/converse",
                                     json=body("x"), headers={"traceparent": CALLER}) as resp:
@@ -310,6 +328,29 @@ async def test_the_callers_sampling_decision_is_followed(
     assert span_id not in (PARENT, "0" * 16)
     assert [s.name for s in rarely.get_finished_spans()] == (
         ["chat", "/v1.0-alpha2/conversation/echo/converse"] if recorded else [])
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1.0/no-such-api"),  # aiohttp's own 404, answered after the call's handler returned
+    ("POST", "/v1.0-alpha2/conversation/echo/converse/stream"),  # prepared by its handler
+])
+@pytest.mark.parametrize("sampled", [True, False])
+async def test_every_answer_names_its_call(
+        start_sidecar: StartSidecar, method: str, path: str, sampled: bool) -> None:
+    memory = InMemorySpanExporter()
+    tracing.install(OtelTracer(tracing.Plan(1.0 if sampled else 0.0, "http", "127.0.0.1:1", False, "test",
+                                            "test-app", False), processor=SimpleSpanProcessor(memory)))
+    try:
+        running = await start_sidecar({})
+        async with running.session.request(method, running.http + path, json=body("x")) as resp:
+            await resp.read()
+            version, trace_id, span_id, flags = resp.headers["traceparent"].split("-")
+    finally:
+        tracing.stop()
+    assert version == "00" and int(flags, 16) & 1 == sampled  # bit 0: sampled (the SDK sets 2, random ids)
+    assert trace_id != "0" * 32 and span_id != "0" * 16
+    spans = memory.get_finished_spans()
+    assert [hex_id(s.context.span_id, 16) for s in spans if s.parent is None] == ([span_id] if sampled else [])
 
 
 @pytest.mark.parametrize("caller", [None, f"00-{TRACE}-{PARENT}-00"])

@@ -46,7 +46,8 @@ PATH_LABEL: web.AppKey[PathLabel] = web.AppKey("surface_path_label")
 MATCH = "parley.match"
 """Request key: the route match of a request served under its cleaned path (``public.reroute``)."""
 TRACE: web.RequestKey[Any] = web.RequestKey("parley_trace", object)
-"""The request's server span (``tracing_otel.ServerScope``) while tracing is on."""
+"""The call's scope (``tracing_otel.ServerScope`` or ``UnsampledScope``) of a request answered with an
+``HTTPException``: aiohttp prepares that answer after :func:`traced` has left the call."""
 
 
 def route_path(request: web.Request) -> str:
@@ -115,22 +116,32 @@ def traced(front: Front) -> Front:
         if tracer is None or "/healthz" in request.raw_path:
             return await front(request)
         scope = tracer.http_server(request.method, lambda: request.path, request.headers)
-        request[TRACE] = scope
+        response: web.StreamResponse | None = None
         status = CLIENT_GONE
         try:
             response = await front(request)
-            status = response.status
-            if not response.prepared and "traceparent" not in response.headers:
-                scope.answer(response.headers)  # the hot path's answers skip the signal below
+            headers = response.headers
+            if not response.prepared and "traceparent" not in headers:
+                scope.answer(headers)  # the hot path's answers skip the signal below
             return response
         except web.HTTPException as exc:
             status = exc.status
+            request[TRACE] = scope  # aiohttp answers it once this returns: trace_headers finds the call here
             raise
         finally:
-            scope.close(lambda: {"dapr.status_code": str(status), "http.response.status_code": status},
-                        lambda: _status_text(status) if status >= 400 else None)
+            if not scope.sampled:  # 99 calls in 100 at a low rate: nothing to build, nothing recorded
+                scope.close(dict, _no_error)
+            else:
+                if response is not None:
+                    status = response.status
+                scope.close(lambda: {"dapr.status_code": str(status), "http.response.status_code": status},
+                            lambda: _status_text(status) if status >= 400 else None)
 
     return handle
+
+
+def _no_error() -> None:
+    return None
 
 
 def _status_text(status: int) -> str:
@@ -144,8 +155,8 @@ def _status_text(status: int) -> str:
 
 async def trace_headers(request: web.Request, response: web.StreamResponse) -> None:
     """daprd answers with the ``traceparent`` (and ``tracestate``) of its span: so does parley, also
-    on a stream (prepared by its handler, before ``traced`` sees the response)."""
-    scope = request.get(TRACE)
+    on a stream (prepared by its handler, inside the call: ``tracing.CALL``)."""
+    scope = tracing.CALL.get() or request.get(TRACE)
     if scope is not None and "traceparent" not in response.headers:
         scope.answer(response.headers)
 

@@ -194,7 +194,12 @@ def _answered(response: base.ConverseResponse) -> dict[str, tracing.Value]:
 
 
 def _piece(span: tracing.AttemptSpan, delta: base.Delta) -> None:
-    """What a streamed piece says of the answer as a whole (most pieces say nothing: no cost)."""
+    """What a streamed piece says of the answer as a whole (most pieces say nothing: no cost).
+    With content capture on, the pieces' text is gathered and set at the finish, as :func:`_answered`
+    sets a whole answer's."""
+    capture = tracing.capture_content()
+    if capture and delta.content:
+        span.collect(delta.content)
     if not (delta.model or delta.finish_reason or delta.usage is not None):
         return
     attributes: dict[str, tracing.Value] = {}
@@ -202,6 +207,10 @@ def _piece(span: tracing.AttemptSpan, delta: base.Delta) -> None:
         attributes["gen_ai.response.model"] = delta.model
     if delta.finish_reason:
         attributes["gen_ai.response.finish_reasons"] = (delta.finish_reason,)
+        if capture:
+            attributes["gen_ai.output.messages"] = json.dumps(
+                [{"role": "assistant", "parts": [{"type": "text", "content": span.collected()}],
+                  "finish_reason": delta.finish_reason}], ensure_ascii=False)
     _usage(delta.usage, attributes)
     span.answered(attributes)
 
