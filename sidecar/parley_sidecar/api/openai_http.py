@@ -249,19 +249,15 @@ def _options(request: web.Request, call: openai_chat.ChatCall) -> tuple[bool, st
     return scrub == "true", request.headers.get(CONTEXT_HEADER, "") or call.request.user
 
 
-async def _relay(request: web.Request, call: openai_chat.ChatCall,
-                 pieces: AsyncGenerator[base.Delta, None]) -> web.StreamResponse:
-    """Pull the first piece before any header is sent (so an early failure is a plain status)."""
+async def _first(pieces: AsyncGenerator[base.Delta, None]) -> base.Delta:
+    """The first piece, pulled before any header is sent (so an early failure is a plain status)."""
     try:
-        first = await anext(pieces)
+        return await anext(pieces)
     except StopAsyncIteration:
-        first = base.Delta()
+        return base.Delta()
     except BaseException:
         await pieces.aclose()
         raise
-    chunks = _Chunks(call)
-    # relay closes ``pieces`` however it ends (the client left: the upstream call is cancelled)
-    return await sse.relay(request, first, pieces, chunks.piece, _error_event, end=chunks.tail)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -280,8 +276,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         scrub, context_id = _options(request, call)
         pipeline = request.app[PIPELINE]
         if call.stream:
-            return await _relay(request, call,
-                                openai_chat.stream(pipeline, call, scrub=scrub, context_id=context_id))
+            pieces = await openai_chat.stream(pipeline, call, scrub=scrub, context_id=context_id)
+            first = await _first(pieces)
+            chunks = _Chunks(call)
+            # relay closes ``pieces`` however it ends (the client left: the upstream call is cancelled)
+            return await sse.relay(request, first, pieces, chunks.piece, _error_event, end=chunks.tail)
         response = await openai_chat.complete(pipeline, call, scrub=scrub, context_id=context_id)
         return web.Response(body=_dumps(_completion(call, response)), content_type=_JSON)
     except errors.ParleyError as exc:
