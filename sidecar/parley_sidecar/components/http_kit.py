@@ -358,7 +358,10 @@ class open_stream:  # used as a function: ``async with open_stream(...) as body`
             raise
         return StreamBody(resp, provider=provider, max_bytes=max_bytes, deadline=deadline, timeout=timeout)
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        resp = self._resp
+        if exc_type is None and resp is not None and not resp.content.at_eof():
+            await _drain(resp)
         self._close()
 
     def _close(self) -> None:
@@ -369,6 +372,28 @@ class open_stream:  # used as a function: ``async with open_stream(...) as body`
             resp.release()
         else:
             resp.close()
+
+
+_DRAIN_SECONDS = 0.25
+"""How long a stream whose answer has ended (``[DONE]``, ``message_stop``) waits for the end of the
+HTTP body. A provider sends its end marker, then the body's end (the last chunk of a chunked
+body) in a write of its own; until that is read the connection cannot go back to the pool, and
+closing it instead makes the next call open a new connection (a TCP connect, and for a real
+provider a TLS handshake) before its first token. Nearly always it is already on its way."""
+_DRAIN_BYTES = 64 << 10
+"""Anything after the end marker is not read past this (it is not part of the answer)."""
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read what is left of a finished stream's body, briefly, so its connection can be reused;
+    whatever goes wrong here only means the connection is closed instead."""
+    left = _DRAIN_BYTES
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while left > 0 and (chunk := await resp.content.readany()):
+                left -= len(chunk)
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        pass
 
 
 def _proxies_from_environment(environ: Mapping[str, str]) -> dict[str, str]:
