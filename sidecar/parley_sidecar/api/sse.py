@@ -90,8 +90,8 @@ async def relay(
             log.exception("stream on %s failed unexpectedly", request.path)
             await response.write(on_error(errors.Internal()))
         else:
-            if data:
-                await response.write(data)
+            # the closing events and the body's end in one write (one send, not two)
+            await response.write_eof(data)
         await response.write_eof()
     except ConnectionResetError:  # the client stopped reading and closed: nothing left to tell it
         log.debug("stream client went away on %s", request.path)
