@@ -103,7 +103,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        phases = (("latency", []), ("hold", ["--think-ms", "10", "--chunks", "40", "--gap-ms", "1000"]))
+        phases: tuple[tuple[str, list[str]], ...] = (
+            ("latency", []), ("hold", ["--think-ms", "10", "--chunks", "40", "--gap-ms", "1000"]))
         for phase, upstream_args in phases[1:] if args.hold_only else phases:
             up = harness.free_port()
             upstream_argv = [sys.executable, "-m", "bench.stream_upstream", str(up), *upstream_args]
