@@ -360,9 +360,11 @@ class open_stream:  # used as a function: ``async with open_stream(...) as body`
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         resp = self._resp
-        if exc_type is None and resp is not None and not resp.content.at_eof():
-            await _drain(resp)
-        self._close()
+        try:
+            if exc_type is None and resp is not None and not resp.content.at_eof():
+                await _drain(resp)
+        finally:  # a cancelled drain (the caller left meanwhile) still closes the connection
+            self._close()
 
     def _close(self) -> None:
         resp, self._resp = self._resp, None
