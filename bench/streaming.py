@@ -1,6 +1,6 @@
 """Streaming through parley and through LiteLLM's proxy, against the model streaming directly.
 
-    python -m bench.streaming [--seconds 10] [--hold 1000] [--no-litellm]
+    python -m bench.streaming [--seconds 10] [--hold 1000] [--no-litellm] [--hold-only]
 
 One paced model (``bench.stream_upstream``: 100 ms to its first token, then 20 chunks 25 ms apart,
 OpenAI's SSE) runs in its own process. The same client (``bench.stream_client``, its own process)
@@ -12,7 +12,7 @@ first and again last, and each figure is taken over the lower of the two: a burs
 on a shared machine during one direct run would otherwise make a server look faster than the
 model it relays (the added figures err on the side of too large, never too small). Then each holds ``--hold`` streams
 open at once (a model that sends a chunk a second) and its RSS growth per open stream is read
-from /proc. parley's component gets ``maxConnections`` above the stream count: its default pool
+from /proc (``--hold-only``: that alone, no latency runs). parley's component gets ``maxConnections`` above the stream count: its default pool
 (64) would queue the rest, which is the setting a user streaming that much raises too.
 """
 
@@ -73,20 +73,39 @@ def hold(url: str, streams: int, pid: int) -> tuple[float, float, int]:
     return before, during, failed
 
 
+def _latency_table(people: list[str], results: dict[tuple[str, int], dict[str, float]]) -> None:
+    print("\n| streams | who | streams done | errors | TTFT p50 | TTFT p99 | gap p50 | gap p99 | added TTFT p50 / p99 | added gap p50 / p99 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for concurrency in (1, 100):
+        runs = [results[(person, concurrency)] for person in DIRECT]
+        base = {key: min(run[key] for run in runs) for key in ("ttft_p50", "ttft_p99", "gap_p50", "gap_p99")}
+        for person in people:
+            r = results[(person, concurrency)]
+            added = "" if person in DIRECT else (
+                f"{r['ttft_p50'] - base['ttft_p50']:+.2f} / {r['ttft_p99'] - base['ttft_p99']:+.2f} ms")
+            gap = "" if person in DIRECT else (
+                f"{r['gap_p50'] - base['gap_p50']:+.2f} / {r['gap_p99'] - base['gap_p99']:+.2f} ms")
+            print(f"| {concurrency} | {person} | {r['streams']:.0f} | {r['errors']:.0f} | {r['ttft_p50']:.2f} ms | "
+                  f"{r['ttft_p99']:.2f} ms | {r['gap_p50']:.2f} ms | {r['gap_p99']:.2f} ms | {added} | {gap} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.streaming")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--hold", type=int, default=1000)
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--hold-only", action="store_true", help="only the RSS per open stream")
     args = parser.parse_args()
-    people = [p for p in PEOPLE if p != "litellm" or not args.no_litellm]
+    people = [p for p in PEOPLE if (p != "litellm" or not args.no_litellm) and not (args.hold_only and p in DIRECT)]
     exe = None if args.no_litellm else litellm_proxy.install()
     results: dict[tuple[str, int], dict[str, float]] = {}
     memory: dict[str, tuple[float, float, int]] = {}
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for phase, upstream_args in (("latency", []), ("hold", ["--think-ms", "10", "--chunks", "40", "--gap-ms", "1000"])):
+        phases: tuple[tuple[str, list[str]], ...] = (
+            ("latency", []), ("hold", ["--think-ms", "10", "--chunks", "40", "--gap-ms", "1000"]))
+        for phase, upstream_args in phases[1:] if args.hold_only else phases:
             up = harness.free_port()
             upstream_argv = [sys.executable, "-m", "bench.stream_upstream", str(up), *upstream_args]
             with harness.serve(upstream_argv, f"http://127.0.0.1:{up}/healthz", f"http://127.0.0.1:{up}/v1") as upstream:
@@ -120,19 +139,8 @@ def main() -> None:
                             memory[person] = hold(url, args.hold, running.proc.pid)
     print(f"# bench.streaming: {args.seconds:g} s per load, load average before {load_before:.1f}, "
           f"took {time.perf_counter() - started:.0f} s")
-    print("\n| streams | who | streams done | errors | TTFT p50 | TTFT p99 | gap p50 | gap p99 | added TTFT p50 / p99 | added gap p50 / p99 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for concurrency in (1, 100):
-        runs = [results[(person, concurrency)] for person in DIRECT]
-        base = {key: min(run[key] for run in runs) for key in ("ttft_p50", "ttft_p99", "gap_p50", "gap_p99")}
-        for person in people:
-            r = results[(person, concurrency)]
-            added = "" if person in DIRECT else (
-                f"{r['ttft_p50'] - base['ttft_p50']:+.2f} / {r['ttft_p99'] - base['ttft_p99']:+.2f} ms")
-            gap = "" if person in DIRECT else (
-                f"{r['gap_p50'] - base['gap_p50']:+.2f} / {r['gap_p99'] - base['gap_p99']:+.2f} ms")
-            print(f"| {concurrency} | {person} | {r['streams']:.0f} | {r['errors']:.0f} | {r['ttft_p50']:.2f} ms | "
-                  f"{r['ttft_p99']:.2f} ms | {r['gap_p50']:.2f} ms | {r['gap_p99']:.2f} ms | {added} | {gap} |")
+    if not args.hold_only:
+        _latency_table(people, results)
     if memory:
         print(f"\n| server | RSS idle | RSS with {args.hold} open streams | per open stream | failed |")
         print("| --- | --- | --- | --- | --- |")

@@ -265,19 +265,15 @@ def _caller_timeout(request: web.Request) -> float | None:
                                     code="invalid_value") from None
 
 
-async def _relay(request: web.Request, call: openai_chat.ChatCall,
-                 pieces: AsyncGenerator[base.Delta, None]) -> web.StreamResponse:
-    """Pull the first piece before any header is sent (so an early failure is a plain status)."""
+async def _first(pieces: AsyncGenerator[base.Delta, None]) -> base.Delta:
+    """The first piece, pulled before any header is sent (so an early failure is a plain status)."""
     try:
-        first = await anext(pieces)
+        return await anext(pieces)
     except StopAsyncIteration:
-        first = base.Delta()
+        return base.Delta()
     except BaseException:
         await pieces.aclose()
         raise
-    chunks = _Chunks(call)
-    # relay closes ``pieces`` however it ends (the client left: the upstream call is cancelled)
-    return await sse.relay(request, first, pieces, chunks.piece, _error_event, end=chunks.tail)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -297,10 +293,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         timeout = _caller_timeout(request)
         pipeline = request.app[PIPELINE]
         if call.stream:
-            pieces = openai_chat.stream(pipeline, call, scrub=scrub, context_id=context_id)
+            pieces = await openai_chat.stream(pipeline, call, scrub=scrub, context_id=context_id)
             if timeout is not None:  # the whole stream within the caller's budget
                 pieces = caller_timeout.stream_within(timeout, pieces, call.component)
-            return await _relay(request, call, pieces)
+            first = await _first(pieces)
+            chunks = _Chunks(call)
+            # relay closes ``pieces`` however it ends (the client left: the upstream call is cancelled)
+            return await sse.relay(request, first, pieces, chunks.piece, _error_event, end=chunks.tail)
         answer = openai_chat.complete(pipeline, call, scrub=scrub, context_id=context_id)
         response = await (answer if timeout is None else caller_timeout.within(timeout, answer, call.component))
         return web.Response(body=_dumps(_completion(call, response)), content_type=_JSON)

@@ -72,6 +72,7 @@ async def relay(
         head = encode(first)  # before the status is sent: a failure here can still be a plain error answer
         await response.prepare(request)
         await response.write(head)  # even empty: aiohttp sends the headers with the first write
+        del head, first  # sent: not held while the stream waits for its next piece
         try:
             # Each piece is encoded here and written as it comes, with no layer in between: this
             # loop runs once per streamed piece, so what it costs is paid for every token.
@@ -79,6 +80,7 @@ async def relay(
                 data = encode(piece)
                 if data:  # nothing to send (a role-only piece): not even a call into aiohttp
                     await response.write(data)
+                    data = b""  # nor the last chunk's bytes, while waiting for the next
             data = end() if callable(end) else end
         except errors.ParleyError as exc:  # mid-stream: the status is sent, so an event says it
             await response.write(on_error(exc))
@@ -88,8 +90,8 @@ async def relay(
             log.exception("stream on %s failed unexpectedly", request.path)
             await response.write(on_error(errors.Internal()))
         else:
-            if data:
-                await response.write(data)
+            # the closing events and the body's end in one write (one send, not two)
+            await response.write_eof(data)
         await response.write_eof()
     except ConnectionResetError:  # the client stopped reading and closed: nothing left to tell it
         log.debug("stream client went away on %s", request.path)

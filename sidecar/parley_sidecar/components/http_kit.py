@@ -27,13 +27,12 @@ upstream that echoes a key cannot leak it to a client or a log. Nothing here log
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import ipaddress
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -294,56 +293,109 @@ def _is_json(content_type: str) -> bool:
     return content_type.partition(";")[0].strip().lower() == "application/json"
 
 
-@contextlib.asynccontextmanager
-async def open_stream(
-    session: aiohttp.ClientSession,
-    url: Any,
-    data: bytes,
-    *,
-    headers: Mapping[str, str],
-    timeout: float | None,
-    provider: str,
-    secrets: Iterable[str] = (),
-    auth_detail: bool = False,
-    credential: str = "API key",
-    max_bytes: int,
-    proxy: str | None = None,
-) -> AsyncIterator[StreamBody]:
+class open_stream:  # used as a function: ``async with open_stream(...) as body``
     """POST ``data`` and hand over the streamed answer's body, or raise ProviderError as
     :func:`post_json` does for a refused connection or an error status. ``timeout`` bounds
     everything up to the first piece (until :meth:`StreamBody.arrived`). On leaving, the
     connection goes back to the pool when the body was read to its end, and is closed otherwise,
-    so the upstream sees a caller who left."""
-    deadline = asyncio.get_running_loop().time() + timeout if timeout else None
-    try:
-        async with asyncio.timeout_at(deadline):
-            resp = await session.post(url, data=data, headers=tracing.outgoing(headers), proxy=proxy,
-                                      timeout=aiohttp.ClientTimeout(total=None))
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise _unanswered(exc, provider, url, timeout) from None
-    del data  # sent: a long conversation's bytes are not held for as long as the answer streams
-    try:
-        status = resp.status
-        if status >= 400 or status < 200 or _is_json(resp.headers.get("Content-Type", "")):
-            try:
-                async with asyncio.timeout_at(deadline):
-                    raw = await _read_capped(resp, max_bytes, provider)
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                raise _unanswered(exc, provider, url, timeout) from None
-            if 200 <= status < 400:
-                # A server that ignored "stream": its whole answer (or its error) came as JSON.
-                detail = one_line(upstream_message(raw), secrets)[:_MAX_MESSAGE]
-                raise errors.ProviderError(
-                    f"{provider} answered with JSON instead of a stream"
-                    + (f": {detail}" if detail else ""), status=status)
-            raise error_for_status(provider, status, raw, resp.headers, secrets=secrets,
-                                   auth_detail=auth_detail, credential=credential)
-        yield StreamBody(resp, provider=provider, max_bytes=max_bytes, deadline=deadline, timeout=timeout)
-    finally:
+    so the upstream sees a caller who left.
+
+    A class rather than ``contextlib.asynccontextmanager``: that costs a generator, its frame and
+    the loop's weak reference to it for as long as the stream stays open (~1 KB per open stream)."""
+
+    __slots__ = ("_args", "_resp")
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: Any,
+        data: bytes,
+        *,
+        headers: Mapping[str, str],
+        timeout: float | None,
+        provider: str,
+        secrets: Iterable[str] = (),
+        auth_detail: bool = False,
+        credential: str = "API key",
+        max_bytes: int,
+        proxy: str | None = None,
+    ) -> None:
+        self._args: tuple[Any, ...] | None = (session, url, data, headers, timeout, provider, secrets, auth_detail,
+                                              credential, max_bytes, proxy)
+        self._resp: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> StreamBody:
+        assert self._args is not None, "open_stream is entered once"
+        session, url, data, headers, timeout, provider, secrets, auth_detail, credential, max_bytes, proxy = self._args
+        self._args = None  # sent: a long conversation's bytes are not held for as long as the answer streams
+        deadline = asyncio.get_running_loop().time() + timeout if timeout else None
+        try:
+            async with asyncio.timeout_at(deadline):
+                resp = await session.post(url, data=data, headers=tracing.outgoing(headers), proxy=proxy,
+                                          timeout=aiohttp.ClientTimeout(total=None))
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise _unanswered(exc, provider, url, timeout) from None
+        del data
+        self._resp = resp
+        try:
+            status = resp.status
+            if status >= 400 or status < 200 or _is_json(resp.headers.get("Content-Type", "")):
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        raw = await _read_capped(resp, max_bytes, provider)
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    raise _unanswered(exc, provider, url, timeout) from None
+                if 200 <= status < 400:
+                    # A server that ignored "stream": its whole answer (or its error) came as JSON.
+                    detail = one_line(upstream_message(raw), secrets)[:_MAX_MESSAGE]
+                    raise errors.ProviderError(
+                        f"{provider} answered with JSON instead of a stream"
+                        + (f": {detail}" if detail else ""), status=status)
+                raise error_for_status(provider, status, raw, resp.headers, secrets=secrets,
+                                       auth_detail=auth_detail, credential=credential)
+        except BaseException:
+            self._close()
+            raise
+        return StreamBody(resp, provider=provider, max_bytes=max_bytes, deadline=deadline, timeout=timeout)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        resp = self._resp
+        try:
+            if exc_type is None and resp is not None and not resp.content.at_eof():
+                await _drain(resp)
+        finally:  # a cancelled drain (the caller left meanwhile) still closes the connection
+            self._close()
+
+    def _close(self) -> None:
+        resp, self._resp = self._resp, None
+        if resp is None:
+            return
         if resp.content.at_eof():
             resp.release()
         else:
             resp.close()
+
+
+_DRAIN_SECONDS = 0.25
+"""How long a stream whose answer has ended (``[DONE]``, ``message_stop``) waits for the end of the
+HTTP body. A provider sends its end marker, then the body's end (the last chunk of a chunked
+body) in a write of its own; until that is read the connection cannot go back to the pool, and
+closing it instead makes the next call open a new connection (a TCP connect, and for a real
+provider a TLS handshake) before its first token. Nearly always it is already on its way."""
+_DRAIN_BYTES = 64 << 10
+"""Anything after the end marker is not read past this (it is not part of the answer)."""
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read what is left of a finished stream's body, briefly, so its connection can be reused;
+    whatever goes wrong here only means the connection is closed instead."""
+    left = _DRAIN_BYTES
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while left > 0 and (chunk := await resp.content.readany()):
+                left -= len(chunk)
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        pass
 
 
 def _proxies_from_environment(environ: Mapping[str, str]) -> dict[str, str]:

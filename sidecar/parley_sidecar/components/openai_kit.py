@@ -287,6 +287,9 @@ def parse_response(data: Any, model: str, request: base.ConverseRequest, provide
 
 
 
+_NO_EVENT = sse.Event("", "")
+
+
 class ChunkReader:
     """The state of one streamed answer: each ``chat.completion.chunk`` in, a piece out (or None
     when the chunk carries nothing to relay: the role, an empty text). No I/O here."""
@@ -460,19 +463,19 @@ class ChatCompletions(http_kit.ComponentSession):
         body["stream"] = True
         if self.dialect.stream_usage_option:
             body["stream_options"] = {"include_usage": True}
-        data = http_kit.encode(body)
-        del body  # only the bytes travel; the stream's frame holds neither for the answer's length
         url = self.url(model)
-        headers = self.headers(key) | {"Accept": "text/event-stream"}
         secrets = (key, self._key)
+        # The body, its bytes, the URL and the headers are handed to open_stream, not kept in this
+        # frame: it lives as long as the answer streams (memory per open stream).
+        opening = http_kit.open_stream(
+            self.session, url, http_kit.encode(body), headers=self.headers(key) | {"Accept": "text/event-stream"},
+            proxy=self.proxy(url), timeout=timeout, provider=self.dialect.provider, secrets=secrets,
+            max_bytes=self.context.max_response_bytes,
+        )
+        del body, url
         reader = ChunkReader(model, self.dialect.provider, secrets, tool_stop=self.dialect.stream_tool_stop,
                              extra_content=self.dialect.extra_content)
-        async with http_kit.open_stream(
-            self.session, url, data, headers=headers, proxy=self.proxy(url),
-            timeout=timeout, provider=self.dialect.provider, secrets=secrets,
-            max_bytes=self.context.max_response_bytes,
-        ) as upstream:
-            del data
+        async with opening as upstream:
             done = False
             # The parser is fed here rather than through sse.events: one generator less between
             # the socket and the client, on a path run once per token.
@@ -493,6 +496,8 @@ class ChatCompletions(http_kit.ComponentSession):
                     if delta is not None:
                         upstream.arrived()
                         yield delta
+                # not kept while waiting for the next bytes (memory per open stream)
+                received, event = b"", _NO_EVENT
             if not done:
                 raise upstream.truncated("data: [DONE]")
             yield reader.last(request)

@@ -414,14 +414,10 @@ async def complete(pipeline: Pipeline, call: ChatCall, *, scrub: bool = False,
 
 async def stream(pipeline: Pipeline, call: ChatCall, *, scrub: bool = False,
                  context_id: str = "") -> AsyncGenerator[base.Delta, None]:
-    """The answer piece by piece (same options as :func:`complete`). A refusal or a failure before
-    the first piece raises from the first ``__anext__``; closing this iterator closes the
-    pipeline's, which cancels the upstream call."""
+    """The answer piece by piece (same options as :func:`complete`): a refusal of the request
+    raises here, a failure before the first piece from the first ``__anext__``; closing the
+    generator cancels the upstream call. The pipeline's own generator, not one wrapped around it:
+    a layer costs its frame for as long as the stream stays open, and a call per piece."""
     prepared = await _prepare(pipeline, call, scrub)
-    pieces = pipeline.stream(call.component, prepared.entry, prepared.request, overrides=prepared.overrides,
-                             scrub_output=scrub, scrub_history=scrub, context_id=context_id)
-    try:
-        async for piece in pieces:
-            yield piece
-    finally:
-        await pieces.aclose()
+    return pipeline.stream(call.component, prepared.entry, prepared.request, overrides=prepared.overrides,
+                           scrub_output=scrub, scrub_history=scrub, context_id=context_id)

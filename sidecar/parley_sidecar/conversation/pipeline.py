@@ -9,7 +9,6 @@ imports a provider and never compares a component type: it only sees ``base.Conv
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -276,8 +275,8 @@ class Pipeline:
         success = False
         try:
             source = _replayed(hit) if hit is not None else self._upstream(name, entry, sent, raw)
-            async with contextlib.aclosing(source) as pieces:
-                async for delta in pieces:
+            try:  # aclosing() without its object: it would be held for as long as the stream is open
+                async for delta in source:
                     if scrubber is None:
                         out: base.Delta | None = delta
                     elif len(delta.content) > scrubbing.OFFLOAD_CHARS:
@@ -290,6 +289,8 @@ class Pipeline:
                         if answer is not None:
                             answer.add(out)
                         yield out
+            finally:
+                await source.aclose()
             for out in scrubber.finish() if scrubber is not None else ():
                 if answer is not None:
                     answer.add(out)
@@ -318,8 +319,8 @@ class Pipeline:
         error_type = "cancelled"  # unless it ends otherwise: the consumer closed it (the client left)
         try:
             resilient = resiliency.stream(self.store, entry, request, metrics=self.metrics)
-            async with contextlib.aclosing(resilient) as pieces:
-                async for delta in pieces:
+            try:
+                async for delta in resilient:
                     if first is None:
                         first = time.perf_counter()
                     if delta.model:
@@ -329,6 +330,8 @@ class Pipeline:
                     texts += 1 if delta.content else 0
                     streamed = delta.usage if delta.usage is not None else streamed
                     yield delta
+            finally:
+                await resilient.aclose()
             error_type = ""
         except Exception as exc:
             error_type, failure = _invoke_error(name, exc, " while streaming")
