@@ -360,20 +360,35 @@ class open_stream:  # used as a function: ``async with open_stream(...) as body`
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         resp = self._resp
-        try:
-            if exc_type is None and resp is not None and not resp.content.at_eof():
-                await _drain(resp)
-        finally:  # a cancelled drain (the caller left meanwhile) still closes the connection
-            self._close()
+        if exc_type is None and resp is not None and not resp.content.at_eof():
+            # The answer has ended: what is left of the body is read in a task of its own, waited
+            # for briefly (nearly always the body's end is already on its way, and the next call
+            # can then take this connection), so the caller's end of stream (OpenAI's [DONE])
+            # waits at most _DRAIN_INLINE for a provider slow to end its body.
+            self._resp = None
+            task = asyncio.get_running_loop().create_task(_drain(resp))
+            _DRAINING.add(task)
+            task.add_done_callback(_DRAINING.discard)
+            await asyncio.wait((task,), timeout=_DRAIN_INLINE)  # a timeout leaves the task running
+            return
+        self._close()
 
     def _close(self) -> None:
         resp, self._resp = self._resp, None
-        if resp is None:
-            return
-        if resp.content.at_eof():
-            resp.release()
-        else:
-            resp.close()
+        if resp is not None:
+            _release(resp)
+
+
+def _release(resp: aiohttp.ClientResponse) -> None:
+    """Back to the pool when the body was read to its end; closed otherwise (the upstream sees it)."""
+    if resp.content.at_eof():
+        resp.release()
+    else:
+        resp.close()
+
+
+_DRAINING: set[asyncio.Task[None]] = set()
+"""Drains in flight (the loop keeps only weak references to tasks)."""
 
 
 _DRAIN_SECONDS = 0.25
@@ -382,13 +397,15 @@ HTTP body. A provider sends its end marker, then the body's end (the last chunk 
 body) in a write of its own; until that is read the connection cannot go back to the pool, and
 closing it instead makes the next call open a new connection (a TCP connect, and for a real
 provider a TLS handshake) before its first token. Nearly always it is already on its way."""
+_DRAIN_INLINE = 0.02
+"""How long the stream's end waits for the drain before leaving it to finish on its own."""
 _DRAIN_BYTES = 64 << 10
 """Anything after the end marker is not read past this (it is not part of the answer)."""
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> None:
-    """Read what is left of a finished stream's body, briefly, so its connection can be reused;
-    whatever goes wrong here only means the connection is closed instead."""
+    """Read what is left of a finished stream's body, briefly, then release its connection (to the
+    pool if the body ended); whatever goes wrong here only means the connection is closed instead."""
     left = _DRAIN_BYTES
     try:
         async with asyncio.timeout(_DRAIN_SECONDS):
@@ -396,6 +413,8 @@ async def _drain(resp: aiohttp.ClientResponse) -> None:
                 left -= len(chunk)
     except (TimeoutError, aiohttp.ClientError, OSError):
         pass
+    finally:  # cancelled too (the loop closing): the connection is never left behind
+        _release(resp)
 
 
 def _proxies_from_environment(environ: Mapping[str, str]) -> dict[str, str]:
