@@ -1,6 +1,6 @@
 """Streaming through parley and through LiteLLM's proxy, against the model streaming directly.
 
-    python -m bench.streaming [--seconds 10] [--hold 1000] [--no-litellm] [--hold-only]
+    python -m bench.streaming [--seconds 10] [--hold 1000] [--no-litellm] [--hold-only] [--pin]
 
 One paced model (``bench.stream_upstream``: 100 ms to its first token, then 20 chunks 25 ms apart,
 OpenAI's SSE) runs in its own process. The same client (``bench.stream_client``, its own process)
@@ -14,6 +14,10 @@ model it relays (the added figures err on the side of too large, never too small
 open at once (a model that sends a chunk a second) and its RSS growth per open stream is read
 from /proc (``--hold-only``: that alone, no latency runs). parley's component gets ``maxConnections`` above the stream count: its default pool
 (64) would queue the rest, which is the setting a user streaming that much raises too.
+
+``--pin`` puts the server measured (parley, LiteLLM) on CPU 0 and the model and the client on
+CPU 1, as ``bench.vs_daprd`` pins daprd and parley: what a server adds is then its own work, not
+the two cores shared by three Python processes (and anyone else's work) queueing each other.
 """
 
 from __future__ import annotations
@@ -52,8 +56,12 @@ def litellm_config(directory: Path, upstream: int) -> Path:
     return path
 
 
+CLIENT_CPUS: list[str] = []
+"""``taskset -c 1`` with ``--pin``: the client (and the model) on CPU 1, the server measured on CPU 0."""
+
+
 def load(url: str, concurrency: int, seconds: float) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-m", "bench.stream_client", url, "bench", "--concurrency",
+    out = subprocess.run([*CLIENT_CPUS, sys.executable, "-m", "bench.stream_client", url, "bench", "--concurrency",
                           str(concurrency), "--seconds", str(seconds)], cwd=harness.ROOT, capture_output=True,
                          text=True, check=True, timeout=seconds + 180).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
@@ -95,7 +103,11 @@ def main() -> None:
     parser.add_argument("--hold", type=int, default=1000)
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--hold-only", action="store_true", help="only the RSS per open stream")
+    parser.add_argument("--pin", action="store_true",
+                        help="the server measured on CPU 0, the model and the client on CPU 1")
     args = parser.parse_args()
+    if args.pin:
+        CLIENT_CPUS.extend(["taskset", "-c", "1"])
     people = [p for p in PEOPLE if (p != "litellm" or not args.no_litellm) and not (args.hold_only and p in DIRECT)]
     exe = None if args.no_litellm else litellm_proxy.install()
     results: dict[tuple[str, int], dict[str, float]] = {}
@@ -109,6 +121,8 @@ def main() -> None:
             up = harness.free_port()
             upstream_argv = [sys.executable, "-m", "bench.stream_upstream", str(up), *upstream_args]
             with harness.serve(upstream_argv, f"http://127.0.0.1:{up}/healthz", f"http://127.0.0.1:{up}/v1") as upstream:
+                if args.pin:
+                    harness.pin(upstream.proc.pid, {1})
                 for person in people:
                     http = harness.free_port()
                     directory = Path(tmp) / f"{phase}-{person}"
@@ -130,6 +144,8 @@ def main() -> None:
                                 results[(person, concurrency)] = load(upstream.url + "/chat/completions", concurrency, args.seconds)
                         continue
                     with server as running:
+                        if args.pin:
+                            harness.pin(running.proc.pid, {0})
                         url = running.url + "/chat/completions"
                         load(url, 10, 2)  # warm-up: imports, pools, first-call paths
                         if phase == "latency":
@@ -137,7 +153,8 @@ def main() -> None:
                                 results[(person, concurrency)] = load(url, concurrency, args.seconds)
                         else:
                             memory[person] = hold(url, args.hold, running.proc.pid)
-    print(f"# bench.streaming: {args.seconds:g} s per load, load average before {load_before:.1f}, "
+    print(f"# bench.streaming: {args.seconds:g} s per load{', pinned' if args.pin else ''}, "
+          f"load average before {load_before:.1f}, "
           f"took {time.perf_counter() - started:.0f} s")
     if not args.hold_only:
         _latency_table(people, results)
