@@ -447,9 +447,12 @@ class ComponentSession:
             limit = self.context.max_connections
             # No session-wide timeout: each attempt applies its own. A CA bundle in SSL_CERT_FILE or
             # SSL_CERT_DIR is trusted (OpenSSL reads them when the process makes its default context).
+            # No cookie jar, as daprd's Go clients (an http.Client without a Jar ignores
+            # Set-Cookie): a provider's cookies (Cloudflare's on api.openai.com) are not sent back.
             self._own_session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
                 timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._own_session
 
