@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import ipaddress
 import json
 import os
@@ -214,10 +215,9 @@ async def post_json(
     ``url`` is a string or a ``yarl.URL`` (Bedrock passes an already-encoded one, because its
     signature covers the exact path bytes). At most ``max_bytes`` of the answer are read.
     """
-    client_timeout = aiohttp.ClientTimeout(total=timeout if timeout else None)
     try:
         async with session.post(url, data=data, headers=tracing.outgoing(headers),  # + traceparent when tracing
-                                timeout=client_timeout, proxy=proxy) as resp:
+                                timeout=_client_timeout(timeout), proxy=proxy) as resp:
             raw = await _read_capped(resp, max_bytes, provider)
             status = resp.status
             resp_headers = resp.headers
@@ -232,6 +232,12 @@ async def post_json(
         raise errors.ProviderError(
             f"{provider} returned a malformed response ({status}, body is not JSON)", status=status
         ) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(timeout: float | None) -> aiohttp.ClientTimeout:
+    """One (immutable) ``ClientTimeout`` per value: components pass their policy's few timeouts."""
+    return aiohttp.ClientTimeout(total=timeout if timeout else None)
 
 
 def _unanswered(exc: BaseException, provider: str, url: Any, timeout: float | None) -> errors.ProviderError:
