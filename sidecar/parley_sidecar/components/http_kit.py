@@ -215,9 +215,12 @@ async def post_json(
     ``url`` is a string or a ``yarl.URL`` (Bedrock passes an already-encoded one, because its
     signature covers the exact path bytes). At most ``max_bytes`` of the answer are read.
     """
+    # The headers as they are (a component's prebuilt CIMultiDict skips aiohttp's conversion),
+    # copied only to add traceparent when tracing is on.
+    sent = headers if tracing.current() is None else tracing.outgoing(headers)
     try:
-        async with session.post(url, data=data, headers=tracing.outgoing(headers),  # + traceparent when tracing
-                                timeout=_client_timeout(timeout), proxy=proxy) as resp:
+        async with session.post(url, data=data, headers=sent, timeout=_client_timeout(timeout),
+                                proxy=proxy) as resp:
             raw = await _read_capped(resp, max_bytes, provider)
             status = resp.status
             resp_headers = resp.headers
