@@ -221,7 +221,13 @@ async def post_json(
     try:
         async with session.post(url, data=data, headers=sent, timeout=_client_timeout(timeout),
                                 proxy=proxy) as resp:
-            raw = await _read_capped(resp, max_bytes, provider)
+            length = resp.content_length
+            if length is not None and length <= max_bytes and "Content-Encoding" not in resp.headers:
+                # The parser stops at Content-Length, so one read is capped (a compressed body's
+                # length says nothing of what it inflates to: that one is counted as it is read).
+                raw = await resp.read()
+            else:
+                raw = await _read_capped(resp, max_bytes, provider)
             status = resp.status
             resp_headers = resp.headers
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
