@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ipaddress
 import json
 import os
@@ -213,11 +214,19 @@ async def post_json(
     ``url`` is a string or a ``yarl.URL`` (Bedrock passes an already-encoded one, because its
     signature covers the exact path bytes). At most ``max_bytes`` of the answer are read.
     """
-    client_timeout = aiohttp.ClientTimeout(total=timeout if timeout else None)
+    # The headers as they are (a component's prebuilt CIMultiDict skips aiohttp's conversion),
+    # copied only to add traceparent when tracing is on.
+    sent = headers if tracing.current() is None else tracing.outgoing(headers)
     try:
-        async with session.post(url, data=data, headers=tracing.outgoing(headers),  # + traceparent when tracing
-                                timeout=client_timeout, proxy=proxy) as resp:
-            raw = await _read_capped(resp, max_bytes, provider)
+        async with session.post(url, data=data, headers=sent, timeout=_client_timeout(timeout),
+                                proxy=proxy) as resp:
+            length = resp.content_length
+            if length is not None and length <= max_bytes and "Content-Encoding" not in resp.headers:
+                # The parser stops at Content-Length, so one read is capped (a compressed body's
+                # length says nothing of what it inflates to: that one is counted as it is read).
+                raw = await resp.read()
+            else:
+                raw = await _read_capped(resp, max_bytes, provider)
             status = resp.status
             resp_headers = resp.headers
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -231,6 +240,12 @@ async def post_json(
         raise errors.ProviderError(
             f"{provider} returned a malformed response ({status}, body is not JSON)", status=status
         ) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(timeout: float | None) -> aiohttp.ClientTimeout:
+    """One (immutable) ``ClientTimeout`` per value: components pass their policy's few timeouts."""
+    return aiohttp.ClientTimeout(total=timeout if timeout else None)
 
 
 def _unanswered(exc: BaseException, provider: str, url: Any, timeout: float | None) -> errors.ProviderError:
@@ -518,9 +533,12 @@ class ComponentSession:
             limit = self.context.max_connections
             # No session-wide timeout: each attempt applies its own. A CA bundle in SSL_CERT_FILE or
             # SSL_CERT_DIR is trusted (OpenSSL reads them when the process makes its default context).
+            # No cookie jar, as daprd's Go clients (an http.Client without a Jar ignores
+            # Set-Cookie): a provider's cookies (Cloudflare's on api.openai.com) are not sent back.
             self._own_session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
                 timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._own_session
 

@@ -10,6 +10,7 @@ import pytest
 
 from parley_sidecar import errors
 from parley_sidecar.components import base
+from parley_sidecar.components import openai as openai_component
 from tests.fakes import OpenAIFake, Reply
 from tests.sidecar.components.conftest import OPENAI_KEY, Build, text_request, user
 
@@ -322,3 +323,21 @@ async def test_a_refusal_is_the_answer_text(build: Build, openai_fake: OpenAIFak
     response = await component.converse(text_request("Hi"), timeout=5)
     assert response.outputs[0].choices[0].content == "I can't help with that."
     assert response.usage is None
+
+
+async def test_cookies_the_provider_sets_are_not_sent_back(openai_fake: OpenAIFake) -> None:
+    """daprd's Go client has no cookie jar, so a cookie the provider sets (Cloudflare's ``__cf_bm``
+    in front of api.openai.com) never goes back; the component's own pool keeps none either."""
+    context = base.ComponentContext("openai", "conversation.openai", max_connections=4, max_response_bytes=1 << 20)
+    component = openai_component.create(context)
+    # a host name, not an IP: aiohttp's default jar would keep this cookie
+    await component.init({"key": OPENAI_KEY, "model": "gpt-4o-mini",
+                          "endpoint": f"http://localhost:{openai_fake.port}/v1"})
+    try:
+        openai_fake.fail(400, "bad request", headers={"Set-Cookie": "__cf_bm=abc123; Path=/"})
+        with pytest.raises(errors.ProviderError):
+            await component.converse(text_request("Hi"), timeout=5)
+        await component.converse(text_request("Hi again"), timeout=5)
+        assert "cookie" not in openai_fake.last.headers
+    finally:
+        await component.aclose()

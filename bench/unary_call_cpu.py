@@ -1,0 +1,179 @@
+"""CPU per unary provider call in process: ``conversation.openai``'s ``converse`` against the fake.
+
+    python -m bench.unary_call_cpu [--calls 1500] [--rounds 5] [--concurrency 1] [--baseline DIR]
+    python -m bench.unary_call_cpu --callgrind [--calls 400] [--baseline DIR]
+    python -m bench.unary_call_cpu --cookies ...   (a provider that sets cookies, see below)
+
+The fake of OpenAI (``tests/conformance/fake_openai.py``) runs in its own process on CPU 1; each
+measurement is a fresh child process on CPU 0 that loads one ``conversation.openai`` Component
+(its own session and pool, as in the sidecar) pointed at the fake and calls ``converse`` ``--calls``
+times after a warm-up, ``--concurrency`` at a time. It prints the child's user and system CPU per
+call (``getrusage``). With ``--baseline DIR`` the children alternate between DIR's sidecar and
+this checkout's, ``--rounds`` each, and the medians are compared: on a shared machine only
+alternating runs in the same minutes say anything.
+
+``--cookies`` swaps the fake for one that answers every call with two cookies, as the Cloudflare
+front of api.openai.com does (``__cf_bm``, ``_cfuvid``; not marked Secure, so that a client with a
+jar would send them back over plain HTTP), reached as ``localhost`` (aiohttp's jar ignores
+cookies from IP addresses).
+
+``--callgrind`` counts instructions instead (``valgrind --tool=callgrind``, user space only, the
+steady figure on a noisy machine): each checkout is run once with no measured calls and once with
+``--calls``, and the difference is divided by the calls. Takes about a minute per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_CPU, FAKE_CPU = "0", "1"
+WARM_UP = 50
+_ANSWER = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,'
+           b'"message":{"role":"assistant","content":"It is sunny."},"finish_reason":"stop"}],'
+           b'"usage":{"prompt_tokens":60,"completion_tokens":4,"total_tokens":64}}')
+_COOKIES = ("__cf_bm=" + "a1B2c3D4e5" * 8 + "-1700000000-1.0.1.1-" + "Z" * 60
+            + "; path=/; expires=Thu, 31-Dec-2099 23:59:59 GMT; domain=localhost; HttpOnly; SameSite=None",
+            "_cfuvid=" + "q9W8e7R6t5" * 4 + "-1700000000000-0.0.1.1-604800000; path=/; domain=localhost; HttpOnly;"
+            " SameSite=None")
+
+
+def _serve_cookies(port: int) -> None:
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        resp = web.Response(body=_ANSWER, content_type="application/json")
+        for cookie in _COOKIES:
+            resp.headers.add("Set-Cookie", cookie)
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+async def _child(port: int, calls: int, concurrency: int, warm_up: int, host: str) -> None:
+    from parley_sidecar.components import base, openai
+
+    context = base.ComponentContext("openai", "conversation.openai", max_connections=64,
+                                    max_response_bytes=4 << 20)
+    component = openai.create(context)
+    await component.init({"key": "sk-bench", "model": "gpt-4o-mini", "endpoint": f"http://{host}:{port}/v1"})
+    text = "Tell me about the weather in a sentence or two, please. " * 4
+    request = base.ConverseRequest(messages=(base.Message(base.Role.USER, (base.TextPart(text),)),))
+
+    async def worker(n: int) -> None:
+        for _ in range(n):
+            await component.converse(request, timeout=30.0)
+
+    await asyncio.gather(*(worker(warm_up // concurrency or 1) for _ in range(concurrency)))
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    await asyncio.gather(*(worker(calls // concurrency) for _ in range(concurrency)))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    done = calls // concurrency * concurrency or 1
+    print(f"{(after.ru_utime - before.ru_utime) / done * 1e6:.1f} {(after.ru_stime - before.ru_stime) / done * 1e6:.1f}")
+    await component.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _env(checkout: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{checkout / 'sidecar'}:{checkout}"}
+
+
+def _run_child(checkout: Path, port: int, calls: int, concurrency: int, *, callgrind: bool,
+               cookies: bool) -> tuple[float, float]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--port", str(port), "--calls", str(calls),
+           "--concurrency", str(concurrency), *(["--cookies"] if cookies else [])]
+    if callgrind:
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd, "--warm-up", "3"]
+    done = subprocess.run(["taskset", "-c", SERVER_CPU, *cmd], env=_env(checkout), capture_output=True, text=True,
+                          timeout=600, check=True)
+    if callgrind:
+        match = re.search(r"Collected : (\d+)", done.stderr)
+        if match is None:
+            raise SystemExit(f"no instruction count from valgrind:\n{done.stderr[-2000:]}")
+        return float(match[1]), 0.0
+    user, system = done.stdout.split()
+    return float(user), float(system)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench.unary_call_cpu")
+    parser.add_argument("--calls", type=int, default=None, help="measured calls per run (1500; 400 with --callgrind)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--cookies", action="store_true", help="a provider that sets two cookies per answer")
+    parser.add_argument("--serve-cookies", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--warm-up", type=int, default=WARM_UP, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    calls = args.calls if args.calls is not None else (400 if args.callgrind else 1500)
+    if args.child:
+        asyncio.run(_child(args.port, calls, args.concurrency, args.warm_up,
+                           "localhost" if args.cookies else "127.0.0.1"))
+        return
+    if args.serve_cookies:
+        _serve_cookies(args.port)
+        return
+    checkouts = {"this": ROOT} if args.baseline is None else {"base": args.baseline.resolve(), "this": ROOT}
+    port = _free_port()
+    serve = ([str(Path(__file__).resolve()), "--serve-cookies", "--port", str(port)] if args.cookies
+             else ["-m", "tests.conformance.fake_openai", str(port)])
+    fake = subprocess.Popen(["taskset", "-c", FAKE_CPU, sys.executable, *serve], env=_env(ROOT), cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        load = os.getloadavg()[0]
+        if args.callgrind:
+            for name, checkout in checkouts.items():
+                empty = _run_child(checkout, port, 0, args.concurrency, callgrind=True, cookies=args.cookies)[0]
+                full = _run_child(checkout, port, calls, args.concurrency, callgrind=True, cookies=args.cookies)[0]
+                print(f"{name}: {(full - empty) / calls / 1000:.1f} k instructions per call "
+                      f"({calls} calls, concurrency {args.concurrency}{', cookies' if args.cookies else ''})")
+        else:
+            got: dict[str, list[tuple[float, float]]] = {name: [] for name in checkouts}
+            for round_ in range(args.rounds):
+                order = list(checkouts) if round_ % 2 == 0 else list(checkouts)[::-1]
+                for name in order:
+                    got[name].append(_run_child(checkouts[name], port, calls, args.concurrency, callgrind=False,
+                                                  cookies=args.cookies))
+            for name, runs in got.items():
+                total = [u + s for u, s in runs]
+                print(f"{name}: CPU per call median {statistics.median(total):.0f} µs (user "
+                      f"{statistics.median(u for u, _ in runs):.0f}, system {statistics.median(s for _, s in runs):.0f}); "
+                      f"runs {' '.join(f'{t:.0f}' for t in total)}; concurrency {args.concurrency}, {calls} calls")
+        print(f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
+    finally:
+        fake.terminate()
+        fake.wait(10)
+
+
+if __name__ == "__main__":
+    main()
