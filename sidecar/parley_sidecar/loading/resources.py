@@ -35,6 +35,10 @@ __all__ = ["ResourcesLoader"]
 log = logging.getLogger("parley.loading")
 
 _SUFFIXES = (".yaml", ".yml")
+_SETTLE_SECONDS = 0.05
+"""A change is read once the files have looked the same for this long..."""
+_SETTLE_TRIES = 20
+"""...or after this many checks (a file rewritten without pause for a second is read as it is)."""
 Signature = tuple[tuple[str, int, int], ...]
 SecretsSignature = tuple[tuple[str, int, int, int, int, bytes], ...]
 """Per secrets file: path, device, inode, mtime, size and a digest of the content. The digest is
@@ -207,6 +211,18 @@ class ResourcesLoader:
                 self._on_resiliency_error(source)
         self.resiliency_errors = [problem for _, problem in problems]
 
+    async def _settle(self) -> None:
+        """Wait (briefly, boundedly) until the files stop changing. A file rewritten in place
+        (truncated, then written: ``cat >``, ``echo >``, most scripts) read between the two would be
+        empty, and its components would be dropped until the next poll, failing calls meanwhile."""
+        seen = self._signature_now()
+        for _ in range(_SETTLE_TRIES):
+            await asyncio.sleep(_SETTLE_SECONDS)
+            now = self._signature_now()
+            if now == seen:
+                return
+            seen = now
+
     async def watch(self) -> None:
         """Reload whenever a file is added, changed or removed, or a secrets file is rotated;
         runs until cancelled."""
@@ -215,6 +231,7 @@ class ResourcesLoader:
             try:
                 if (self._signature_now() != self._signature
                         or self._secrets_signature_now() != self._secrets_signature):
+                    await self._settle()
                     await self.load()
             except asyncio.CancelledError:
                 raise
