@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.conformance.servers import daprd_flags, find_daprd
+from tests.conformance.servers import daprd_flags
 
 from bench import harness, vs_daprd
 
@@ -69,19 +69,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2, help="measurements per server and scenario (alternating)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--only", action="append", default=[], metavar="LABEL")
-    parser.add_argument("--no-daprd", action="store_true", help="parley only (no daprd needed)")
-    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
-                        help="also run parley from this checkout, as 'base'")
+    harness.add_server_args(parser)
     args = parser.parse_args()
     scenarios = [s for s in SCENARIOS if not args.only or any(o in s.label for o in args.only)]
-    names = ["parley"] if args.no_daprd else ["daprd", "parley"]
-    if args.baseline is not None:
-        names.insert(-1, "base")
-    daprd_bin = None
-    if not args.no_daprd:
-        daprd_bin, missing = find_daprd()
-        if daprd_bin is None:
-            sys.exit(missing)
+    names, daprd_bin = harness.servers(args)
     load_before = os.getloadavg()[0]
     cpu: dict[tuple[str, str], list[float]] = {}
     rps: dict[tuple[str, str], list[float]] = {}
@@ -96,7 +87,7 @@ def main() -> None:
                 argv = harness.sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"],
                                             resources)
             url = f"http://127.0.0.1:{ports['http']}"
-            env = {"PYTHONPATH": str(args.baseline.resolve() / "sidecar")} if name == "base" else None
+            env = harness.server_env(args, name)
             server = stack.enter_context(harness.serve(["taskset", "-c", SERVER_CPU, *argv],
                                                        f"{url}/v1.0/healthz", url, env=env))
             running[name] = (server, ports["http"], ports["grpc"])

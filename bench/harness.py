@@ -7,6 +7,7 @@ baseline in the same run and reports ratios.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import os
@@ -151,3 +152,31 @@ def pin(pid: int, cpus: set[int]) -> None:
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(ProcessLookupError):
             os.sched_setaffinity(int(task), cpus)
+
+
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    """``--no-daprd`` and ``--baseline DIR``, as every script comparing daprd and parley takes them."""
+    parser.add_argument("--no-daprd", action="store_true", help="parley only (no daprd needed)")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
+                        help="also run parley from this checkout, as 'base'")
+
+
+def servers(args: argparse.Namespace) -> tuple[list[str], Path | None]:
+    """The servers :func:`add_server_args` asked for, in the order the scripts print them (daprd,
+    base, parley), and daprd's binary; exits when daprd is asked for and not built."""
+    names = ["parley"] if args.no_daprd else ["daprd", "parley"]
+    if args.baseline is not None:
+        names.insert(-1, "base")
+    if args.no_daprd:
+        return names, None
+    from tests.conformance.servers import find_daprd  # the tests' own lookup, only when daprd runs
+
+    daprd, missing = find_daprd()
+    if daprd is None:
+        sys.exit(missing)
+    return names, daprd
+
+
+def server_env(args: argparse.Namespace, name: str) -> dict[str, str] | None:
+    """The environment of server ``name``: the baseline's checkout first on the path for ``base``."""
+    return {"PYTHONPATH": str(args.baseline.resolve() / "sidecar")} if name == "base" else None

@@ -37,7 +37,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from tests.conformance.servers import daprd_flags, find_daprd
+from tests.conformance.servers import daprd_flags
 
 from bench import harness
 
@@ -165,21 +165,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.inflight_rss")
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2, help="fresh starts per server (alternating)")
-    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR")
-    parser.add_argument("--no-daprd", action="store_true")
+    harness.add_server_args(parser)
     parser.add_argument("--serve-fake", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fake:
         serve_fake(args.serve_fake)
         return
-    names = ["parley"] if args.no_daprd else ["daprd", "parley"]
-    if args.baseline is not None:
-        names.insert(-1, "base")
-    daprd_bin = None
-    if not args.no_daprd:
-        daprd_bin, missing = find_daprd()
-        if daprd_bin is None:
-            sys.exit(missing)
+    names, daprd_bin = harness.servers(args)
     load_before = os.getloadavg()[0]
     fake_port = harness.free_port()
     fake = f"http://127.0.0.1:{fake_port}"
@@ -195,7 +187,7 @@ def main() -> None:
                 else:
                     argv = harness.sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"],
                                                 resources)
-                env = {"PYTHONPATH": str(args.baseline.resolve() / "sidecar")} if name == "base" else None
+                env = harness.server_env(args, name)
                 results[name].append(measure(name, argv, env, ports["http"], fake, args.calls))
     print(f"\n# bench.inflight_rss: {args.calls} calls in flight, {args.rounds} fresh starts per server, "
           f"load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}; medians")

@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.conformance.servers import daprd_flags, find_daprd
+from tests.conformance.servers import daprd_flags
 
 from bench import harness, vs_daprd
 
@@ -42,18 +42,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.openai_path")
     parser.add_argument("--seconds", type=float, default=3.0, help="per wrk window")
     parser.add_argument("--rounds", type=int, default=2, help="windows per path, placement and connections")
-    parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
-                        help="also run parley from this checkout, as 'base'")
-    parser.add_argument("--no-daprd", action="store_true")
+    harness.add_server_args(parser)
     args = parser.parse_args()
-    servers = ["parley"] if args.no_daprd else ["daprd", "parley"]
-    if args.baseline is not None:
-        servers.insert(-1, "base")
-    daprd_bin = None
-    if not args.no_daprd:
-        daprd_bin, missing = find_daprd()
-        if daprd_bin is None:
-            sys.exit(missing)
+    servers, daprd_bin = harness.servers(args)
     load_before = os.getloadavg()[0]
     paths = ["direct", *servers]
     got: dict[tuple[str, int, str], list[harness.Load]] = {}
@@ -74,7 +65,7 @@ def main() -> None:
                 argv = harness.sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"],
                                             resources)
             url = f"http://127.0.0.1:{ports['http']}"
-            env = {"PYTHONPATH": str(args.baseline.resolve() / "sidecar")} if name == "base" else None
+            env = harness.server_env(args, name)
             running[name] = stack.enter_context(harness.serve(
                 argv, f"{url}/v1.0/healthz", f"{url}{vs_daprd.SCENARIOS[4].path()}", env=env))
         for placement in PLACEMENTS:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import gzip
 import json
 import ssl
 import time
@@ -71,6 +72,7 @@ class _Step:
     reply: Reply | None = None
     size: int = 0
     chunked: bool = False
+    gzipped: bool = False
     stream: StreamScript | None = None
 
 
@@ -159,9 +161,10 @@ class FakeServer:
         """Every held request answers normally now."""
         self._released.set()
 
-    def big(self, size: int, *, chunked: bool) -> None:
-        """Answer a 200 whose body is ``size`` bytes, with a Content-Length or chunked (no length)."""
-        self._script.append(_Step("big", size=size, chunked=chunked))
+    def big(self, size: int, *, chunked: bool = False, gzipped: bool = False) -> None:
+        """Answer a 200 whose body is ``size`` bytes, with a Content-Length or chunked (no length),
+        or ``gzipped``: a small body with its small Content-Length that inflates to ``size`` bytes."""
+        self._script.append(_Step("big", size=size, chunked=chunked, gzipped=gzipped))
 
     def stream(self, reply: Reply | None = None, *, every: float = 0.0, cut_after: int | None = None,
                abort: bool = True, malformed_at: int | None = None, stall_after: int | None = None,
@@ -277,6 +280,10 @@ class FakeServer:
             self.holding -= 1
 
     async def _big(self, request: web.Request, step: _Step) -> web.StreamResponse:
+        if step.gzipped:
+            packed = gzip.compress(b" " * step.size)
+            self.big_sent.append(len(packed))
+            return web.Response(body=packed, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         if step.chunked:
             resp.enable_chunked_encoding()

@@ -330,20 +330,23 @@ async def test_the_callers_sampling_decision_is_followed(
         ["chat", "/v1.0-alpha2/conversation/echo/converse"] if recorded else [])
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/v1.0/no-such-api"),  # aiohttp's own 404, answered after the call's handler returned
-    ("POST", "/v1.0-alpha2/conversation/echo/converse/stream"),  # prepared by its handler
+@pytest.mark.parametrize(("method", "path", "answer"), [
+    # aiohttp's own 404, answered after the call's handler returned
+    ("GET", "/v1.0/no-such-api", (404, "application/json")),
+    # prepared by its handler, inside the call (the echo component streams)
+    ("POST", "/v1.0-alpha2/conversation/echo/converse/stream", (200, "text/event-stream")),
 ])
 @pytest.mark.parametrize("sampled", [True, False])
 async def test_every_answer_names_its_call(
-        start_sidecar: StartSidecar, method: str, path: str, sampled: bool) -> None:
+        start_sidecar: StartSidecar, method: str, path: str, answer: tuple[int, str], sampled: bool) -> None:
     memory = InMemorySpanExporter()
     tracing.install(OtelTracer(tracing.Plan(1.0 if sampled else 0.0, "http", "127.0.0.1:1", False, "test",
                                             "test-app", False), processor=SimpleSpanProcessor(memory)))
     try:
-        running = await start_sidecar({})
+        running = await start_sidecar()
         async with running.session.request(method, running.http + path, json=body("x")) as resp:
             await resp.read()
+            assert (resp.status, resp.content_type) == answer
             version, trace_id, span_id, flags = resp.headers["traceparent"].split("-")
     finally:
         tracing.stop()

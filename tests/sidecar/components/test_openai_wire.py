@@ -341,3 +341,19 @@ async def test_cookies_the_provider_sets_are_not_sent_back(openai_fake: OpenAIFa
         assert "cookie" not in openai_fake.last.headers
     finally:
         await component.aclose()
+
+
+async def test_each_call_presents_its_own_key(build: Build, openai_fake: OpenAIFake) -> None:
+    """The component's headers are built once and kept: a per-request key (Dapr's ``key`` metadata)
+    must still reach the provider, and must not stay for the calls after it; a second component
+    presents its own key, not the first one's."""
+    openai_fake.expected_key = None
+    first = await openai(build, openai_fake)
+    second = await openai(build, openai_fake, key="sk-second-component-key")
+    calls = [(first, None), (first, "sk-per-request-key"), (first, None), (second, None), (first, "sk-other-request"),
+             (second, None), (first, None)]
+    for component, key in calls:
+        await component.converse(text_request("Hi", api_key=key), timeout=5)
+    assert [r.headers["authorization"] for r in openai_fake.requests[-len(calls):]] == [
+        f"Bearer {OPENAI_KEY}", "Bearer sk-per-request-key", f"Bearer {OPENAI_KEY}", "Bearer sk-second-component-key",
+        "Bearer sk-other-request", "Bearer sk-second-component-key", f"Bearer {OPENAI_KEY}"]

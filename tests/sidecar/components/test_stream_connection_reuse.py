@@ -6,12 +6,11 @@ connection is closed rather than kept. A real server on loopback, OpenAI's recor
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
-from parley_sidecar.components import streaming
+from parley_sidecar.components import http_kit, streaming
 from tests.fakes import recordings
 from tests.sidecar.components.conftest import text_request
 from tests.sidecar.components.streams import assembled, collect
@@ -22,8 +21,9 @@ class Upstream:
     """OpenAI's recorded stream, written event by event, then the body's end in a write of its
     own (as aiohttp, and most servers, send it); it notes the client port of each request."""
 
-    def __init__(self, *, end_body: bool = True) -> None:
+    def __init__(self, *, end_body: bool = True, end_after: float = 0.01) -> None:
         self.end_body = end_body
+        self.end_after = end_after
         self.peers: list[int] = []
         self.closed = asyncio.Event()
         self.url = ""
@@ -39,7 +39,7 @@ class Upstream:
         for frame in recordings.sse_frames("openai_stream.txt"):
             await response.write(frame)
         if self.end_body:
-            await asyncio.sleep(0.01)  # the body's end after [DONE], not in the same read
+            await asyncio.sleep(self.end_after)  # the body's end after [DONE], not in the same read
             await response.write_eof()
             return response
         while not transport.is_closing():  # noqa: ASYNC110 - aiohttp does not cancel on close
@@ -63,20 +63,28 @@ class Upstream:
             await self._runner.cleanup()
 
 
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    server = await Upstream().start()
-    yield server
-    await server.close()
+async def drained() -> None:
+    """Until the body's end is read (in a task of its own once the stream's end stops waiting for
+    it): a generous bound, not a timing assertion."""
+    async with asyncio.timeout(10):
+        while http_kit._DRAINING:  # noqa: ASYNC110 - a module-level set, nothing to wait on
+            await asyncio.sleep(0.01)
 
 
-async def test_streams_one_after_another_share_one_connection(build: Build, upstream: Upstream) -> None:
-    entry = await build("conversation.openai", {"key": "sk-x" * 4, "endpoint": upstream.url})
-    for _ in range(3):
-        answer = assembled(await collect(streaming.open_stream(entry.instance, text_request("Hi"), timeout=5)))
-        assert answer.outputs[0].choices[0].content == "Hello!"
-    assert len(upstream.peers) == 3
-    assert len(set(upstream.peers)) == 1
+# the body's end within the stream end's own wait (_DRAIN_INLINE), and after it (the drain task's)
+@pytest.mark.parametrize("end_after", [0.0, 0.1], ids=["promptly", "after-the-stream-ended"])
+async def test_streams_one_after_another_share_one_connection(build: Build, end_after: float) -> None:
+    server = await Upstream(end_after=end_after).start()
+    try:
+        entry = await build("conversation.openai", {"key": "sk-x" * 4, "endpoint": server.url})
+        for _ in range(3):
+            answer = assembled(await collect(streaming.open_stream(entry.instance, text_request("Hi"), timeout=5)))
+            assert answer.outputs[0].choices[0].content == "Hello!"
+            await drained()
+        assert len(server.peers) == 3
+        assert len(set(server.peers)) == 1
+    finally:
+        await server.close()
 
 
 async def test_a_body_never_ended_after_done_still_ends_the_stream_and_its_connection(build: Build) -> None:
