@@ -222,8 +222,8 @@ async def _traced(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]],
     if tracer is None:
         return await behaviour(request, context)
     scope = tracer.grpc_server(_SERVICE + method, context.invocation_metadata() or ())
-    await context.send_initial_metadata(tuple(scope.headers().items()))
-    try:
+    try:  # a call cancelled while its headers go out still ends its span
+        await context.send_initial_metadata(tuple(scope.headers().items()))
         return await behaviour(request, context)
     finally:
         code = context.code()
