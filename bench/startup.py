@@ -16,9 +16,8 @@ module without a current ``.pyc`` is compiled from source at every start, which 
 compiler (tens of ms, and ~1 MB of RSS per large module) instead of the sidecar.
 
 ``--env NAME=VALUE`` (repeatable) adds a third variant, ``env``: this checkout started with those
-variables too, e.g. the image's ``--env SSL_CERT_FILE=/dev/null --env SSL_CERT_DIR=/etc/ssl/certs``
-(``Dockerfile.sidecar``: aiohttp's import-time SSL contexts then look CA certificates up in the
-hashed directory when a handshake needs one, instead of parsing the whole bundle at start).
+variables too, e.g. an image setting such as ``--env MALLOC_ARENA_MAX=2`` (measured in round 5 of
+docs/performance.md, not taken).
 
 ``--daprd`` adds daprd (tests/daprd/build.sh's build, or ``PARLEY_DAPRD``) to the ``echo`` setup's
 starts, with the same Component file: the issue's "idle RSS ≤ daprd's" in the same minutes.

@@ -13,7 +13,7 @@ SIDECAR = ROOT / "sidecar" / "parley_sidecar"
 # Each layer may import only from the layers listed after it (docs/architecture.md, "Layers").
 LAYERS = ["cli", "workers", "runtime", "api", "loading", "conversation", "components"]
 BASE = {"errors", "durations", "settings", "metrics", "logs", "tracing", "tracing_otel", "dapr_proto",
-        "dapr_proto_files"}
+        "dapr_proto_files", "tls"}
 
 
 def layer_of(module: str) -> str | None:

@@ -3,7 +3,11 @@
 The names other code needs are re-exported here; everything else is internal and may move.
 """
 
-from parley_sidecar.components.base import (
+from parley_sidecar import tls
+
+tls.import_aiohttp()  # before any module of parley imports aiohttp (see tls)
+
+from parley_sidecar.components.base import (  # noqa: E402
     Choice,
     ComponentContext,
     Conversation,
@@ -18,9 +22,9 @@ from parley_sidecar.components.base import (
     ToolResult,
     Usage,
 )
-from parley_sidecar.components.spec import ComponentSpec
-from parley_sidecar.errors import ParleyError, ProviderError
-from parley_sidecar.settings import RUNTIME_VERSION, SidecarSettings
+from parley_sidecar.components.spec import ComponentSpec  # noqa: E402
+from parley_sidecar.errors import ParleyError, ProviderError  # noqa: E402
+from parley_sidecar.settings import RUNTIME_VERSION, SidecarSettings  # noqa: E402
 
 __all__ = [
     "RUNTIME_VERSION",

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from parley_sidecar import errors, runtime
+from parley_sidecar import errors, runtime, tls
 from parley_sidecar.api import metadata
 from parley_sidecar.metrics import Metrics, Snapshot
 from parley_sidecar.settings import SidecarSettings
@@ -336,6 +336,9 @@ def run(settings: SidecarSettings) -> None:
     if os.environ.get("PARLEY_EVENT_LOOP", "") != "asyncio":  # the loop every worker runs (runtime._loop_factory)
         with contextlib.suppress(ImportError):
             importlib.import_module("uvloop")
+    # A single process makes the provider clients' TLS context at its first connection (tls);
+    # workers share one made before the fork instead of parsing the CA bundle once each.
+    tls.client_context()
     # Objects made so far (modules, classes) live as long as any worker: frozen, a worker's
     # collections never touch them, so fewer of their pages are written and copied. (CPython
     # reseeds ``random`` in each child, so trace ids and retry jitter still differ per worker.)

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from parley_sidecar import errors, tracing
+from parley_sidecar import errors, tls, tracing
 from parley_sidecar.components import base
 
 __all__ = [
@@ -532,11 +532,11 @@ class ComponentSession:
         if self._own_session is None or self._own_session.closed:
             limit = self.context.max_connections
             # No session-wide timeout: each attempt applies its own. A CA bundle in SSL_CERT_FILE or
-            # SSL_CERT_DIR is trusted (OpenSSL reads them when the process makes its default context).
+            # SSL_CERT_DIR is trusted (OpenSSL reads them when tls.client_context is first made).
             # No cookie jar, as daprd's Go clients (an http.Client without a Jar ignores
             # Set-Cookie): a provider's cookies (Cloudflare's on api.openai.com) are not sent back.
             self._own_session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
+                connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit, ssl=tls.client_context()),
                 timeout=aiohttp.ClientTimeout(total=None),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
