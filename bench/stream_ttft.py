@@ -30,7 +30,7 @@ from bench import harness
 from bench.streaming import component
 
 STEPS: tuple[tuple[str, str, str], ...] = (
-    ("client", "request_sent", "the client's request written"),
+    ("client", "request_sent", "the client writes its request"),
     ("sidecar", "request_in", "request bytes read (client → sidecar wake-up)"),
     ("sidecar", "handler", "handler entered (aiohttp: parse, router, middleware)"),
     ("sidecar", "pipeline", "body read, JSON parsed, call checked (openai_chat)"),
@@ -82,7 +82,8 @@ def _instrument(role: str, stamp: Callable[[str], None]) -> None:
     on_data(web_protocol.RequestHandler, "request_in")
     on_data(client_proto.ResponseHandler, "chunk_in")
     if role == "client":
-        _around(client_reqrep.ClientRequest, "write_bytes", None, "request_sent", stamp)
+        # on entry: the sidecar may read the request before the client's send call has returned
+        _around(client_reqrep.ClientRequest, "write_bytes", "request_sent", None, stamp)
     elif role == "upstream":
         _around(web.StreamResponse, "write", "first_write", None, stamp)
     else:
