@@ -1,11 +1,17 @@
 """Streams chat completions and times every piece: the load side of ``bench.streaming``.
 
-    python -m bench.stream_client URL MODEL --concurrency N --seconds S
+    python -m bench.stream_client URL MODEL --concurrency N --seconds S [--stagger-ms T]
     python -m bench.stream_client URL MODEL --hold N      # open N streams, report when all are open
 
 Each of N workers streams one completion after another for S seconds and records the time to
 the first content chunk (from sending the request) and every gap between content chunks. Prints
-one JSON line: ``ttft`` and ``gap`` percentiles in ms, streams completed, errors. ``--hold``
+one JSON line: ``ttft`` and ``gap`` percentiles in ms, streams completed, errors.
+
+All workers start at once by default, and with streams of equal length they stay in lock-step:
+every chunk interval the N streams' chunks reach the server in one burst, and a new stream's first
+chunk queues behind the burst's relays. ``--stagger-ms T`` starts worker i at ``i * T / N`` ms
+instead (T about one stream's length), so arrivals are spread as independent users' would be.
+``--hold``
 opens N streams at once, prints ``{"open": N}`` when each has its first content chunk, then reads
 them to the end (the caller measures the server's memory in between).
 """
@@ -71,20 +77,25 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             results = await asyncio.gather(*tasks, return_exceptions=True)
             errors = sum(1 for result in results if isinstance(result, BaseException))
             return {"open": args.hold, "errors": errors}
-        deadline = time.perf_counter() + args.seconds
+        # the load lasts --seconds after the last worker has started
+        all_started = time.perf_counter() + args.stagger_ms / 1000
+        deadline = all_started + args.seconds
 
-        async def worker() -> None:
+        async def worker(index: int) -> None:
             nonlocal errors, completed
+            await asyncio.sleep(index * args.stagger_ms / 1000 / args.concurrency)
             while time.perf_counter() < deadline:
+                # a stream started while workers are still starting runs at a lower concurrency: not counted
+                counted = time.perf_counter() >= all_started
                 try:
-                    await _one(session, args.url, body, ttfts, gaps)
-                    completed += 1
+                    await _one(session, args.url, body, ttfts if counted else [], gaps if counted else [])
+                    completed += counted
                 except Exception as exc:  # counted; the first few are shown
                     errors += 1
                     if errors <= 3:
                         print(f"stream failed: {exc!r}", file=sys.stderr)
 
-        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(args.concurrency)))
     return {"streams": completed, "errors": errors,
             "ttft_p50": percentile(ttfts, 0.50), "ttft_p99": percentile(ttfts, 0.99),
             "gap_p50": percentile(gaps, 0.50), "gap_p99": percentile(gaps, 0.99)}
@@ -97,6 +108,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--hold", type=int, default=0)
+    parser.add_argument("--stagger-ms", type=float, default=0.0,
+                        help="start the workers spread evenly over this many ms (0: all at once)")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args))), flush=True)
 

@@ -1,13 +1,13 @@
 """Streaming through parley and through LiteLLM's proxy, against the model streaming directly.
 
-    python -m bench.streaming [--seconds 10] [--hold 1000] [--no-litellm] [--hold-only] [--pin]
+    python -m bench.streaming [--seconds 10] [--hold 1000] [--no-litellm] [--hold-only | --no-hold] [--pin]
 
 One paced model (``bench.stream_upstream``: 100 ms to its first token, then 20 chunks 25 ms apart,
 OpenAI's SSE) runs in its own process. The same client (``bench.stream_client``, its own process)
 streams from it directly, through parley's ``/v1/chat/completions`` (``conversation.openai``
 pointed at it) and through LiteLLM's proxy (``openai/…`` with ``api_base`` at it), at 1 and 100
-concurrent streams. What each adds is its figure minus the direct one, measured in the same run:
-time to first token and the gap between chunks, p50 and p99. The direct streams are measured
+concurrent streams, the 100 both in lock-step and staggered (``LOADS``). What each adds is its
+figure minus the direct one, measured in the same run: time to first token and the gap between chunks, p50 and p99. The direct streams are measured
 first and again last, and each figure is taken over the lower of the two: a burst of other work
 on a shared machine during one direct run would otherwise make a server look faster than the
 model it relays (the added figures err on the side of too large, never too small). Then each holds ``--hold`` streams
@@ -60,10 +60,20 @@ CLIENT_CPUS: list[str] = []
 """``taskset -c 1`` with ``--pin``: the client (and the model) on CPU 1, the server measured on CPU 0."""
 
 
-def load(url: str, concurrency: int, seconds: float) -> dict[str, float]:
+STREAM_MS = 600.0
+"""One stream's length from the paced model: 100 ms to the first token, then 20 chunks 25 ms apart."""
+LOADS: tuple[tuple[str, int, float], ...] = (("1", 1, 0.0), ("100", 100, 0.0), ("100 staggered", 100, STREAM_MS))
+"""(row label, concurrent streams, stagger in ms). At 100 streams the client's workers start either
+all at once, so the equal streams stay in lock-step (every 25 ms all 100 chunks reach the server in
+one burst, and a new stream's first chunk queues behind it: the worst case), or spread evenly over
+one stream's length, so chunks arrive spread out as independent users' would."""
+
+
+def load(url: str, concurrency: int, seconds: float, stagger_ms: float = 0.0) -> dict[str, float]:
     out = subprocess.run([*CLIENT_CPUS, sys.executable, "-m", "bench.stream_client", url, "bench", "--concurrency",
-                          str(concurrency), "--seconds", str(seconds)], cwd=harness.ROOT, capture_output=True,
-                         text=True, check=True, timeout=seconds + 180).stdout
+                          str(concurrency), "--seconds", str(seconds), "--stagger-ms", str(stagger_ms)],
+                         cwd=harness.ROOT, capture_output=True, text=True, check=True,
+                         timeout=seconds + stagger_ms / 1000 + 180).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
@@ -81,19 +91,19 @@ def hold(url: str, streams: int, pid: int) -> tuple[float, float, int]:
     return before, during, failed
 
 
-def _latency_table(people: list[str], results: dict[tuple[str, int], dict[str, float]]) -> None:
+def _latency_table(people: list[str], results: dict[tuple[str, str], dict[str, float]]) -> None:
     print("\n| streams | who | streams done | errors | TTFT p50 | TTFT p99 | gap p50 | gap p99 | added TTFT p50 / p99 | added gap p50 / p99 |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for concurrency in (1, 100):
-        runs = [results[(person, concurrency)] for person in DIRECT]
+    for label, _, _ in LOADS:
+        runs = [results[(person, label)] for person in DIRECT]
         base = {key: min(run[key] for run in runs) for key in ("ttft_p50", "ttft_p99", "gap_p50", "gap_p99")}
         for person in people:
-            r = results[(person, concurrency)]
+            r = results[(person, label)]
             added = "" if person in DIRECT else (
                 f"{r['ttft_p50'] - base['ttft_p50']:+.2f} / {r['ttft_p99'] - base['ttft_p99']:+.2f} ms")
             gap = "" if person in DIRECT else (
                 f"{r['gap_p50'] - base['gap_p50']:+.2f} / {r['gap_p99'] - base['gap_p99']:+.2f} ms")
-            print(f"| {concurrency} | {person} | {r['streams']:.0f} | {r['errors']:.0f} | {r['ttft_p50']:.2f} ms | "
+            print(f"| {label} | {person} | {r['streams']:.0f} | {r['errors']:.0f} | {r['ttft_p50']:.2f} ms | "
                   f"{r['ttft_p99']:.2f} ms | {r['gap_p50']:.2f} ms | {r['gap_p99']:.2f} ms | {added} | {gap} |")
 
 
@@ -103,6 +113,7 @@ def main() -> None:
     parser.add_argument("--hold", type=int, default=1000)
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--hold-only", action="store_true", help="only the RSS per open stream")
+    parser.add_argument("--no-hold", action="store_true", help="only the latency runs, no RSS figure")
     parser.add_argument("--pin", action="store_true",
                         help="the server measured on CPU 0, the model and the client on CPU 1")
     args = parser.parse_args()
@@ -110,14 +121,14 @@ def main() -> None:
         CLIENT_CPUS.extend(["taskset", "-c", "1"])
     people = [p for p in PEOPLE if (p != "litellm" or not args.no_litellm) and not (args.hold_only and p in DIRECT)]
     exe = None if args.no_litellm else litellm_proxy.install()
-    results: dict[tuple[str, int], dict[str, float]] = {}
+    results: dict[tuple[str, str], dict[str, float]] = {}
     memory: dict[str, tuple[float, float, int]] = {}
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         phases: tuple[tuple[str, list[str]], ...] = (
             ("latency", []), ("hold", ["--think-ms", "10", "--chunks", "40", "--gap-ms", "1000"]))
-        for phase, upstream_args in phases[1:] if args.hold_only else phases:
+        for phase, upstream_args in phases[1:] if args.hold_only else phases[:1] if args.no_hold else phases:
             up = harness.free_port()
             upstream_argv = [sys.executable, "-m", "bench.stream_upstream", str(up), *upstream_args]
             with harness.serve(upstream_argv, f"http://127.0.0.1:{up}/healthz", f"http://127.0.0.1:{up}/v1") as upstream:
@@ -140,8 +151,9 @@ def main() -> None:
                                                f"http://127.0.0.1:{http}/v1", env=litellm_proxy.ENV, timeout=120)
                     if server is None:
                         if phase == "latency":
-                            for concurrency in (1, 100):
-                                results[(person, concurrency)] = load(upstream.url + "/chat/completions", concurrency, args.seconds)
+                            for label, streams, stagger in LOADS:
+                                results[(person, label)] = load(upstream.url + "/chat/completions", streams,
+                                                                args.seconds, stagger)
                         continue
                     with server as running:
                         if args.pin:
@@ -149,8 +161,8 @@ def main() -> None:
                         url = running.url + "/chat/completions"
                         load(url, 10, 2)  # warm-up: imports, pools, first-call paths
                         if phase == "latency":
-                            for concurrency in (1, 100):
-                                results[(person, concurrency)] = load(url, concurrency, args.seconds)
+                            for label, streams, stagger in LOADS:
+                                results[(person, label)] = load(url, streams, args.seconds, stagger)
                         else:
                             memory[person] = hold(url, args.hold, running.proc.pid)
     print(f"# bench.streaming: {args.seconds:g} s per load{', pinned' if args.pin else ''}, "

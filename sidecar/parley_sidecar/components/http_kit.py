@@ -344,10 +344,12 @@ class open_stream:  # used as a function: ``async with open_stream(...) as body`
         session, url, data, headers, timeout, provider, secrets, auth_detail, credential, max_bytes, proxy = self._args
         self._args = None  # sent: a long conversation's bytes are not held for as long as the answer streams
         deadline = asyncio.get_running_loop().time() + timeout if timeout else None
+        # As post_json: the headers copied only to add traceparent when tracing is on, one
+        # ClientTimeout for every call (this all runs before the provider has the request).
+        sent = headers if tracing.current() is None else tracing.outgoing(headers)
         try:
             async with asyncio.timeout_at(deadline):
-                resp = await session.post(url, data=data, headers=tracing.outgoing(headers), proxy=proxy,
-                                          timeout=aiohttp.ClientTimeout(total=None))
+                resp = await session.post(url, data=data, headers=sent, proxy=proxy, timeout=_client_timeout(None))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _unanswered(exc, provider, url, timeout) from None
         del data
