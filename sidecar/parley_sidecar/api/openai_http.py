@@ -29,7 +29,8 @@ from parley_sidecar.components import base
 from parley_sidecar.conversation import openai_chat
 from parley_sidecar.conversation.pipeline import Pipeline
 
-__all__ = ["CONTEXT_HEADER", "PREFIX", "SCRUB_HEADER", "add_routes", "error_response", "unauthorized"]
+__all__ = ["CHAT_PATH", "CONTEXT_HEADER", "PREFIX", "SCRUB_HEADER", "add_routes", "answer_chat", "error_response",
+           "unauthorized"]
 
 log = logging.getLogger("parley.http")
 
@@ -276,7 +277,17 @@ async def _first(pieces: AsyncGenerator[base.Delta, None]) -> base.Delta:
         raise
 
 
+CHAT_PATH = "/v1/chat/completions"
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """The routed handler (paths that need cleaning, queries): :func:`answer_chat` with the app's pipeline."""
+    return await answer_chat(request, request.app[PIPELINE])
+
+
+async def answer_chat(request: web.Request, pipeline: Pipeline) -> web.StreamResponse:
+    """``POST /v1/chat/completions``; also called by the API port's front handler, before the router
+    (``http._front``), which is why the pipeline is a parameter: an unrouted request has no app."""
     try:
         raw = await request.read()
         try:
@@ -291,7 +302,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         del body  # parsed: the decoded JSON is not kept for as long as a stream stays open
         scrub, context_id = _options(request, call)
         timeout = _caller_timeout(request)
-        pipeline = request.app[PIPELINE]
         if call.stream:
             pieces = await openai_chat.stream(pipeline, call, scrub=scrub, context_id=context_id)
             if timeout is not None:  # the whole stream within the caller's budget
@@ -334,6 +344,6 @@ async def get_model(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application, pipeline: Pipeline) -> None:
     app[PIPELINE] = pipeline
-    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post(CHAT_PATH, chat_completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)
