@@ -190,52 +190,20 @@ def _front(app: web.Application) -> connections.Front:
     pipeline, metrics, token, max_body = app[PIPELINE], app[METRICS], app[TOKEN], app[MAX_BODY]
     routed = app._handle
 
-    async def chat(request: web.Request) -> web.StreamResponse:
-        """OpenAI's ``POST /v1/chat/completions`` as clients send it, with the guard's duties."""
+    async def serve(request: web.Request, route: str, name: str | None, openai: bool,
+                    answer: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """``answer`` with the guard's duties, in the API's own shapes (Dapr's or OpenAI's)."""
         started = time.perf_counter()
         status = surface.CLIENT_GONE
+        shape = openai_http.error_response if openai else surface.error_response
         try:
-            if token and not _token_ok(request, token, True):
+            if token and not _token_ok(request, token, openai):
                 status = 401
-                return openai_http.unauthorized()
+                return openai_http.unauthorized() if openai else _invalid_token()
             try:
-                response = await openai_http.answer_chat(request, pipeline)
+                response = await answer()
             except web.HTTPRequestEntityTooLarge:
-                response = openai_http.error_response(errors.BodyTooLarge(max_body))
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:  # the client went away (handler cancellation): counted as 499
-            raise
-        except Exception:
-            status = 500
-            log.exception("unexpected error answering POST %s", openai_http.CHAT_PATH)
-            return openai_http.error_response(errors.Internal())
-        finally:
-            _record(request, metrics, openai_http.CHAT_PATH, status, started)
-
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        assert isinstance(request, web.Request)  # the app's request factory made it
-        hot = _HOT_PATH.fullmatch(request.raw_path) if request.method == "POST" else None
-        if hot is None or hot[2] in (".", "..") or hdrs.EXPECT in request.headers:
-            if (request.raw_path == openai_http.CHAT_PATH and request.method == "POST"
-                    and hdrs.EXPECT not in request.headers):
-                return await chat(request)
-            return await routed(request)
-        route, version = _HOT_ROUTES[hot[1]]
-        name = hot[2]
-        started = time.perf_counter()
-        status = surface.CLIENT_GONE
-        try:
-            if token and not _token_ok(request, token, False):
-                status = 401
-                return _invalid_token()
-            try:
-                response = await _answer(request, name, pipeline, version)
-            except web.HTTPRequestEntityTooLarge:
-                response = surface.error_response(errors.BodyTooLarge(max_body))
+                response = shape(errors.BodyTooLarge(max_body))
             status = response.status
             return response
         except web.HTTPException as exc:
@@ -246,9 +214,22 @@ def _front(app: web.Application) -> connections.Front:
         except Exception:
             status = 500
             log.exception("unexpected error answering POST %s", route)
-            return surface.error_response(errors.Internal())
+            return shape(errors.Internal())
         finally:
             _record(request, metrics, _named(route, name, pipeline), status, started)
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        assert isinstance(request, web.Request)  # the app's request factory made it
+        hot = _HOT_PATH.fullmatch(request.raw_path) if request.method == "POST" else None
+        if hot is None or hot[2] in (".", "..") or hdrs.EXPECT in request.headers:
+            if (request.raw_path == openai_http.CHAT_PATH and request.method == "POST"
+                    and hdrs.EXPECT not in request.headers):
+                return await serve(request, openai_http.CHAT_PATH, None, True,
+                                   lambda: openai_http.answer_chat(request, pipeline))
+            return await routed(request)
+        route, version = _HOT_ROUTES[hot[1]]
+        name = hot[2]
+        return await serve(request, route, name, False, lambda: _answer(request, name, pipeline, version))
 
     return handle
 
