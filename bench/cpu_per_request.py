@@ -29,8 +29,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.conformance.servers import daprd_flags
-
 from bench import harness, vs_daprd
 
 SCENARIOS = tuple(s for s in vs_daprd.SCENARIOS if s.kind in ("a1", "a2"))
@@ -80,12 +78,7 @@ def main() -> None:
         resources = vs_daprd.components(Path(tmp), harness.free_port())
         running: dict[str, tuple[harness.Server, int, int]] = {}
         for name in names:
-            ports = {k: harness.free_port() for k in ("http", "grpc", "metrics", "internal", "public")}
-            if name == "daprd":
-                argv = [str(daprd_bin), *daprd_flags("bench", resources, ports), "--log-level", "warn"]
-            else:
-                argv = harness.sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"],
-                                            resources)
+            argv, ports = harness.server_argv(name, daprd_bin, resources)
             url = f"http://127.0.0.1:{ports['http']}"
             env = harness.server_env(args, name)
             server = stack.enter_context(harness.serve(["taskset", "-c", SERVER_CPU, *argv],

@@ -177,6 +177,18 @@ def servers(args: argparse.Namespace) -> tuple[list[str], Path | None]:
     return names, daprd
 
 
+def server_argv(name: str, daprd: Path | None, resources: Path) -> tuple[list[str], dict[str, int]]:
+    """How to start server ``name`` of :func:`servers` (daprd, or parley from either checkout) on
+    free loopback ports, and those ports (``http``, ``grpc``, ``metrics``, ``internal``, ``public``)."""
+    ports = {k: free_port() for k in ("http", "grpc", "metrics", "internal", "public")}
+    if name == "daprd":
+        from tests.conformance.servers import daprd_flags
+
+        assert daprd is not None, "servers() found no daprd"
+        return [str(daprd), *daprd_flags("bench", resources, ports), "--log-level", "warn"], ports
+    return sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"], resources), ports
+
+
 def server_env(args: argparse.Namespace, name: str) -> dict[str, str] | None:
     """The environment of server ``name``: the baseline's checkout first on the path for ``base``."""
     return {"PYTHONPATH": str(args.baseline.resolve() / "sidecar")} if name == "base" else None

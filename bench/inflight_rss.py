@@ -37,7 +37,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from tests.conformance.servers import daprd_flags
 
 from bench import harness
 
@@ -181,12 +180,7 @@ def main() -> None:
         resources = component(Path(tmp), fake_port, args.calls)
         for round_ in range(args.rounds):
             for name in names if round_ % 2 == 0 else names[::-1]:
-                ports = {k: harness.free_port() for k in ("http", "grpc", "metrics", "internal", "public")}
-                if name == "daprd":
-                    argv = [str(daprd_bin), *daprd_flags("bench", resources, ports), "--log-level", "warn"]
-                else:
-                    argv = harness.sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"],
-                                                resources)
+                argv, ports = harness.server_argv(name, daprd_bin, resources)
                 env = harness.server_env(args, name)
                 results[name].append(measure(name, argv, env, ports["http"], fake, args.calls))
     print(f"\n# bench.inflight_rss: {args.calls} calls in flight, {args.rounds} fresh starts per server, "

@@ -29,8 +29,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.conformance.servers import daprd_flags
-
 from bench import harness, vs_daprd
 
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -58,12 +56,7 @@ def main() -> None:
         resources = vs_daprd.components(Path(tmp), fake_port)
         running: dict[str, harness.Server] = {}
         for name in servers:
-            ports = {k: harness.free_port() for k in ("http", "grpc", "metrics", "internal", "public")}
-            if name == "daprd":
-                argv = [str(daprd_bin), *daprd_flags("bench", resources, ports), "--log-level", "warn"]
-            else:
-                argv = harness.sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"],
-                                            resources)
+            argv, ports = harness.server_argv(name, daprd_bin, resources)
             url = f"http://127.0.0.1:{ports['http']}"
             env = harness.server_env(args, name)
             running[name] = stack.enter_context(harness.serve(
