@@ -3,6 +3,8 @@
     python -m bench.unary_call_cpu [--calls 1500] [--rounds 5] [--concurrency 1] [--baseline DIR]
     python -m bench.unary_call_cpu --callgrind [--calls 400] [--baseline DIR]
     python -m bench.unary_call_cpu --cookies ...   (a provider that sets cookies, see below)
+    python -m bench.unary_call_cpu --pipeline ...  (the whole alpha2 converse, see below)
+    python -m bench.unary_call_cpu --anthropic ... (``conversation.anthropic`` instead)
 
 The fake of OpenAI (``tests/conformance/fake_openai.py``) runs in its own process on CPU 1; each
 measurement is a fresh child process on CPU 0 that loads one ``conversation.openai`` Component
@@ -16,6 +18,13 @@ alternating runs in the same minutes say anything.
 front of api.openai.com does (``__cf_bm``, ``_cfuvid``; not marked Secure, so that a client with a
 jar would send them back over plain HTTP), reached as ``localhost`` (aiohttp's jar ignores
 cookies from IP addresses).
+
+``--anthropic`` calls a ``conversation.anthropic`` Component's ``converse`` instead, against a
+fake of the Messages API served by this script (one fixed answer in Anthropic's shape).
+
+``--pipeline`` measures what the sidecar does per alpha2 converse short of the HTTP server: the
+JSON body decoded (``api.wire``), ``alpha2.converse`` (rules, pipeline, resiliency, metrics, the
+component's call) and the answer encoded, with the component loaded through a ``ComponentStore``.
 
 ``--callgrind`` counts instructions instead (``valgrind --tool=callgrind``, user space only, the
 steady figure on a noisy machine): each checkout is run once with no measured calls and once with
@@ -34,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +58,13 @@ _COOKIES = ("__cf_bm=" + "a1B2c3D4e5" * 8 + "-1700000000-1.0.1.1-" + "Z" * 60
             " SameSite=None")
 
 
-def _serve_cookies(port: int) -> None:
+_MESSAGES_ANSWER = (b'{"id":"msg_1","type":"message","role":"assistant","model":"claude-3-5-haiku-latest",'
+                    b'"content":[{"type":"text","text":"It is sunny."}],"stop_reason":"end_turn",'
+                    b'"stop_sequence":null,"usage":{"input_tokens":60,"output_tokens":4}}')
+
+
+def _serve(port: int, *, cookies: bool) -> None:
+    """The cookie-setting fake of OpenAI (``cookies``), or the fake of Anthropic's Messages API."""
     from aiohttp import web
 
     async def answer(request: web.Request) -> web.Response:
@@ -58,24 +74,50 @@ def _serve_cookies(port: int) -> None:
             resp.headers.add("Set-Cookie", cookie)
         return resp
 
+    async def messages(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=_MESSAGES_ANSWER, content_type="application/json")
+
     app = web.Application()
-    app.router.add_post("/v1/chat/completions", answer)
+    if cookies:
+        app.router.add_post("/v1/chat/completions", answer)
+    else:
+        app.router.add_post("/v1/messages", messages)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-async def _child(port: int, calls: int, concurrency: int, warm_up: int, host: str) -> None:
-    from parley_sidecar.components import base, openai
+_A2_BODY = (b'{"inputs":[{"messages":[{"ofUser":{"content":[{"text":"'
+            + b"Tell me about the weather in a sentence or two, please. " * 4 + b'"}]}}]}],"temperature":0.2}')
 
-    context = base.ComponentContext("openai", "conversation.openai", max_connections=64,
-                                    max_response_bytes=4 << 20)
-    component = openai.create(context)
-    await component.init({"key": "sk-bench", "model": "gpt-4o-mini", "endpoint": f"http://{host}:{port}/v1"})
-    text = "Tell me about the weather in a sentence or two, please. " * 4
-    request = base.ConverseRequest(messages=(base.Message(base.Role.USER, (base.TextPart(text),)),))
 
+async def _pipeline_child(port: int, calls: int, concurrency: int, warm_up: int, host: str, _: bool) -> None:
+    from parley_sidecar.api import wire
+    from parley_sidecar.components.spec import ComponentSpec
+    from parley_sidecar.components.store import ComponentStore
+    from parley_sidecar.conversation import alpha2
+    from parley_sidecar.conversation.pipeline import Pipeline
+    from parley_sidecar.dapr_proto import ai_pb2
+    from parley_sidecar.metrics import Metrics
+
+    store = ComponentStore()
+    await store.apply(ComponentSpec("openai", "conversation.openai", "v1", {
+        "key": "sk-bench", "model": "gpt-4o-mini", "endpoint": f"http://{host}:{port}/v1"}))
+    pipeline = Pipeline(store, Metrics("bench"))
+
+    async def one() -> bytes:
+        req = wire.decode(_A2_BODY, ai_pb2.ConversationRequestAlpha2(), query_metadata={}, plain_inputs=False)
+        req.name = "openai"
+        return wire.encode(await alpha2.converse(pipeline, req))
+
+    await _measure(one, calls, concurrency, warm_up)
+    await pipeline.aclose()
+    await store.aclose()
+
+
+async def _measure(one: Callable[[], Awaitable[object]], calls: int, concurrency: int, warm_up: int) -> None:
     async def worker(n: int) -> None:
         for _ in range(n):
-            await component.converse(request, timeout=30.0)
+            await one()
 
     await asyncio.gather(*(worker(warm_up // concurrency or 1) for _ in range(concurrency)))
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -83,6 +125,24 @@ async def _child(port: int, calls: int, concurrency: int, warm_up: int, host: st
     after = resource.getrusage(resource.RUSAGE_SELF)
     done = calls // concurrency * concurrency or 1
     print(f"{(after.ru_utime - before.ru_utime) / done * 1e6:.1f} {(after.ru_stime - before.ru_stime) / done * 1e6:.1f}")
+
+
+async def _child(port: int, calls: int, concurrency: int, warm_up: int, host: str, anthropic: bool) -> None:
+    from parley_sidecar.components import anthropic as anthropic_component
+    from parley_sidecar.components import base, openai
+
+    kind = "anthropic" if anthropic else "openai"
+    context = base.ComponentContext(kind, f"conversation.{kind}", max_connections=64, max_response_bytes=4 << 20)
+    component = (anthropic_component if anthropic else openai).create(context)
+    await component.init({"key": "sk-bench", "model": "gpt-4o-mini", "endpoint": f"http://{host}:{port}/v1",
+                          **({"apiType": "anthropic", "maxTokens": 1024} if anthropic else {})})
+    text = "Tell me about the weather in a sentence or two, please. " * 4
+    request = base.ConverseRequest(messages=(base.Message(base.Role.USER, (base.TextPart(text),)),))
+
+    async def one() -> base.ConverseResponse:
+        return await component.converse(request, timeout=30.0)
+
+    await _measure(one, calls, concurrency, warm_up)
     await component.aclose()
 
 
@@ -98,9 +158,10 @@ def _env(checkout: Path) -> dict[str, str]:
 
 
 def _run_child(checkout: Path, port: int, calls: int, concurrency: int, *, callgrind: bool,
-               cookies: bool) -> tuple[float, float]:
+               cookies: bool, pipeline: bool, anthropic: bool) -> tuple[float, float]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--port", str(port), "--calls", str(calls),
-           "--concurrency", str(concurrency), *(["--cookies"] if cookies else [])]
+           "--concurrency", str(concurrency), *(["--cookies"] if cookies else []),
+           *(["--pipeline"] if pipeline else []), *(["--anthropic"] if anthropic else [])]
     if callgrind:
         cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd, "--warm-up", "3"]
     done = subprocess.run(["taskset", "-c", SERVER_CPU, *cmd], env=_env(checkout), capture_output=True, text=True,
@@ -122,22 +183,28 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None, metavar="DIR")
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--cookies", action="store_true", help="a provider that sets two cookies per answer")
-    parser.add_argument("--serve-cookies", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline", action="store_true", help="the whole alpha2 converse, not the component alone")
+    parser.add_argument("--anthropic", action="store_true", help="conversation.anthropic against its fake")
+    parser.add_argument("--serve-fake", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--warm-up", type=int, default=WARM_UP, help=argparse.SUPPRESS)
     args = parser.parse_args()
     calls = args.calls if args.calls is not None else (400 if args.callgrind else 1500)
     if args.child:
-        asyncio.run(_child(args.port, calls, args.concurrency, args.warm_up,
-                           "localhost" if args.cookies else "127.0.0.1"))
+        asyncio.run((_pipeline_child if args.pipeline else _child)(
+            args.port, calls, args.concurrency, args.warm_up, "localhost" if args.cookies else "127.0.0.1",
+            args.anthropic))
         return
-    if args.serve_cookies:
-        _serve_cookies(args.port)
+    if args.serve_fake:
+        _serve(args.port, cookies=args.cookies)
         return
     checkouts = {"this": ROOT} if args.baseline is None else {"base": args.baseline.resolve(), "this": ROOT}
     port = _free_port()
-    serve = ([str(Path(__file__).resolve()), "--serve-cookies", "--port", str(port)] if args.cookies
+    if args.pipeline and (args.anthropic or args.cookies):
+        parser.error("--pipeline goes with the bench fake of OpenAI only")
+    serve = ([str(Path(__file__).resolve()), "--serve-fake", "--port", str(port),
+              *(["--cookies"] if args.cookies else [])] if args.cookies or args.anthropic
              else ["-m", "tests.conformance.fake_openai", str(port)])
     fake = subprocess.Popen(["taskset", "-c", FAKE_CPU, sys.executable, *serve], env=_env(ROOT), cwd=ROOT)
     try:
@@ -153,17 +220,20 @@ def main() -> None:
         load = os.getloadavg()[0]
         if args.callgrind:
             for name, checkout in checkouts.items():
-                empty = _run_child(checkout, port, 0, args.concurrency, callgrind=True, cookies=args.cookies)[0]
-                full = _run_child(checkout, port, calls, args.concurrency, callgrind=True, cookies=args.cookies)[0]
+                empty = _run_child(checkout, port, 0, args.concurrency, callgrind=True, cookies=args.cookies,
+                                   pipeline=args.pipeline, anthropic=args.anthropic)[0]
+                full = _run_child(checkout, port, calls, args.concurrency, callgrind=True, cookies=args.cookies,
+                                   pipeline=args.pipeline, anthropic=args.anthropic)[0]
                 print(f"{name}: {(full - empty) / calls / 1000:.1f} k instructions per call "
-                      f"({calls} calls, concurrency {args.concurrency}{', cookies' if args.cookies else ''})")
+                      f"({calls} calls, concurrency {args.concurrency}{', cookies' if args.cookies else ''}"
+                      f"{', pipeline' if args.pipeline else ''}{', anthropic' if args.anthropic else ''})")
         else:
             got: dict[str, list[tuple[float, float]]] = {name: [] for name in checkouts}
             for round_ in range(args.rounds):
                 order = list(checkouts) if round_ % 2 == 0 else list(checkouts)[::-1]
                 for name in order:
                     got[name].append(_run_child(checkouts[name], port, calls, args.concurrency, callgrind=False,
-                                                  cookies=args.cookies))
+                                                  cookies=args.cookies, pipeline=args.pipeline, anthropic=args.anthropic))
             for name, runs in got.items():
                 total = [u + s for u, s in runs]
                 print(f"{name}: CPU per call median {statistics.median(total):.0f} µs (user "

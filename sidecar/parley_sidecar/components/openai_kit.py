@@ -211,28 +211,29 @@ def _int(value: Any) -> int:
 
 
 def parse_usage(usage: Any) -> base.Usage | None:
-    """OpenAI's ``usage``; details only when one of them is > 0, None when every total is 0."""
+    """OpenAI's ``usage``; details only when one of them is > 0, None when every total is 0.
+    (Field by field rather than in generator expressions: this runs on every answer.)"""
     if not isinstance(usage, Mapping):
         return None
-    completion, prompt, total = (_int(usage.get(k)) for k in ("completion_tokens", "prompt_tokens", "total_tokens"))
+    get = usage.get
+    completion, prompt, total = _int(get("completion_tokens")), _int(get("prompt_tokens")), _int(get("total_tokens"))
     if not (completion or prompt or total):
         return None
-    cd = usage.get("completion_tokens_details")
-    cd = cd if isinstance(cd, Mapping) else {}
-    accepted, audio, reasoning, rejected = (
-        _int(cd.get(k)) for k in ("accepted_prediction_tokens", "audio_tokens", "reasoning_tokens",
-                                  "rejected_prediction_tokens"))
-    pd = usage.get("prompt_tokens_details")
-    pd = pd if isinstance(pd, Mapping) else {}
-    prompt_audio, cached = _int(pd.get("audio_tokens")), _int(pd.get("cached_tokens"))
-    return base.Usage(
-        completion_tokens=completion,
-        prompt_tokens=prompt,
-        total_tokens=total,
-        completion_details=base.CompletionDetails(accepted, audio, reasoning, rejected)
-        if accepted or audio or reasoning or rejected else None,
-        prompt_details=base.PromptDetails(prompt_audio, cached) if prompt_audio or cached else None,
-    )
+    cd = get("completion_tokens_details")
+    completion_details = None
+    if isinstance(cd, Mapping) and cd:
+        accepted, audio = _int(cd.get("accepted_prediction_tokens")), _int(cd.get("audio_tokens"))
+        reasoning, rejected = _int(cd.get("reasoning_tokens")), _int(cd.get("rejected_prediction_tokens"))
+        if accepted or audio or reasoning or rejected:
+            completion_details = base.CompletionDetails(accepted, audio, reasoning, rejected)
+    pd = get("prompt_tokens_details")
+    prompt_details = None
+    if isinstance(pd, Mapping) and pd:
+        prompt_audio, cached = _int(pd.get("audio_tokens")), _int(pd.get("cached_tokens"))
+        if prompt_audio or cached:
+            prompt_details = base.PromptDetails(prompt_audio, cached)
+    return base.Usage(completion_tokens=completion, prompt_tokens=prompt, total_tokens=total,
+                      completion_details=completion_details, prompt_details=prompt_details)
 
 
 def _text(content: Any) -> str:
@@ -250,6 +251,8 @@ def _extra(item: Mapping[str, Any], keep: bool) -> dict[str, Any] | None:
 
 
 def _tool_calls(raw: Any, extra_content: bool) -> tuple[base.ToolCall, ...]:
+    if not raw:  # most answers: no calls (absent, null or [])
+        return ()
     calls: list[base.ToolCall] = []
     for item in raw if isinstance(raw, list) else ():
         if not isinstance(item, Mapping):

@@ -59,7 +59,9 @@ def _message(name: str, msg: ai_pb2.ConversationMessage, scrub: Scrub | None) ->
         raise errors.InvalidParams(name, "message type cannot be nil")
     body: Any = getattr(msg, kind)
     message: base.Message
-    if kind == "of_tool":
+    if kind == "of_user":  # the common message: text only
+        message = base.Message(base.Role.USER, tuple([base.TextPart(c.text) for c in body.content]), body.name)
+    elif kind == "of_tool":
         parts: tuple[base.Part, ...] = tuple(
             base.ToolResult(tool_id=body.tool_id, name=body.name, content=c.text) for c in body.content
         )
@@ -143,38 +145,41 @@ async def prepare(pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2) -> 
     by ``ConverseAlpha2`` and its streaming form."""
     name = req.name
     entry = pipeline.entry(name)
-    if not req.inputs:
+    inputs = req.inputs
+    if not inputs:
         raise errors.MissingInputs(name)
-    overrides = pipeline.overrides(name, req.metadata)
-    scrub_inputs = any(item.scrub_pii for item in req.inputs)
+    metadata = req.metadata
+    overrides = pipeline.overrides(name, metadata)
+    scrub_inputs = any([item.scrub_pii for item in inputs])
     scrub_any = scrub_inputs or req.scrub_pii
-
-    def build(scrub: Scrub | None) -> tuple[base.Message, ...]:
-        return tuple(
-            _message(name, msg, scrub if item.scrub_pii else None) for item in req.inputs for msg in item.messages
-        )
 
     size = req.ByteSize() if scrub_any else 0
     if scrub_inputs:
+        def build(scrub: Scrub | None) -> tuple[base.Message, ...]:
+            return tuple([
+                _message(name, msg, scrub if item.scrub_pii else None) for item in inputs for msg in item.messages
+            ])
+
         messages = await pipeline.scrubbing.run(name, entry, overrides.pii_entities, "input", build, size)
-    else:  # nothing to scrub: no scrubber, no redaction count
-        messages = build(None)
-    tools = tuple(
+    else:  # nothing to scrub: no scrubber, no redaction count (and list comprehensions: no generator per call)
+        messages = tuple([_message(name, msg, None) for item in inputs for msg in item.messages])
+    declared = req.tools
+    tools = () if not declared else tuple(
         base.Tool(
             name=t.function.name,
             description=t.function.description,
             parameters=json_format.MessageToDict(t.function.parameters) if t.function.HasField("parameters") else {},
         )
-        for t in req.tools
+        for t in declared
         if t.WhichOneof("tool_types") == "function"
     )
-    choice = _tool_choice(name, req.tool_choice, tools, len(req.tools))
+    choice = _tool_choice(name, req.tool_choice, tools, len(declared))
     request = base.ConverseRequest(
         messages=messages,
         tools=tools,
         tool_choice=choice,
         temperature=req.temperature,
-        metadata=_forwarded(req.metadata),
+        metadata=_forwarded(metadata) if metadata else {},
         response_format=json_format.MessageToDict(req.response_format) if req.HasField("response_format") else None,
         prompt_cache_retention=_retention(name, req) if req.HasField("prompt_cache_retention") else None,
         model=overrides.model,
