@@ -5,7 +5,8 @@
 
 The sidecar answers Dapr's conversation, metadata and shutdown methods; the ``dapr`` package's
 generated modules would give it those messages only with every other building block's (importing
-``dapr.proto.runtime.v1`` loads all of them: ~25 ms and ~3.9 MB at start). So this script takes,
+``dapr.proto.runtime.v1`` loads all of them: 13-40 ms of imports and 2.5 MB of idle RSS,
+docs/performance.md round 4). So this script takes,
 from the installed ``dapr`` package, the files the sidecar needs, whole (``ai.proto``,
 ``metadata.proto``) or cut down to the messages it uses (``dapr.proto``: ``ShutdownRequest``,
 without the service and its dependencies), and writes them as serialized ``FileDescriptorProto``

@@ -159,10 +159,6 @@ def _work(settings: SidecarSettings, index: int, sock: socket.socket,
 
 
 # -- binding before the fork -------------------------------------------------------------------
-def _bare(host: str) -> str:
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
-
-
 def _bind(hosts: list[str], port: int, label: str, *, listen: bool) -> list[socket.socket]:
     """A socket per address of each host on ``port`` (0: the first one's port for all), skipping a
     host that cannot be bound with a warning, as ``Sidecar._serve`` does; an error if none can.
@@ -170,7 +166,8 @@ def _bind(hosts: list[str], port: int, label: str, *, listen: bool) -> list[sock
     sockets: list[socket.socket] = []
     for host in hosts:
         try:
-            infos = socket.getaddrinfo(_bare(host) or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            infos = socket.getaddrinfo(runtime._bare(host) or None, port,
+                                       type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             for family, kind, proto, _, address in infos:
                 sock = socket.socket(family, kind, proto)
                 try:
@@ -333,9 +330,7 @@ def run(settings: SidecarSettings) -> None:
     shared = {"http": http, "public": public}
     for module in (*_PRELOAD, *(["parley_sidecar.loading.operator_stream"] if settings.operator.address else [])):
         importlib.import_module(module)
-    if os.environ.get("PARLEY_EVENT_LOOP", "") != "asyncio":  # the loop every worker runs (runtime._loop_factory)
-        with contextlib.suppress(ImportError):
-            importlib.import_module("uvloop")
+    runtime._loop_factory()  # imports the loop every worker runs (uvloop unless PARLEY_EVENT_LOOP=asyncio)
     # A single process makes the provider clients' TLS context at its first connection (tls);
     # workers share one made before the fork instead of parsing the CA bundle once each.
     tls.client_context()
