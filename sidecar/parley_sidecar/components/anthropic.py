@@ -33,8 +33,6 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from multidict import CIMultiDict, CIMultiDictProxy
-
 from parley_sidecar import errors
 from parley_sidecar.components import (
     base,
@@ -195,8 +193,6 @@ class Anthropic(http_kit.ComponentSession):
         self._key = ""
         self._url = ""
         self._max_tokens = 2048
-        self._sent_headers: tuple[str, CIMultiDictProxy[str]] | None = None
-        """The component's own key's headers, as aiohttp takes them without converting them per call."""
 
     async def init(self, metadata: Mapping[str, Any]) -> None:
         # apiType, maxTokens and model come with their defaults and checks from the catalog.
@@ -213,23 +209,12 @@ class Anthropic(http_kit.ComponentSession):
         self._max_tokens = metadata["maxTokens"]
         self._sent_headers = None
 
-    def _call_headers(self, key: str) -> CIMultiDictProxy[str]:
-        """:func:`_headers`, built once for the component's own key (a key sent with the request
-        gets its own, not kept)."""
-        cached = self._sent_headers
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        headers = CIMultiDictProxy(CIMultiDict(_headers(key)))
-        if key == self._key:
-            self._sent_headers = (key, headers)
-        return headers
-
     async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
         model = request.model or self.model
         key = request.api_key if request.api_key is not None else self._key
         body, defn = build_body(request, model, self._max_tokens)
         data = await http_kit.post_json(self.session, self._url, http_kit.encode(body),
-                                        headers=self._call_headers(key),
+                                        headers=self.call_headers(key, self._key, _headers),
                                         timeout=timeout, provider=PROVIDER, secrets=(key, self._key),
                                         max_bytes=self.context.max_response_bytes, proxy=self.proxy(self._url))
         return parse_response(data, model, request, defn)

@@ -33,12 +33,13 @@ import ipaddress
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from parley_sidecar import errors, tls, tracing
 from parley_sidecar.components import base
@@ -512,6 +513,20 @@ class ComponentSession:
     context: base.ComponentContext
     _own_session: aiohttp.ClientSession | None = None
     _proxies: Mapping[str, str] | None = None
+    _sent_headers: tuple[str, object, CIMultiDictProxy[str]] | None = None
+
+    def call_headers(self, key: str, own_key: str, build: Callable[[str], Mapping[str, str]],
+                     variant: object = None) -> CIMultiDictProxy[str]:
+        """``build(key)`` as aiohttp takes headers without converting them per call, built once for
+        the component's own key (``own_key``) and ``variant`` (what else they depend on, compared
+        by identity); a key sent with the request gets its own, not kept."""
+        cached = self._sent_headers
+        if cached is not None and cached[0] == key and cached[1] is variant:
+            return cached[2]
+        headers = CIMultiDictProxy(CIMultiDict(build(key)))
+        if key == own_key:
+            self._sent_headers = (key, variant, headers)
+        return headers
 
     def proxy(self, url: Any) -> str | None:
         """The proxy for one provider call, by Go's ``http.ProxyFromEnvironment`` rules (what daprd's

@@ -27,8 +27,6 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
-from multidict import CIMultiDict, CIMultiDictProxy
-
 from parley_sidecar import durations, errors
 from parley_sidecar.components import base, catalog, checks, http_kit, sse, structured
 
@@ -414,7 +412,6 @@ class ChatCompletions(http_kit.ComponentSession):
         self._base = ""
         self._azure_version: str | None = None
         self._max_tokens: int | None = None
-        self._sent_headers: tuple[str, Dialect, CIMultiDictProxy[str]] | None = None
 
     async def init(self, metadata: Mapping[str, Any]) -> None:
         endpoint = str(metadata["endpoint"])
@@ -449,24 +446,14 @@ class ChatCompletions(http_kit.ComponentSession):
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _call_headers(self, key: str) -> CIMultiDictProxy[str]:
-        """:meth:`headers` as aiohttp takes them without converting them, built once for the
-        component's own key (a key sent with the request gets its own, not kept)."""
-        cached = self._sent_headers
-        if cached is not None and cached[0] == key and cached[1] is self.dialect:
-            return cached[2]
-        headers = CIMultiDictProxy(CIMultiDict(self.headers(key)))
-        if key == self._key:
-            self._sent_headers = (key, self.dialect, headers)
-        return headers
-
     async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
         model = request.model or self.model
         key = request.api_key if request.api_key is not None else self._key
         body = build_body(request, model, self.dialect, max_tokens=self._max_tokens)
         url = self.url(model)
         data = await http_kit.post_json(
-            self.session, url, http_kit.encode(body), headers=self._call_headers(key), proxy=self.proxy(url),
+            self.session, url, http_kit.encode(body), proxy=self.proxy(url),
+            headers=self.call_headers(key, self._key, self.headers, self.dialect),
             timeout=timeout, provider=self.dialect.provider, secrets=(key, self._key),
             max_bytes=self.context.max_response_bytes,
         )
