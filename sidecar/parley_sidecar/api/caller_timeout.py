@@ -12,7 +12,7 @@ timer is armed when the header is absent (the common request).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import TypeVar
 
 from parley_sidecar import durations, errors
@@ -51,7 +51,7 @@ async def within(timeout: float, call: Awaitable[T], name: str) -> T:
         raise _expired(timeout, name) from None
 
 
-async def stream_within(timeout: float, pieces: AsyncIterator[T], name: str) -> AsyncGenerator[T, None]:
+async def stream_within(timeout: float, pieces: AsyncGenerator[T, None], name: str) -> AsyncGenerator[T, None]:
     """``pieces`` until ``timeout`` seconds from now; then :func:`within`'s error. Closing this
     closes ``pieces`` (a cancelled wait has already ended it, and its upstream call with it)."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -66,6 +66,4 @@ async def stream_within(timeout: float, pieces: AsyncIterator[T], name: str) -> 
                 raise _expired(timeout, name) from None
             yield piece
     finally:
-        aclose = getattr(pieces, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await pieces.aclose()
