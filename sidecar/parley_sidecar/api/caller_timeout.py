@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from parley_sidecar import durations, errors
 
-__all__ = ["HEADER", "parse", "stream_within", "within"]
+__all__ = ["HEADER", "dapr_parse", "parse", "stream_within", "within"]
 
 T = TypeVar("T")
 
@@ -37,6 +37,14 @@ def parse(raw: str | None) -> float | None:
     if seconds <= 0:
         raise ValueError(BAD_VALUE)
     return seconds
+
+
+def dapr_parse(raw: str | None, name: str) -> float | None:
+    """:func:`parse` for the Dapr API's routes: a bad value is its 400 (``InvalidParams``) for component ``name``."""
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise errors.InvalidParams(name, str(exc)) from None
 
 
 def _expired(timeout: float, name: str) -> errors.InvokeError:

@@ -48,10 +48,7 @@ def handler(pipeline: Pipeline) -> surface.Handler:
             req = wire.decode(await request.read(), ai_pb2.ConversationRequestAlpha2(), query_metadata=query,
                               plain_inputs=False)
             req.name = name
-            try:
-                timeout = caller_timeout.parse(request.headers.get(caller_timeout.HEADER))
-            except ValueError as exc:
-                raise errors.InvalidParams(name, str(exc)) from None
+            timeout = caller_timeout.dapr_parse(request.headers.get(caller_timeout.HEADER), name)
             stream = dapr_stream.responses(pipeline, req)
             if timeout is not None:  # the whole stream within the caller's budget
                 stream = caller_timeout.stream_within(timeout, stream, name)
