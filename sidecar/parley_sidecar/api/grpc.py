@@ -245,13 +245,6 @@ def _decoder(request_type: Any) -> Callable[[bytes], Any]:
     return decode
 
 
-async def _refuse_undecodable(request: _Undecodable, method: str, context: grpc.aio.ServicerContext[Any, Any],
-                              metrics: Metrics) -> None:
-    """grpc-go's answer to bytes that are not the method's request message, counted."""
-    _count(metrics, method, "INTERNAL", time.perf_counter())
-    await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
-
-
 def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
            request_type: Any, response_type: Any, metrics: Metrics) -> grpc.RpcMethodHandler[Any, Any]:
     """A unary method whose undecodable requests get grpc-go's INTERNAL answer, counted."""
@@ -266,7 +259,9 @@ def _call(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitab
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if type(request) is _Undecodable:
-            await _refuse_undecodable(request, method, context, metrics)
+            # grpc-go's answer to bytes that are not the method's request message, counted
+            _count(metrics, method, "INTERNAL", time.perf_counter())
+            await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
         if tracing.current() is not None:
             return await _traced(behaviour, method, request, context)
         return await behaviour(request, context)
