@@ -226,10 +226,21 @@ async def _traced(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]],
         await context.send_initial_metadata(tuple(scope.headers().items()))
         return await behaviour(request, context)
     finally:
-        code = context.code()
-        failed = code is not None and code not in (grpc.StatusCode.OK, 0)
-        name = code.name if isinstance(code, grpc.StatusCode) else _CODES.get(int(code or 0), grpc.StatusCode.OK).name
-        scope.close(lambda: {"rpc.grpc.status_code": name}, lambda: str(context.details() or name) if failed else None)
+        # the status is read only for a sampled span: ``close`` calls these only then
+        scope.close(lambda: {"rpc.grpc.status_code": _status_name(context.code())}, lambda: _span_error(context))
+
+
+def _status_name(code: Any) -> str:
+    """The name of a call's status (``context.code()``: a ``StatusCode``, its number, or None for OK)."""
+    return code.name if isinstance(code, grpc.StatusCode) else _CODES.get(int(code or 0), grpc.StatusCode.OK).name
+
+
+def _span_error(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    """A failed call's status description for its span; None for a call that succeeded."""
+    code = context.code()
+    if code is None or code in (grpc.StatusCode.OK, 0):
+        return None
+    return str(context.details() or _status_name(code))
 
 
 def _decoder(request_type: Any) -> Callable[[bytes], Any]:
