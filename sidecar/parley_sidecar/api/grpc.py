@@ -18,7 +18,7 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -30,6 +30,9 @@ from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.dapr_proto import ai_pb2, dapr_pb2, metadata_pb2
 from parley_sidecar.metrics import Metrics
+
+if TYPE_CHECKING:
+    from parley_sidecar import tracing_otel
 
 __all__ = ["ConversationServicer", "RuntimeServicer", "TokenInterceptor", "add_to_server", "connection_options"]
 
@@ -213,14 +216,12 @@ class _Undecodable:
         self.reason = reason
 
 
-async def _traced(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
+async def _traced(tracer: tracing_otel.OtelTracer,
+                  behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
                   request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
     """``behaviour`` inside a server span named as daprd names it (the full method), joined to the
     caller's ``traceparent``; the span's ``traceparent`` is answered in the headers (daprd answers
     ``grpc-trace-bin``, which grpcio cannot send: docs/tracing.md). A stream's span ends with it."""
-    tracer = tracing.current()
-    if tracer is None:
-        return await behaviour(request, context)
     scope = tracer.grpc_server(_SERVICE + method, context.invocation_metadata() or ())
     try:  # a call cancelled while its headers go out still ends its span
         await context.send_initial_metadata(tuple(scope.headers().items()))
@@ -273,8 +274,9 @@ def _call(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitab
             # grpc-go's answer to bytes that are not the method's request message, counted
             _count(metrics, method, "INTERNAL", time.perf_counter())
             await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
-        if tracing.current() is not None:
-            return await _traced(behaviour, method, request, context)
+        tracer = tracing.current()
+        if tracer is not None:
+            return await _traced(tracer, behaviour, method, request, context)
         return await behaviour(request, context)
 
     return call
