@@ -12,12 +12,12 @@ timer is armed when the header is absent (the common request).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import TypeVar
 
 from parley_sidecar import durations, errors
 
-__all__ = ["HEADER", "parse", "stream_within", "within"]
+__all__ = ["HEADER", "dapr_parse", "parse", "stream_within", "within"]
 
 T = TypeVar("T")
 
@@ -39,6 +39,14 @@ def parse(raw: str | None) -> float | None:
     return seconds
 
 
+def dapr_parse(raw: str | None, name: str) -> float | None:
+    """:func:`parse` for the Dapr API's routes: a bad value is its 400 (``InvalidParams``) for component ``name``."""
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise errors.InvalidParams(name, str(exc)) from None
+
+
 def _expired(timeout: float, name: str) -> errors.InvokeError:
     return errors.InvokeError(name, f"no answer within the caller's timeout of {timeout:g}s ({HEADER} header)")
 
@@ -51,7 +59,7 @@ async def within(timeout: float, call: Awaitable[T], name: str) -> T:
         raise _expired(timeout, name) from None
 
 
-async def stream_within(timeout: float, pieces: AsyncIterator[T], name: str) -> AsyncGenerator[T, None]:
+async def stream_within(timeout: float, pieces: AsyncGenerator[T, None], name: str) -> AsyncGenerator[T, None]:
     """``pieces`` until ``timeout`` seconds from now; then :func:`within`'s error. Closing this
     closes ``pieces`` (a cancelled wait has already ended it, and its upstream call with it)."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -66,6 +74,4 @@ async def stream_within(timeout: float, pieces: AsyncIterator[T], name: str) -> 
                 raise _expired(timeout, name) from None
             yield piece
     finally:
-        aclose = getattr(pieces, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await pieces.aclose()

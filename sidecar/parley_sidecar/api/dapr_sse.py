@@ -44,14 +44,10 @@ def handler(pipeline: Pipeline) -> surface.Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         name = public.param(request, "name")
         try:
-            query = {k[len("metadata."):]: v for k, v in request.query.items() if k.startswith("metadata.")}
-            req = wire.decode(await request.read(), ai_pb2.ConversationRequestAlpha2(), query_metadata=query,
-                              plain_inputs=False)
+            req = wire.decode(await request.read(), ai_pb2.ConversationRequestAlpha2(),
+                              query_metadata=wire.query_metadata(request.query), plain_inputs=False)
             req.name = name
-            try:
-                timeout = caller_timeout.parse(request.headers.get(caller_timeout.HEADER))
-            except ValueError as exc:
-                raise errors.InvalidParams(name, str(exc)) from None
+            timeout = caller_timeout.dapr_parse(request.headers.get(caller_timeout.HEADER), name)
             stream = dapr_stream.responses(pipeline, req)
             if timeout is not None:  # the whole stream within the caller's budget
                 stream = caller_timeout.stream_within(timeout, stream, name)

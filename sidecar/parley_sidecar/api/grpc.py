@@ -18,7 +18,7 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -30,6 +30,9 @@ from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.dapr_proto import ai_pb2, dapr_pb2, metadata_pb2
 from parley_sidecar.metrics import Metrics
+
+if TYPE_CHECKING:
+    from parley_sidecar import tracing_otel
 
 __all__ = ["ConversationServicer", "RuntimeServicer", "TokenInterceptor", "add_to_server", "connection_options"]
 
@@ -213,23 +216,32 @@ class _Undecodable:
         self.reason = reason
 
 
-async def _traced(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
+async def _traced(tracer: tracing_otel.OtelTracer,
+                  behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
                   request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
     """``behaviour`` inside a server span named as daprd names it (the full method), joined to the
     caller's ``traceparent``; the span's ``traceparent`` is answered in the headers (daprd answers
     ``grpc-trace-bin``, which grpcio cannot send: docs/tracing.md). A stream's span ends with it."""
-    tracer = tracing.current()
-    if tracer is None:
-        return await behaviour(request, context)
     scope = tracer.grpc_server(_SERVICE + method, context.invocation_metadata() or ())
     try:  # a call cancelled while its headers go out still ends its span
         await context.send_initial_metadata(tuple(scope.headers().items()))
         return await behaviour(request, context)
     finally:
-        code = context.code()
-        failed = code is not None and code not in (grpc.StatusCode.OK, 0)
-        name = code.name if isinstance(code, grpc.StatusCode) else _CODES.get(int(code or 0), grpc.StatusCode.OK).name
-        scope.close(lambda: {"rpc.grpc.status_code": name}, lambda: str(context.details() or name) if failed else None)
+        # the status is read only for a sampled span: ``close`` calls these only then
+        scope.close(lambda: {"rpc.grpc.status_code": _status_name(context.code())}, lambda: _span_error(context))
+
+
+def _status_name(code: Any) -> str:
+    """The name of a call's status (``context.code()``: a ``StatusCode``, its number, or None for OK)."""
+    return code.name if isinstance(code, grpc.StatusCode) else _CODES.get(int(code or 0), grpc.StatusCode.OK).name
+
+
+def _span_error(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    """A failed call's status description for its span; None for a call that succeeded."""
+    code = context.code()
+    if code is None or code in (grpc.StatusCode.OK, 0):
+        return None
+    return str(context.details() or _status_name(code))
 
 
 def _decoder(request_type: Any) -> Callable[[bytes], Any]:
@@ -243,13 +255,6 @@ def _decoder(request_type: Any) -> Callable[[bytes], Any]:
             return _Undecodable(str(exc))
 
     return decode
-
-
-async def _refuse_undecodable(request: _Undecodable, method: str, context: grpc.aio.ServicerContext[Any, Any],
-                              metrics: Metrics) -> None:
-    """grpc-go's answer to bytes that are not the method's request message, counted."""
-    _count(metrics, method, "INTERNAL", time.perf_counter())
-    await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
 
 
 def _unary(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]], method: str,
@@ -266,9 +271,12 @@ def _call(behaviour: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitab
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if type(request) is _Undecodable:
-            await _refuse_undecodable(request, method, context, metrics)
-        if tracing.current() is not None:
-            return await _traced(behaviour, method, request, context)
+            # grpc-go's answer to bytes that are not the method's request message, counted
+            _count(metrics, method, "INTERNAL", time.perf_counter())
+            await context.abort(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {request.reason}")
+        tracer = tracing.current()
+        if tracer is not None:
+            return await _traced(tracer, behaviour, method, request, context)
         return await behaviour(request, context)
 
     return call

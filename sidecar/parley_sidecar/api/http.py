@@ -126,17 +126,6 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         _record(request, request.app[METRICS], _metric_path(request), status, started)
 
 
-def _query_metadata(request: web.Request) -> dict[str, str]:
-    return {k[len("metadata."):]: v for k, v in request.query.items() if k.startswith("metadata.")}
-
-
-def _caller_timeout(request: web.Request, name: str) -> float | None:
-    try:
-        return caller_timeout.parse(request.headers.get(caller_timeout.HEADER))
-    except ValueError as exc:
-        raise errors.InvalidParams(name, str(exc)) from None
-
-
 _Decode = tuple[Callable[[], Message], Callable[[Pipeline, Any], Awaitable[Message]], bool]
 """How one API version's converse is served: its request message, its rules, plain-string inputs."""
 _ALPHA1: _Decode = (ai_pb2.ConversationRequest, alpha1.converse, True)
@@ -147,10 +136,10 @@ async def _answer(request: web.Request, name: str, pipeline: Pipeline, version: 
     """Decode, pipeline, encode; every failure but aiohttp's own answers becomes daprd's JSON."""
     message, run, plain_inputs = version
     try:
-        req: Any = wire.decode(await request.read(), message(), query_metadata=_query_metadata(request),
+        req: Any = wire.decode(await request.read(), message(), query_metadata=wire.query_metadata(request.query),
                                plain_inputs=plain_inputs)
         req.name = name
-        timeout = _caller_timeout(request, name)
+        timeout = caller_timeout.dapr_parse(request.headers.get(caller_timeout.HEADER), name)
         if timeout is None:  # the common request: no timer on the hot path
             body = wire.encode(await run(pipeline, req))
         else:

@@ -5,7 +5,8 @@ decode the JSON body, hand it to :mod:`conversation.openai_chat` (checks, then t
 encode the answer as OpenAI does: a ``chat.completion`` object, or with ``stream: true`` Server-Sent
 Events of ``chat.completion.chunk`` ending with ``data: [DONE]`` (:mod:`api.sse` relays them).
 Errors are OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with OpenAI's statuses, never
-a trace. The token check, metrics and API logging are ``http._guard``'s, as for every route.
+a trace. The token check, metrics and API logging are ``http._guard``'s, as for every route (for
+``POST /v1/chat/completions`` as clients send it, ``http._front``'s, which does the same duties).
 
 Extension headers (``docs/openai.md``): ``parley-scrub-pii: true`` scrubs PII as an alpha2 request
 with ``scrubPii`` does; ``parley-context-id`` keys conversation memory (else the body's ``user``);

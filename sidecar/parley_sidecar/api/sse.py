@@ -83,16 +83,14 @@ async def relay(
                     data = b""  # nor the last chunk's bytes, while waiting for the next
             data = end() if callable(end) else end
         except errors.ParleyError as exc:  # mid-stream: the status is sent, so an event says it
-            await response.write(on_error(exc))
+            data = on_error(exc)
         except ConnectionResetError:  # handled below: the client is gone
             raise
         except Exception:  # a bug mid-stream: logged with its traceback, the client gets no trace
             log.exception("stream on %s failed unexpectedly", request.path)
-            await response.write(on_error(errors.Internal()))
-        else:
-            # the closing events and the body's end in one write (one send, not two)
-            await response.write_eof(data)
-        await response.write_eof()
+            data = on_error(errors.Internal())
+        # the closing events (or the error event) and the body's end in one write (one send, not two)
+        await response.write_eof(data)
     except ConnectionResetError:  # the client stopped reading and closed: nothing left to tell it
         log.debug("stream client went away on %s", request.path)
     finally:

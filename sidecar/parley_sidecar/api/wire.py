@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 
 from parley_sidecar import dapr_proto, errors
 
-__all__ = ["decode", "encode", "error_body"]
+__all__ = ["decode", "encode", "error_body", "query_metadata"]
 
 M = TypeVar("M", bound=Message)
 
@@ -276,6 +276,11 @@ def _parse(data: Any, message: Message) -> None:
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
         # OverflowError: an integer literal too large for a double field (protojson refuses it too)
         raise errors.MalformedRequest(f"invalid value: {exc}") from None
+
+
+def query_metadata(query: Mapping[str, str]) -> dict[str, str]:
+    """A request's ``?metadata.KEY=VALUE`` parameters as ``{KEY: VALUE}`` (for :func:`decode`)."""
+    return {k[len("metadata."):]: v for k, v in query.items() if k.startswith("metadata.")}
 
 
 def decode(body: bytes, message: M, *, query_metadata: Mapping[str, str], plain_inputs: bool) -> M:
