@@ -170,6 +170,12 @@ class ConverseResponse:
     outputs: tuple[Output, ...]
     usage: Usage | None = None
     model: str = ""
+    served_model: str = dataclasses.field(default="", compare=False)
+    """The model the provider says answered (OpenAI's ``model``, Anthropic's), "" when it does not
+    say: often a dated version of ``model`` (``gpt-4o`` → ``gpt-4o-2024-08-06``). Only the attempt's
+    span reports it (``gen_ai.response.model``); the answers and the metrics keep ``model``, as daprd's
+    answer does and as the metrics' bounded model labels need. Not compared: it describes the
+    answer, and a stream's assembled answer (which does not keep it) equals the unary one."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -286,7 +286,9 @@ def parse_response(data: Any, model: str, request: base.ConverseRequest, provide
             tool_calls=_tool_calls(message.get("tool_calls"), extra_content),
         ),)))
     checks.useful_answer(outputs, request)
-    return base.ConverseResponse(outputs=tuple(outputs), usage=parse_usage(data.get("usage")), model=model)
+    served = data.get("model")
+    return base.ConverseResponse(outputs=tuple(outputs), usage=parse_usage(data.get("usage")), model=model,
+                                 served_model=served if isinstance(served, str) else "")
 
 
 

@@ -112,9 +112,10 @@ def usage(raw: Any, *, input: str, output: str, cache_read: str, cache_write: st
 
 def response(*, texts: Iterable[str], uses: Iterable[ToolUse], defn: structured.Definition | None, finish: str,
              request: base.ConverseRequest, usage: base.Usage | None, model: str,
-             provider: str) -> base.ConverseResponse:
+             provider: str, served_model: str = "") -> base.ConverseResponse:
     """One choice: the text blocks joined (as langchaingo joins them), the tool calls, or with a
-    ``responseFormat`` the forced tool's input as the answer."""
+    ``responseFormat`` the forced tool's input as the answer. ``served_model``: the model the
+    provider named in its answer (``ConverseResponse.served_model``)."""
     calls: list[base.ToolCall] = []
     answer: str | None = None
     for id_, name, input_ in uses:
@@ -130,4 +131,4 @@ def response(*, texts: Iterable[str], uses: Iterable[ToolUse], defn: structured.
         tool_calls=tuple(calls),
     ),))]
     checks.useful_answer(outputs, request)
-    return base.ConverseResponse(outputs=tuple(outputs), usage=usage, model=model)
+    return base.ConverseResponse(outputs=tuple(outputs), usage=usage, model=model, served_model=served_model)

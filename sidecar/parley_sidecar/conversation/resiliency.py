@@ -183,8 +183,8 @@ def _answered(response: base.ConverseResponse) -> dict[str, tracing.Value]:
     attributes: dict[str, tracing.Value] = {
         "gen_ai.response.finish_reasons": tuple(c.finish_reason for o in response.outputs for c in o.choices),
     }
-    if response.model:
-        attributes["gen_ai.response.model"] = response.model
+    if response.served_model or response.model:
+        attributes["gen_ai.response.model"] = response.served_model or response.model
     _usage(response.usage, attributes)
     if tracing.capture_content():
         attributes["gen_ai.output.messages"] = json.dumps(
