@@ -3,6 +3,8 @@ machine as on a quiet one, unlike req/s and CPU time (``bench.tracing_cost``), w
 than the 5 % that issue #17 allows at sampling 0.01.
 
     python -m bench.tracing_instructions [--calls 2000]      (needs valgrind; about a minute)
+    python -m bench.tracing_instructions --whole [--requests 5000] [--rates off,0.0000001,0.01,1]
+                                                              (about a minute per rate)
 
 It runs itself under callgrind and counts, per call of the API port's traced front handler
 (``surface.traced`` around a handler that answers as the echo hot path does, on a mocked aiohttp
@@ -12,11 +14,22 @@ processor) and, per span, the batch processor's export of them over OTLP/HTTP to
 another process (in batches of 512, the SDK's default). An echo request costs the whole sidecar
 about 740,000 instructions with tracing off (``docs/tracing.md``, "What it costs"), which turns
 these into a share of a call.
+
+``--whole`` counts the whole sidecar instead: a real sidecar under callgrind (every thread, the
+batch exporter's too), answering ``--requests`` alpha2 echo requests over 16 keep-alive
+connections, for each ``samplingRate`` given (``off``: no Configuration; ``0.0000001``: traced,
+never sampled), spans going over OTLP/HTTP to a local sink. Counting starts after a warm-up and
+ends when the sidecar exits (its shutdown exports what is queued), so every case pays the same
+shutdown; the batch processor's schedule is pushed out so that exports come in the SDK's batches
+of 512 (or one at shutdown, which charges a low rate the export's fixed cost for fewer spans than a
+running sidecar would batch: conservative). This is the figure the micro-count above leaves out:
+the answer's extra header, the pipeline's checks, what the SDK does on the exporter thread.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import re
@@ -95,10 +108,73 @@ def _measure(calls: int, sink: str) -> None:
     tracing.install(None)
 
 
+WHOLE_CONNECTIONS = 16
+
+
+async def _requests(port: int, count: int) -> None:
+    """``count`` alpha2 echo requests over :data:`WHOLE_CONNECTIONS` keep-alive connections."""
+    from bench.tracing_cost import BODY, PATH
+
+    request = (f"POST {PATH} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(BODY)}\r\n\r\n{BODY}").encode()
+
+    async def connection(times: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(times):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            if not head.startswith(b"HTTP/1.1 200") or length is None:
+                raise RuntimeError(f"unexpected answer: {head[:60]!r}")
+            await reader.readexactly(int(length.group(1)))
+        writer.close()
+
+    await asyncio.gather(*(connection(count // WHOLE_CONNECTIONS) for _ in range(WHOLE_CONNECTIONS)))
+
+
+def _whole(rates: list[str], requests: int) -> None:
+    from bench import harness
+    from bench.tracing_cost import collector, config_file
+
+    requests -= requests % WHOLE_CONNECTIONS
+    per_request: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp, collector(Path(tmp), "sink") as (address, _):
+        for rate in rates:
+            extra = [] if rate == "off" else ["--config", str(config_file(Path(tmp), rate, address))]
+            http, grpc, metrics, public = (harness.free_port() for _ in range(4))
+            out = Path(tmp) / f"whole-{len(per_request)}.out"
+            argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                    *harness.sidecar_argv(http, grpc, metrics, public, harness.ROOT / "examples" / "components"), *extra]
+            with harness.serve(argv, f"http://127.0.0.1:{http}/v1.0/healthz", "", timeout=180,
+                               env={"OTEL_BSP_SCHEDULE_DELAY": str(10**9)}) as server:
+                asyncio.run(_requests(http, 800))  # warm-up, not counted
+                for command in ("-i", "on"), ("-z",):
+                    subprocess.run(["callgrind_control", *command, str(server.proc.pid)], check=True,
+                                   stdout=subprocess.DEVNULL)
+                asyncio.run(_requests(http, requests))
+            total = re.search(r"^totals: (\d+)", out.read_text(errors="replace"), re.MULTILINE)
+            if total is None:
+                raise RuntimeError(f"no totals in {out}")
+            per_request[rate] = int(total.group(1)) / requests
+            print(f"{rate:>10}: {per_request[rate]:10,.0f} instructions per request", flush=True)
+    if "off" in per_request:
+        off = per_request["off"]
+        print(f"over tracing off ({requests} alpha2 echo requests each, the whole sidecar):")
+        for rate, count in per_request.items():
+            if rate != "off":
+                print(f"  samplingRate {rate:>10}: {count - off:+10,.0f} per request ({(count - off) / off:+.1%})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--whole", action="store_true", help="count a whole sidecar under load instead")
+    parser.add_argument("--requests", type=int, default=5000, help="--whole: requests counted per rate")
+    parser.add_argument("--rates", default="off,0.0000001,0.01,1", help="--whole: samplingRate values")
     args = parser.parse_args()
+    if args.whole:
+        _whole(args.rates.split(","), args.requests)
+        return
     root = Path(__file__).resolve().parents[1]
     if os.environ.get(CHILD):
         _measure(args.calls, os.environ[CHILD])

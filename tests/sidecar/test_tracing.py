@@ -407,3 +407,24 @@ def test_where_otlp_http_posts(endpoint: str, secure: bool, url: str) -> None:
     from parley_sidecar.tracing_otel import _url
 
     assert _url(tracing.Plan(1.0, "http", endpoint, secure, "test", "app", False)) == url
+
+
+async def test_calls_without_a_caller_are_sampled_at_the_rate(start_sidecar: StartSidecar) -> None:
+    """At a rate of 0.5, about half the calls get a span and a sampled traceparent (400 calls: the
+    bounds are six standard deviations wide; a rate applied twice, 0.25, falls far outside)."""
+    memory = InMemorySpanExporter()
+    tracing.install(OtelTracer(tracing.Plan(0.5, "http", "127.0.0.1:1", False, "test", "test-app", False),
+                               processor=SimpleSpanProcessor(memory)))
+    try:
+        running = await start_sidecar()
+        answered = []
+        for _ in range(400):
+            async with running.session.post(running.http + "/v1.0-alpha2/conversation/echo/converse",
+                                            json=body("x")) as resp:
+                assert resp.status == 200
+                answered.append(int(resp.headers["traceparent"].rsplit("-", 1)[1], 16) & 1 == 1)
+    finally:
+        tracing.stop()
+    roots = [s for s in memory.get_finished_spans() if s.parent is None]
+    assert 140 <= sum(answered) <= 260
+    assert len(roots) == sum(answered)
