@@ -66,8 +66,9 @@ class Abort(Exception):
 
 
 _HEADER = struct.Struct(">BI")
-_OK_HEADERS = [(":status", "200"), ("content-type", "application/grpc")]
-_OK_TRAILERS = [("grpc-status", "0")]
+_ONLY_TRAILERS = [(":status", "200"), ("content-type", "application/grpc")]
+_OK_HEADERS = [*_ONLY_TRAILERS, ("grpc-accept-encoding", "identity, deflate, gzip")]  # as grpcio's
+_OK_TRAILERS = [("grpc-status", "0"), ("grpc-message", "")]  # as grpcio's
 _PING_STRIKES = 2  # grpc-go's maxPingStrikes: the third early ping is one too many
 _INFLATE = {"gzip": 31, "deflate": 15}  # zlib window bits: the gzip wrapper, the zlib one ("deflate" in gRPC)
 
@@ -130,7 +131,7 @@ class Call:
         """The status and its message: trailers only when nothing was sent yet (as grpcio); then
         RST_STREAM NO_ERROR if the caller is still sending, so it stops (as grpc-go)."""
         trailers = [("grpc-status", str(int(status))), ("grpc-message", encode_grpc_message(message))]
-        await self._stream.send_headers(trailers if self._sent_headers else [*_OK_HEADERS, *trailers],
+        await self._stream.send_headers(trailers if self._sent_headers else [*_ONLY_TRAILERS, *trailers],
                                         end_stream=True)
         if self._stream.closable:
             self._stream.reset_nowait()
@@ -208,15 +209,24 @@ class Server:
 
     async def _serve(self, connection: _Connection, stream: H2Stream, headers: list[tuple[str, str]],
                      release: Callable[[], None]) -> None:
-        path, deadline, encoding = "", None, ""
+        path, deadline, encoding, post, trailers = "", None, "", False, False
         for name, value in headers:
             if name == ":path":
                 path = value
+            elif name == ":method":
+                post = value == "POST"
+            elif name == "te":
+                trailers = value == "trailers"
             elif name == "grpc-timeout":
                 with contextlib.suppress(ValueError):
                     deadline = time.monotonic() + decode_timeout(value)
             elif name == "grpc-encoding":
                 encoding = value
+        if not (post and trailers):  # not a gRPC call: reset, as grpcio does
+            stream.reset_nowait(ErrorCodes.INTERNAL_ERROR)
+            release()
+            connection.ended(stream)
+            return
         timer = None
         if deadline is not None:
             task = asyncio.current_task()
