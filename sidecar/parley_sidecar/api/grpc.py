@@ -1,4 +1,4 @@
-"""The Dapr gRPC API on ``--dapr-grpc-port``, Dapr's messages from ``dapr_proto``, served by a generic handler.
+"""The Dapr gRPC API on ``--dapr-grpc-port``, Dapr's messages from ``dapr_proto``, served by ``grpc_server``.
 
 Registered: ``ConverseAlpha1`` and ``ConverseAlpha2``, parley's server-streaming extension
 ``ConverseStreamAlpha2`` (``stream_pb``; the shape Dapr proposed in dapr/dapr PR #8790), and the
@@ -8,8 +8,7 @@ methods clients call to find and manage the sidecar, answered as daprd 1.18.3 an
 RESOURCE_EXHAUSTED ``ERR_METADATA_LIMIT``'s message) and ``Shutdown`` (Empty, then a graceful
 shutdown; ``dapr-force-shutdown: true`` exits 1 at once). Every other method of
 ``dapr.proto.runtime.v1.Dapr`` answers grpc's UNIMPLEMENTED ``Method not found!``. The API token
-is checked for every method, as daprd does, with daprd's messages. The server is ``grpc_server``
-(grpclib's HTTP/2 connection, pure Python).
+is checked for every method, as daprd does, with daprd's messages.
 """
 
 from __future__ import annotations

@@ -415,7 +415,8 @@ class _Events(EventsProcessor):
             self._strikes += 1
         self._last_ping = now
         if self._strikes > _PING_STRIKES:
-            _send_goaway(self.connection, ErrorCodes.ENHANCE_YOUR_CALM, 0, b"too_many_pings")
+            last = self.handler._last_stream if isinstance(self.handler, _Connection) else 0
+            _send_goaway(self.connection, ErrorCodes.ENHANCE_YOUR_CALM, last, b"too_many_pings")
             self.connection.close()
 
 
