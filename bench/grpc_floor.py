@@ -10,7 +10,7 @@ parley's work: the floor each approach could reach. Variants alternate run by ru
 
 - ``aio-bytes``: grpc.aio (uvloop), a generic handler, no (de)serializers: bytes in, fixed bytes out.
 - ``aio-proto``: the same, the request parsed and the answer serialized by protobuf (upb).
-- ``aio-opts``: aio-proto with the sidecar's own server options (keepalive as daprd's, the body limit).
+- ``aio-opts``: aio-proto with the options parley's grpcio server had (keepalive as daprd's, the body limit).
 - ``aio-tuned``: aio-bytes with ``grpc.optimization_target=throughput``, compression off,
   ``grpc.max_concurrent_streams=100`` and ``maximum_concurrent_rpcs``.
 - ``sync-bytes``: grpcio's synchronous server (a thread pool of 16), fixed bytes out.
@@ -18,8 +18,8 @@ parley's work: the floor each approach could reach. Variants alternate run by ru
   (``asyncio.run_coroutine_threadsafe``) and waiting for its answer: what parley would pay to keep
   its asyncio pipeline behind a sync server.
 - ``grpclib``: grpclib's asyncio server (pure Python over h2), parsed and serialized by protobuf;
-  not a dependency of parley: install it apart (``pip install --target DIR grpclib``) and pass
-  ``--grpclib DIR`` (the variant is skipped without it).
+  parley's gRPC server since round 6 (docs/performance.md); pass ``--grpclib DIR`` to run the
+  variant (a directory of another grpclib install, or the venv's site-packages; skipped without it).
 - ``parley``: the sidecar itself with the echo component (``bench.vs_daprd``'s resources), for the
   distance from the floors in the same run.
 """
@@ -62,9 +62,10 @@ async def _serve_aio(port: int, variant: str) -> None:
     options: list[tuple[str, Any]] = [("grpc.so_reuseport", 0)]
     kwargs: dict[str, Any] = {}
     if variant == "aio-opts":
-        from parley_sidecar.api import grpc as grpc_api
-
-        options += [("grpc.max_receive_message_length", 4 << 20), *grpc_api.connection_options(0)]
+        # the options parley's grpcio server had (daprd's keepalive, the body limit) until round 6
+        options += [("grpc.max_receive_message_length", 4 << 20), ("grpc.keepalive_time_ms", 10_000),
+                    ("grpc.keepalive_timeout_ms", 5_000), ("grpc.keepalive_permit_without_calls", 1),
+                    ("grpc.http2.min_ping_interval_without_data_ms", 8_000)]
     if variant == "aio-tuned":
         options += [("grpc.optimization_target", "throughput"), ("grpc.max_concurrent_streams", 100)]
         kwargs = {"compression": grpc.Compression.NoCompression, "maximum_concurrent_rpcs": 1000}

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import grpc
 from aiohttp import web
 
 from parley_sidecar import tracing
@@ -30,6 +29,7 @@ from parley_sidecar.api import connections, metadata, public, surface
 from parley_sidecar.api import grpc as grpc_api
 from parley_sidecar.api import http as http_api
 from parley_sidecar.api.api_log import ApiLog
+from parley_sidecar.api.grpc_server import Server as GrpcServer
 from parley_sidecar.components import catalog
 from parley_sidecar.components.component_settings import ComponentSettings
 from parley_sidecar.components.spec import ComponentSpec
@@ -59,7 +59,7 @@ class Sidecar:
         self.pipeline = Pipeline(self.store, self.metrics)
         self.loader: ResourcesLoader | None = None
         self._runners: list[web.AppRunner] = []
-        self._grpc: grpc.aio.Server | None = None
+        self._grpc: GrpcServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.extended = metadata.ExtendedMetadata()
         self.traced = False
@@ -75,7 +75,7 @@ class Sidecar:
         self.sockets: dict[str, Path] = {}
         """``http``/``grpc`` → the unix socket serving that API (``--unix-domain-socket``)."""
         self.listeners: dict[str, list[socket.socket]] = {}
-        """``http``/``public``/``metrics`` → listening sockets bound before the workers were forked
+        """``http``/``public``/``metrics``/``grpc`` → listening sockets bound before the workers were forked
         (``--workers``): served as they are instead of binding the configured addresses."""
         self.shutdown_hook: Callable[[bool], None] | None = None
         """Also told of a shutdown API call (a worker tells the first one, which stops them all)."""
@@ -180,26 +180,20 @@ class Sidecar:
         if s.enable_metrics and (s.workers == 1 or "metrics" in self.listeners):  # with workers: the first one
             await self._serve(self._metrics_app(), [s.metrics_listen_address], s.ports.metrics,
                               "metrics")
-        interceptors = [grpc_api.TokenInterceptor(s.api_token)] if s.api_token else []
-        self._grpc = grpc.aio.server(
-            interceptors=interceptors,
-            # One process: a port in use fails the start. Workers each bind the gRPC port with
-            # SO_REUSEPORT (grpcio cannot serve a socket bound before the fork); the first worker
-            # holds it bound from before the fork, so no process of another user can take it.
-            options=[("grpc.max_receive_message_length", s.limits.max_body_size),
-                     ("grpc.so_reuseport", int(s.workers > 1)),
-                     *grpc_api.connection_options(s.connections.grpc_max_idle)],
-        )
-        grpc_api.add_to_server(self._grpc, self.pipeline, self.metrics, runtime=grpc_api.RuntimeServicer(
-            self.describe, self.extended, self.request_shutdown, self.metrics))
-        if s.unix_domain_socket is not None:
+        self._grpc = grpc_api.server(
+            self.pipeline, self.metrics, token=s.api_token or None, max_receive=s.limits.max_body_size,
+            max_idle=s.connections.grpc_max_idle,
+            runtime=grpc_api.RuntimeServicer(self.describe, self.extended, self.request_shutdown, self.metrics))
+        if "grpc" in self.listeners:  # bound before the workers were forked (--workers)
+            for sock in self.listeners["grpc"]:
+                await self._grpc.serve_socket(sock)
+            self.bound["grpc"] = self.listeners["grpc"][0].getsockname()[1]
+        elif s.unix_domain_socket is not None:
             path = self._socket_path(s.unix_domain_socket, "grpc")
-            self._grpc.add_insecure_port(f"unix:{path}")
-        else:
-            self.bound["grpc"] = self._bind_grpc(self._grpc, s.listen_addresses, s.ports.grpc)
-        await self._grpc.start()
-        if s.unix_domain_socket is not None:
+            await self._grpc.listen_unix(str(path))
             self._socket_ready(path, "grpc")
+        else:
+            self.bound["grpc"] = await self._bind_grpc(self._grpc, s.listen_addresses, s.ports.grpc)
         self.ready = True
         log.info(
             "parley sidecar %s ready in %.0f ms: HTTP %s, gRPC %s, public %d, metrics %s; components: %s",
@@ -209,14 +203,13 @@ class Sidecar:
         )
 
     @staticmethod
-    def _bind_grpc(server: grpc.aio.Server, hosts: list[str], port: int) -> int:
+    async def _bind_grpc(server: GrpcServer, hosts: list[str], port: int) -> int:
         listening = 0
         for host in hosts:
-            address = f"[{host}]" if ":" in host and not host.startswith("[") else host
             try:
-                port = server.add_insecure_port(f"{address}:{port}")
-            except RuntimeError as exc:  # grpcio's "Failed to bind": skipped, as for HTTP
-                log.warning("cannot listen on %s port %d (grpc API): %s", host, port, exc)
+                port = await server.listen(_bare(host), port)
+            except OSError as exc:  # daprd skips an address it cannot bind, as for HTTP
+                log.warning("cannot listen on %s port %d (grpc API): %s", host, port, exc.strerror or exc)
                 continue
             listening += 1
         if not listening:

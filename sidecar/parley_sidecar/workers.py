@@ -4,19 +4,17 @@ The process that was started has done every import by now. It binds the HTTP API
 metrics ports, freezes what the imports made (``gc.freeze``) and forks workers 2..N, so the
 modules' pages stay shared until a worker writes to them; then it serves as worker 1. Each worker
 is a whole sidecar (``runtime.Sidecar``): it loads its components, follows the resources path or
-the operator's stream itself, and serves the inherited HTTP sockets; the kernel hands each new
-connection to one of them. grpcio can neither serve a socket bound before the fork nor be forked
-once it has a server, so each worker starts its own gRPC server after the fork, bound with
-``SO_REUSEPORT``; worker 1 holds that port bound from before the fork (without listening), so it
-stays reserved and ``--dapr-grpc-port 0`` resolves to one port for all.
+the operator's stream itself, and serves the inherited HTTP and gRPC sockets (the gRPC server is
+grpclib's, on the event loop, so it serves a socket bound before the fork as aiohttp does); the
+kernel hands each new connection to one of them.
 
 Worker 1 also serves the metrics port, with the sum over workers (each worker's samples, asked
 for over a socket pair at scrape time: :meth:`metrics.Metrics.absorb`), relays extended metadata
 writes so that every worker describes the same, and turns a shutdown on any worker (SIGTERM, the
 shutdown API) into a shutdown of all, each draining as one sidecar drains. A worker that exits
 on its own is logged, the others are stopped and the sidecar exits 1, so that Kubernetes restarts
-the container: a new worker could only be forked from a process running an event loop and a gRPC
-server. A worker whose link to worker 1 reads end-of-file shuts down, so none outlives it.
+the container: a new worker could only be forked from a process running an event loop and servers.
+A worker whose link to worker 1 reads end-of-file shuts down, so none outlives it.
 Per-process state is per worker (docs/sidecar.md "Worker processes"): conversation memory kept in
 process is refused at load (``runtime``), and a unix socket API at start.
 """
@@ -50,7 +48,7 @@ log = logging.getLogger("parley.workers")
 _SCRAPE_WAIT = 2.0
 """Seconds a scrape waits for a worker's samples; a worker that is slower to answer (a long
 synchronous step) is counted with its last samples, so the sum never goes down."""
-_PRELOAD = ("grpc", "aiohttp.web", "google.protobuf.descriptor_pb2", "parley_sidecar.api.grpc",
+_PRELOAD = ("grpclib.protocol", "aiohttp.web", "google.protobuf.descriptor_pb2", "parley_sidecar.api.grpc",
             "parley_sidecar.api.http", "parley_sidecar.components.echo", "parley_sidecar.loading.resources")
 """Imported before the fork, so that their pages are shared: what every worker would import (most
 already are, through ``runtime``; listed so that a module made lazy for a faster start still is)."""
@@ -159,10 +157,9 @@ def _work(settings: SidecarSettings, index: int, sock: socket.socket,
 
 
 # -- binding before the fork -------------------------------------------------------------------
-def _bind(hosts: list[str], port: int, label: str, *, listen: bool) -> list[socket.socket]:
+def _bind(hosts: list[str], port: int, label: str) -> list[socket.socket]:
     """A socket per address of each host on ``port`` (0: the first one's port for all), skipping a
-    host that cannot be bound with a warning, as ``Sidecar._serve`` does; an error if none can.
-    ``listen=False``: bound with ``SO_REUSEPORT`` only, to hold the port for the workers' gRPC."""
+    host that cannot be bound with a warning, as ``Sidecar._serve`` does; an error if none can."""
     sockets: list[socket.socket] = []
     for host in hosts:
         try:
@@ -171,15 +168,11 @@ def _bind(hosts: list[str], port: int, label: str, *, listen: bool) -> list[sock
             for family, kind, proto, _, address in infos:
                 sock = socket.socket(family, kind, proto)
                 try:
-                    if listen:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    else:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     if family == socket.AF_INET6:
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                     sock.bind((address[0], port, *address[2:]))
-                    if listen:
-                        sock.listen(_BACKLOG)
+                    sock.listen(_BACKLOG)
                 except OSError:
                     sock.close()
                     raise
@@ -314,20 +307,19 @@ def run(settings: SidecarSettings) -> None:
     """Bind, fork workers 2..N, serve as worker 1; exits the process when every worker is done."""
     if settings.unix_domain_socket is not None:
         raise SystemExit(
-            f"parley-sidecar: --workers {settings.workers} cannot serve --unix-domain-socket: grpcio binds its "
-            "unix socket itself and cannot share it between processes; use TCP ports or one worker")
+            f"parley-sidecar: --workers {settings.workers} cannot serve --unix-domain-socket: the "
+            "API sockets are not shared between workers yet; use TCP ports or one worker")
     started = time.perf_counter()
     try:
-        http = _bind(settings.listen_addresses, settings.ports.http, "http", listen=True)
-        public = _bind([settings.public_listen_address], settings.ports.public, "public", listen=True)
-        grpc_hold = _bind(settings.listen_addresses, settings.ports.grpc, "grpc", listen=False)
-        metrics = (_bind([settings.metrics_listen_address], settings.ports.metrics, "metrics", listen=True)
+        http = _bind(settings.listen_addresses, settings.ports.http, "http")
+        public = _bind([settings.public_listen_address], settings.ports.public, "public")
+        grpc = _bind(settings.listen_addresses, settings.ports.grpc, "grpc")
+        metrics = (_bind([settings.metrics_listen_address], settings.ports.metrics, "metrics")
                    if settings.enable_metrics else [])
     except OSError as exc:
         log.error("cannot start: %s", exc)
         raise SystemExit(1) from None
-    settings.ports.grpc = grpc_hold[0].getsockname()[1]
-    shared = {"http": http, "public": public}
+    shared = {"http": http, "public": public, "grpc": grpc}
     for module in (*_PRELOAD, *(["parley_sidecar.loading.operator_stream"] if settings.operator.address else [])):
         importlib.import_module(module)
     runtime._loop_factory()  # imports the loop every worker runs (uvloop unless PARLEY_EVENT_LOOP=asyncio)
@@ -343,7 +335,7 @@ def run(settings: SidecarSettings) -> None:
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
-            for sock in (ours, *grpc_hold, *metrics, *(o.sock for o in others)):
+            for sock in (ours, *metrics, *(o.sock for o in others)):
                 sock.close()
             _work(settings, index, theirs, shared)  # never returns
         theirs.close()
@@ -361,8 +353,6 @@ def run(settings: SidecarSettings) -> None:
             other.kill(signal.SIGTERM)
         for other in others:
             other.reap(block=True)
-    for sock in grpc_hold:
-        sock.close()
     failed = first.failed or any(o.code != 0 for o in others)
     log.info("parley sidecar stopped (%d workers)", settings.workers)
     sys.exit(code or int(failed))
