@@ -30,8 +30,8 @@ from parley_sidecar.settings import Tracing
 if TYPE_CHECKING:
     from parley_sidecar import tracing_otel
 
-__all__ = ["CALL", "AttemptSpan", "Plan", "attempt", "attempt_span", "capture_content", "current", "install",
-           "outgoing", "plan", "recording", "start", "stop"]
+__all__ = ["CALL", "AttemptSpan", "Plan", "attempt", "attempt_span", "binary_from_traceparent", "capture_content",
+           "current", "install", "outgoing", "plan", "recording", "start", "stop", "traceparent_from_binary"]
 
 log = logging.getLogger("parley.tracing")
 
@@ -125,6 +125,25 @@ def outgoing(headers: Mapping[str, str]) -> dict[str, str]:
     if _Running.tracer is not None:
         _Running.tracer.inject(out)
     return out
+
+
+def traceparent_from_binary(value: bytes) -> str | None:
+    """OpenCensus's binary trace context (``grpc-trace-bin``: version 0, then field 0 and the 16
+    bytes of the trace id, field 1 and the 8 of the span id, field 2 and one byte of options) as a
+    W3C ``traceparent``; None when it is not one (ignored then, as a malformed ``traceparent`` is)."""
+    if len(value) < 27 or value[0] != 0 or value[1] != 0 or value[18] != 1:
+        return None
+    trace_id, span_id = value[2:18], value[19:27]
+    options = value[28] if len(value) >= 29 and value[27] == 2 else 0
+    if not any(trace_id) or not any(span_id):
+        return None
+    return f"00-{trace_id.hex()}-{span_id.hex()}-{options & 1:02x}"
+
+
+def binary_from_traceparent(traceparent: str) -> bytes:
+    """A ``traceparent`` in OpenCensus's binary form, as daprd answers it in ``grpc-trace-bin``."""
+    _, trace_id, span_id, flags = traceparent.split("-")
+    return b"\x00\x00" + bytes.fromhex(trace_id) + b"\x01" + bytes.fromhex(span_id) + b"\x02" + bytes.fromhex(flags)
 
 
 _TRUE = {"true", "1", "yes"}

@@ -10,10 +10,9 @@ no span object and no OpenTelemetry context at all, only its ids in one context 
 answer's and the provider request's ``traceparent``). At a rate of 0.01 that is 99 calls in 100.
 
 Incoming context: W3C ``traceparent``/``tracestate`` (OpenTelemetry's propagator, which ignores a
-malformed header as the W3C spec says), in HTTP headers and in gRPC metadata. daprd reads gRPC's
-binary ``grpc-trace-bin`` first; grpcio's C core consumes that key itself, on the server and on
-the client, so a Python server never sees it and cannot send it (``docs/tracing.md``): parley
-joins ``traceparent`` on gRPC, which daprd accepts too, and answers ``traceparent`` in the headers.
+malformed header as the W3C spec says), in HTTP headers and in gRPC metadata; on gRPC the binary
+``grpc-trace-bin`` first, as daprd (``tracing.traceparent_from_binary``), and the answer carries
+both forms (``api/grpc.py``).
 """
 
 from __future__ import annotations
@@ -292,9 +291,13 @@ class OtelTracer:
         return self._server(path, _PROPAGATOR.extract(headers, context=otel_context.Context()), attributes)
 
     def grpc_server(self, full_method: str, metadata: Iterable[tuple[str, Any]]) -> ServerScope | UnsampledScope:
-        """daprd names its span after the full method."""
-        text = {k: v for k, v in _getter_pairs(metadata).items()
-                if k in ("traceparent", "tracestate") and isinstance(v, str)}
+        """daprd names its span after the full method, and reads the caller's trace from
+        ``grpc-trace-bin`` first, then ``traceparent``."""
+        pairs = _getter_pairs(metadata)
+        text = {k: v for k, v in pairs.items() if k in ("traceparent", "tracestate") and isinstance(v, str)}
+        binary = pairs.get("grpc-trace-bin")
+        if isinstance(binary, bytes) and (traceparent := tracing.traceparent_from_binary(binary)) is not None:
+            text["traceparent"] = traceparent
         parent = _PROPAGATOR.extract(text, context=otel_context.Context()) if text else None
         return self._server(lambda: full_method, parent, lambda: {"dapr.protocol": "grpc", "dapr.api": full_method})
 

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import pytest
 from dapr.proto.runtime.v1 import ai_pb2
+from tests import grpc_h2
 from tests.conformance.fake_openai import FakeOpenAI
 from tests.conformance.servers import Server, find_daprd, parley_argv, start_server
 from tests.manifests import component_yaml
@@ -97,14 +98,22 @@ def post(server: Server, path: str, traceparent: str) -> tuple[int, dict[str, st
         conn.close()
 
 
+def converse_request() -> ai_pb2.ConversationRequestAlpha2:
+    return ai_pb2.ConversationRequestAlpha2(name="echo", inputs=[ai_pb2.ConversationInputAlpha2(
+        messages=[ai_pb2.ConversationMessage(of_user=ai_pb2.ConversationMessageOfUser(
+            content=[ai_pb2.ConversationMessageContent(text="hello")]))])])
+
+
 def grpc_converse(server: Server, traceparent: str) -> None:
     with grpc.insecure_channel(server.grpc_target) as channel:
         call = channel.unary_unary(GRPC_METHOD, request_serializer=ai_pb2.ConversationRequestAlpha2.SerializeToString,
                                    response_deserializer=ai_pb2.ConversationResponseAlpha2.FromString)
-        call(ai_pb2.ConversationRequestAlpha2(name="echo", inputs=[ai_pb2.ConversationInputAlpha2(
-            messages=[ai_pb2.ConversationMessage(of_user=ai_pb2.ConversationMessageOfUser(
-                content=[ai_pb2.ConversationMessageContent(text="hello")]))])]),
-            metadata=(("traceparent", traceparent),), timeout=30)
+        call(converse_request(), metadata=(("traceparent", traceparent),), timeout=30)
+
+
+def trace_bin(trace_id: str, span_id: str) -> str:
+    """A sampled context in OpenCensus's binary form (``grpc-trace-bin``), as it travels."""
+    return grpc_h2.bin_value(b"\x00\x00" + bytes.fromhex(trace_id) + b"\x01" + bytes.fromhex(span_id) + b"\x02\x01")
 
 
 def tags(span: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +214,14 @@ def test_daprd_and_parley_line_up(jaeger: Jaeger, resources: Path, tmp_path: Pat
             grpc_converse(server, traceparent)
             grpc_span = server_span(jaeger.trace(trace_id, spans=1), caller)
             http_tags = tags(span)
+
+            # grpc-go callers send the binary context, which both read first and answer in kind.
+            trace_id, caller, _ = new_caller()
+            answered, _, trailers = grpc_h2.unary(server.ports["grpc"], GRPC_METHOD, converse_request().SerializeToString(),
+                                                  [("grpc-trace-bin", trace_bin(trace_id, caller))])
+            assert trailers["grpc-status"] == "0", name
+            bin_span = server_span(jaeger.trace(trace_id, spans=1), caller)
+            assert answered["grpc-trace-bin"] == trace_bin(trace_id, bin_span["spanID"]), name
             seen[name] = {"http": span["operationName"], "grpc": grpc_span["operationName"],
                           "kind": http_tags["span.kind"], "grpc dapr.protocol": tags(grpc_span).get("dapr.protocol"),
                           "grpc dapr.api": tags(grpc_span).get("dapr.api"),

@@ -9,6 +9,7 @@ real collector and the real daprd are in tests/observability.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from parley_sidecar import tracing
 from parley_sidecar.settings import Tracing
 from parley_sidecar.tracing_otel import OtelTracer
+from tests import grpc_h2
 from tests.conftest import Running, StartSidecar, component_yaml
 from tests.fakes import OpenAIFake
 
@@ -172,6 +174,47 @@ async def test_grpc_joins_the_callers_traceparent(exported: InMemorySpanExporter
     assert server.parent is not None and hex_id(server.parent.span_id, 16) == PARENT
     assert headers["traceparent"] == f"00-{TRACE}-{hex_id(server.context.span_id, 16)}-01"
     assert headers["tracestate"] == "vendor=1"
+
+
+def trace_bin(trace: str, span: str, flags: int) -> str:
+    """OpenCensus's binary trace context, as grpc-go callers (daprd among them) send it."""
+    return grpc_h2.bin_value(b"\x00\x00" + bytes.fromhex(trace) + b"\x01" + bytes.fromhex(span) + bytes((2, flags)))
+
+
+def converse_bytes() -> bytes:
+    return ai_pb2.ConversationRequestAlpha2(name="echo", inputs=[ai_pb2.ConversationInputAlpha2(
+        messages=[ai_pb2.ConversationMessage(of_user=ai_pb2.ConversationMessageOfUser(
+            content=[ai_pb2.ConversationMessageContent(text="hi")]))])]).SerializeToString()
+
+
+@pytest.mark.parametrize("also_traceparent", [False, True])
+async def test_grpc_joins_the_callers_grpc_trace_bin_first(
+        exported: InMemorySpanExporter, sidecar: Running, also_traceparent: bool) -> None:
+    """As daprd: the binary context is read before ``traceparent``, and the span's ids are answered
+    in it (and in ``traceparent``, which grpcio clients can read)."""
+    other = f"00-{'1' * 32}-{'2' * 16}-01"
+    metadata = [("grpc-trace-bin", trace_bin(TRACE, PARENT, 1)), *([("traceparent", other)] if also_traceparent else [])]
+    port = int(sidecar.grpc.rsplit(":", 1)[1])
+    headers, _, trailers = await asyncio.to_thread(
+        grpc_h2.unary, port, "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2", converse_bytes(), metadata)
+    assert trailers["grpc-status"] == "0"
+    [server] = by_name(exported.get_finished_spans(), "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2")
+    assert hex_id(server.context.trace_id, 32) == TRACE
+    assert server.parent is not None and hex_id(server.parent.span_id, 16) == PARENT
+    span = hex_id(server.context.span_id, 16)
+    assert headers["grpc-trace-bin"] == trace_bin(TRACE, span, 1)
+    assert headers["traceparent"] == f"00-{TRACE}-{span}-01"
+
+
+async def test_a_malformed_grpc_trace_bin_is_ignored(exported: InMemorySpanExporter, sidecar: Running) -> None:
+    port = int(sidecar.grpc.rsplit(":", 1)[1])
+    for value in ("not base64!", grpc_h2.bin_value(b"\x07" * 29), trace_bin("0" * 32, PARENT, 1)):
+        _, _, trailers = await asyncio.to_thread(
+            grpc_h2.unary, port, "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2", converse_bytes(),
+            [("grpc-trace-bin", value)])
+        assert trailers["grpc-status"] == "0"
+    servers = by_name(exported.get_finished_spans(), "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2")
+    assert len(servers) == 3 and all(s.parent is None for s in servers)  # new traces
 
 
 async def test_grpc_without_a_caller_starts_a_trace(exported: InMemorySpanExporter, sidecar: Running) -> None:

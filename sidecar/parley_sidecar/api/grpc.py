@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError, Message
+from grpclib.metadata import encode_bin_value
 
 from parley_sidecar import errors, tracing
 from parley_sidecar.api import dapr_stream, metadata
-from parley_sidecar.api.grpc_server import Call, Method, Server, Status
+from parley_sidecar.api.grpc_server import TRACE_BIN, Call, Method, Server, Status
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.dapr_proto import ai_pb2, dapr_pb2, metadata_pb2
@@ -186,11 +187,14 @@ async def _traced(tracer: tracing_otel.OtelTracer,
                   behaviour: Callable[[Any, Call], Awaitable[Any]], method: str,
                   request: Any, context: Call) -> Any:
     """``behaviour`` inside a server span named as daprd names it (the full method), joined to the
-    caller's ``traceparent``; the span's ``traceparent`` is answered in the headers (daprd answers
-    ``grpc-trace-bin``, not sent yet: docs/tracing.md). A stream's span ends with it."""
+    caller's ``grpc-trace-bin`` or ``traceparent``; the span's ids are answered in the headers, as
+    ``grpc-trace-bin`` (daprd's answer) and ``traceparent`` (which a grpcio client can read: its
+    C core keeps ``grpc-trace-bin`` to itself). A stream's span ends with it."""
     scope = tracer.grpc_server(_SERVICE + method, context.metadata)
     try:  # a call cancelled while its headers go out still ends its span
-        await context.send_initial_metadata(tuple(scope.headers().items()))
+        headers = scope.headers()
+        binary = encode_bin_value(tracing.binary_from_traceparent(headers["traceparent"])).decode("ascii")
+        await context.send_initial_metadata((*headers.items(), (TRACE_BIN, binary)))
         return await behaviour(request, context)
     finally:
         # the status is read only for a sampled span: ``close`` calls these only then

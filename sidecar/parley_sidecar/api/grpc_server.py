@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 from grpclib.config import Configuration
-from grpclib.metadata import decode_metadata, decode_timeout, encode_grpc_message
+from grpclib.metadata import decode_bin_value, decode_metadata, decode_timeout, encode_grpc_message
 from grpclib.protocol import AbstractHandler, EventsProcessor, H2Protocol
 from grpclib.protocol import Connection as H2Connection
 from grpclib.protocol import Stream as H2Stream
@@ -37,7 +37,7 @@ from h2.exceptions import H2Error
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
-__all__ = ["Abort", "Call", "Method", "Server", "Status"]
+__all__ = ["TRACE_BIN", "Abort", "Call", "Method", "Server", "Status"]
 
 log = logging.getLogger("parley.grpc")
 
@@ -65,6 +65,9 @@ class Abort(Exception):
         self.status, self.message = status, message
 
 
+TRACE_BIN = "grpc-trace-bin"
+"""The caller's trace in OpenCensus's binary form, which daprd reads before ``traceparent`` and
+answers: kept in a call's metadata (as bytes) though it is one of gRPC's own keys."""
 _HEADER = struct.Struct(">BI")
 _ONLY_TRAILERS = [(":status", "200"), ("content-type", "application/grpc")]
 _OK_HEADERS = [*_ONLY_TRAILERS, ("grpc-accept-encoding", "identity, deflate, gzip")]  # as grpcio's
@@ -209,7 +212,7 @@ class Server:
 
     async def _serve(self, connection: _Connection, stream: H2Stream, headers: list[tuple[str, str]],
                      release: Callable[[], None]) -> None:
-        path, deadline, encoding, post, trailers = "", None, "", False, False
+        path, deadline, encoding, post, trailers, trace_bin = "", None, "", False, False, ""
         for name, value in headers:
             if name == ":path":
                 path = value
@@ -222,6 +225,8 @@ class Server:
                     deadline = time.monotonic() + decode_timeout(value)
             elif name == "grpc-encoding":
                 encoding = value
+            elif name == TRACE_BIN:
+                trace_bin = value
         if not (post and trailers):  # not a gRPC call: reset, as grpcio does
             stream.reset_nowait(ErrorCodes.INTERNAL_ERROR)
             release()
@@ -237,6 +242,9 @@ class Server:
         except ValueError:  # a -bin value that is not base64 (grpc-go: malformed binary metadata)
             metadata = ()
             path = ""
+        if trace_bin:  # a grpc- key, which decode_metadata leaves out; one that is not base64 is ignored
+            with contextlib.suppress(ValueError):
+                metadata += ((TRACE_BIN, decode_bin_value(trace_bin.encode("ascii"))),)
         call = Call(stream, metadata, deadline)
         try:
             if not path:
