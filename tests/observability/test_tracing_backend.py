@@ -150,7 +150,7 @@ def test_parley_spans_as_jaeger_stores_them(jaeger: Jaeger, resources: Path, tmp
         assert attributes["gen_ai.operation.name"] == "chat"
         assert attributes["gen_ai.provider.name"] == "openai"
         assert attributes["gen_ai.request.model"] == "gpt-4o-mini"
-        assert attributes["gen_ai.response.model"] == "fake-upstream-model-2025-01-01"  # as the provider names it
+        assert attributes["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"  # as the provider names it
         assert attributes["gen_ai.usage.input_tokens"] > 0
         assert attributes["span.kind"] == "client"
         assert "gen_ai.input.messages" not in attributes  # no prompt text unless opted in
