@@ -18,15 +18,17 @@ import dataclasses
 import importlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from parley_sidecar.components import base, catalog
 from parley_sidecar.components.breaker import Breaker
 from parley_sidecar.components.component_settings import ComponentSettings, ResiliencySettings
-from parley_sidecar.components.resiliency_resource import Outbound
 from parley_sidecar.components.spec import ComponentSpec
+
+if TYPE_CHECKING:  # imported with the first Resiliency resource (loading), not at start
+    from parley_sidecar.components.resiliency_resource import Outbound
 
 __all__ = ["ComponentStore", "Entry", "LoadError"]
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from parley_sidecar.components import resiliency_resource
 from parley_sidecar.components.spec import ComponentSpec
+
+if TYPE_CHECKING:
+    from parley_sidecar.components import resiliency_resource
 
 __all__ = ["Document", "ManifestError", "Parsed", "SecretLookup", "parse_documents", "to_spec"]
 
@@ -77,6 +79,9 @@ def parse_documents(text: str, where: str) -> Parsed:
             continue
         kind = raw.get("kind")
         if kind == "Resiliency":
+            # Imported here: most sidecars have no Resiliency, and its model costs ~2 ms of a start.
+            from parley_sidecar.components import resiliency_resource
+
             try:
                 parsed.resiliencies.append(resiliency_resource.parse(raw, label))
             except resiliency_resource.ResiliencyError as exc:
