@@ -18,15 +18,17 @@ import dataclasses
 import importlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from parley_sidecar.components import base, catalog
 from parley_sidecar.components.breaker import Breaker
 from parley_sidecar.components.component_settings import ComponentSettings, ResiliencySettings
-from parley_sidecar.components.resiliency_resource import Outbound
 from parley_sidecar.components.spec import ComponentSpec
+
+if TYPE_CHECKING:  # imported with the first Resiliency resource (loading), not at start
+    from parley_sidecar.components.resiliency_resource import Outbound
 
 __all__ = ["ComponentStore", "Entry", "LoadError"]
 
@@ -43,20 +45,25 @@ class LoadError(Exception):
     """A spec could not become a live component; the message names it and the field at fault."""
 
 
-@dataclasses.dataclass(eq=False, slots=True)
 class Entry:
-    spec: ComponentSpec
-    ctype: catalog.ComponentType
-    settings: ComponentSettings
-    """Parsed once at load; ``settings.metadata`` may hold secrets."""
-    instance: base.Conversation
-    breaker: Breaker | None
-    """This instance's circuit breaker (None when ``circuitBreakerFailures`` is 0)."""
-    own: ResiliencySettings
-    """The policy from the component's metadata alone; ``settings.resiliency`` is the effective one."""
-    in_flight: int = 0
-    retired: bool = False
-    closed: bool = False
+    # A plain class (compared by identity, as the eq=False dataclass it was): a dataclass costs
+    # ~0.3 ms of every start to create (docs/performance.md, round 6).
+    __slots__ = ("breaker", "closed", "ctype", "in_flight", "instance", "own", "retired", "settings", "spec")
+
+    def __init__(self, spec: ComponentSpec, ctype: catalog.ComponentType, settings: ComponentSettings,
+                 instance: base.Conversation, breaker: Breaker | None, own: ResiliencySettings) -> None:
+        self.spec = spec
+        self.ctype = ctype
+        self.settings = settings
+        """Parsed once at load; ``settings.metadata`` may hold secrets."""
+        self.instance = instance
+        self.breaker = breaker
+        """This instance's circuit breaker (None when ``circuitBreakerFailures`` is 0)."""
+        self.own = own
+        """The policy from the component's metadata alone; ``settings.resiliency`` is the effective one."""
+        self.in_flight = 0
+        self.retired = False
+        self.closed = False
 
 
 def _breaker(policy: ResiliencySettings) -> Breaker | None:

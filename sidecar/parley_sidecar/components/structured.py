@@ -18,9 +18,8 @@ langchaingo does for Anthropic). No I/O here.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["Definition", "definition", "openai_response_format"]
 
@@ -28,13 +27,17 @@ _HANDLED = frozenset({"type", "description", "enum", "properties", "required", "
 _TOP_ONLY = frozenset({"name", "strict"})
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Definition:
-    name: str
-    description: str
-    strict: bool
-    schema: dict[str, Any]
-    """The converted schema node (daprd's shape, extra keys kept)."""
+    # A plain class: nothing compares or prints one, and a frozen dataclass costs ~0.5 ms of the
+    # component's load to create (docs/performance.md, round 6).
+    __slots__ = ("description", "name", "schema", "strict")
+
+    def __init__(self, name: str, description: str, strict: bool, schema: dict[str, Any]) -> None:
+        self.name: Final = name
+        self.description: Final = description
+        self.strict: Final = strict
+        self.schema: Final = schema
+        """The converted schema node (daprd's shape, extra keys kept)."""
 
 
 def _node(schema: Mapping[str, Any], where: str, *, top: bool = False) -> dict[str, Any]:

@@ -9,10 +9,9 @@ and hands the values here.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from parley_sidecar import errors
 from parley_sidecar.components import base, checks, structured
@@ -36,24 +35,33 @@ def arguments_object(call: base.ToolCall, provider: str) -> dict[str, Any]:
     return value
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Blocks:
-    """How one API spells the content blocks of a turn."""
+    """How one API spells the content blocks of a turn.
 
-    provider: str
-    text: Callable[[str], dict[str, Any]]
-    tool_use: Callable[[base.ToolCall, dict[str, Any]], dict[str, Any]]
-    """A tool call and its arguments as a JSON object."""
-    tool_result: Callable[[base.ToolResult], dict[str, Any]]
+    Plain classes here, not frozen dataclasses: nothing compares or prints them, and a dataclass
+    costs ~0.5 ms of the component's load to create (docs/performance.md, round 6)."""
+
+    __slots__ = ("provider", "text", "tool_result", "tool_use")
+
+    def __init__(self, provider: str, text: Callable[[str], dict[str, Any]],
+                 tool_use: Callable[[base.ToolCall, dict[str, Any]], dict[str, Any]],
+                 tool_result: Callable[[base.ToolResult], dict[str, Any]]) -> None:
+        self.provider: Final = provider
+        self.text: Final = text
+        self.tool_use: Final = tool_use
+        """A tool call and its arguments as a JSON object."""
+        self.tool_result: Final = tool_result
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Turns:
-    system: list[str]
-    """The system and developer texts, in order."""
-    turns: list[dict[str, Any]]
-    """``{"role": "user"|"assistant", "content": [blocks]}``, consecutive same-role turns merged."""
-    has_tool_blocks: bool
+    __slots__ = ("has_tool_blocks", "system", "turns")
+
+    def __init__(self, system: list[str], turns: list[dict[str, Any]], has_tool_blocks: bool) -> None:
+        self.system: Final = system
+        """The system and developer texts, in order."""
+        self.turns: Final = turns
+        """``{"role": "user"|"assistant", "content": [blocks]}``, consecutive same-role turns merged."""
+        self.has_tool_blocks: Final = has_tool_blocks
 
 
 def turns(messages: Iterable[base.Message], blocks: Blocks) -> Turns:

@@ -13,10 +13,9 @@ answer alike.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from google.protobuf import json_format
 
@@ -127,17 +126,24 @@ def fill_usage(usage: base.Usage, out: ai_pb2.ConversationResultAlpha2Completion
         pd.cached_tokens = p.cached_tokens
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Prepared:
-    """A validated alpha2 request, ready for the pipeline (``call`` or ``stream``)."""
+    """A validated alpha2 request, ready for the pipeline (``call`` or ``stream``).
 
-    name: str
-    entry: Entry
-    request: base.ConverseRequest
-    overrides: Overrides
-    scrub_output: bool
-    scrub_history: bool
-    context_id: str
+    A plain class, not a frozen dataclass: nothing compares, hashes or prints one, and a dataclass
+    costs ~0.5 ms of every start to create (its methods are compiled) and more per request to fill
+    (docs/performance.md, round 6). ``Final`` keeps it read-only for mypy."""
+
+    __slots__ = ("context_id", "entry", "name", "overrides", "request", "scrub_history", "scrub_output")
+
+    def __init__(self, name: str, entry: Entry, request: base.ConverseRequest, overrides: Overrides,
+                 scrub_output: bool, scrub_history: bool, context_id: str) -> None:
+        self.name: Final = name
+        self.entry: Final = entry
+        self.request: Final = request
+        self.overrides: Final = overrides
+        self.scrub_output: Final = scrub_output
+        self.scrub_history: Final = scrub_history
+        self.context_id: Final = context_id
 
 
 async def prepare(pipeline: Pipeline, req: ai_pb2.ConversationRequestAlpha2) -> Prepared:

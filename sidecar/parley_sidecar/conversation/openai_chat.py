@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from typing import Any, Final
 
 from parley_sidecar import errors
 from parley_sidecar.components import base
@@ -51,18 +51,23 @@ class ChatError(errors.ParleyError):
         self.kind = kind
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class ChatCall:
     """One checked Chat Completions request. ``request`` carries no model override and is not
-    scrubbed yet: :func:`complete` and :func:`stream` do both, as alpha2 does."""
+    scrubbed yet: :func:`complete` and :func:`stream` do both, as alpha2 does.
 
-    model: str
-    """As the client sent it (``component`` or ``component/model``): what the answer reports."""
-    component: str
-    model_override: str | None
-    request: base.ConverseRequest
-    stream: bool = False
-    include_usage: bool = False
+    A plain class, as ``_Prepared`` below and ``alpha2.Prepared`` (see there for why)."""
+
+    __slots__ = ("component", "include_usage", "model", "model_override", "request", "stream")
+
+    def __init__(self, model: str, component: str, model_override: str | None, request: base.ConverseRequest,
+                 stream: bool = False, include_usage: bool = False) -> None:
+        self.model: Final = model
+        """As the client sent it (``component`` or ``component/model``): what the answer reports."""
+        self.component: Final = component
+        self.model_override: Final = model_override
+        self.request: Final = request
+        self.stream: Final = stream
+        self.include_usage: Final = include_usage
 
 
 # -- field readers: each names the field it refuses ------------------------------------------------
@@ -379,11 +384,13 @@ def model_not_found(component: str) -> ChatError:
 
 # -- the pipeline ----------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Prepared:
-    entry: Entry
-    request: base.ConverseRequest
-    overrides: Overrides
+    __slots__ = ("entry", "overrides", "request")
+
+    def __init__(self, entry: Entry, request: base.ConverseRequest, overrides: Overrides) -> None:
+        self.entry: Final = entry
+        self.request: Final = request
+        self.overrides: Final = overrides
 
 
 async def _prepare(pipeline: Pipeline, call: ChatCall, scrub: bool) -> _Prepared:

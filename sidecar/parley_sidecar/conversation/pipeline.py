@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 from parley_sidecar import errors
 from parley_sidecar.components import base, catalog, streaming
@@ -30,14 +30,18 @@ OVERRIDE_KEYS = ("model", "key", "cacheTTL")
 """Request metadata the Dapr docs' API reference defines as per-request overrides; never forwarded."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Overrides:
-    """Per-request settings from ``metadata`` (body or ``?metadata.*``), a Dapr-docs extension."""
+    """Per-request settings from ``metadata`` (body or ``?metadata.*``), a Dapr-docs extension.
+    A plain class, as ``alpha2.Prepared`` (see there); its repr shows no field, the key included."""
 
-    model: str | None = None
-    api_key: str | None = dataclasses.field(default=None, repr=False)
-    cache_ttl: float | None = None
-    pii_entities: frozenset[pii_entities.Entity] | None = None
+    __slots__ = ("api_key", "cache_ttl", "model", "pii_entities")
+
+    def __init__(self, model: str | None = None, api_key: str | None = None, cache_ttl: float | None = None,
+                 pii_entities: frozenset[pii_entities.Entity] | None = None) -> None:
+        self.model: Final = model
+        self.api_key: Final = api_key
+        self.cache_ttl: Final = cache_ttl
+        self.pii_entities: Final = pii_entities
 
 
 _NO_OVERRIDES = Overrides()

@@ -48,7 +48,7 @@ import json
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from parley_sidecar import errors, tracing
 from parley_sidecar.components import base, streaming
@@ -94,12 +94,15 @@ def _label(exc: errors.ProviderError) -> str:
     return str(exc.status) if exc.status else "connection"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Deadline:
-    at: float
-    """The event loop's clock when the call must end."""
-    seconds: float
-    """The budget it was given (for the error message)."""
+    # A plain class, as _Opened and alpha2.Prepared: see Prepared for why not a dataclass.
+    __slots__ = ("at", "seconds")
+
+    def __init__(self, at: float, seconds: float) -> None:
+        self.at: Final = at
+        """The event loop's clock when the call must end."""
+        self.seconds: Final = seconds
+        """The budget it was given (for the error message)."""
 
     def left(self) -> float:
         return max(0.0, self.at - asyncio.get_running_loop().time())
@@ -411,17 +414,21 @@ class EmptyStream(errors.ProviderError):
         super().__init__("the upstream ended the stream before any answer", retryable=True)
 
 
-@dataclasses.dataclass(slots=True)
 class _Opened:
     """A stream whose first piece has arrived: the rest, and what closes it (stream, lease)."""
 
-    first: base.Delta
-    rest: AsyncIterator[base.Delta]
-    lease: contextlib.AbstractAsyncContextManager[base.Conversation]
-    idle_timeout: float | None
-    """The answering component's ``streamIdleTimeout`` (a fallback's own)."""
-    span: tracing.AttemptSpan | None = None
-    """The answering attempt's span (tracing on), kept open until the stream ends."""
+    __slots__ = ("first", "idle_timeout", "lease", "rest", "span")
+
+    def __init__(self, first: base.Delta, rest: AsyncIterator[base.Delta],
+                 lease: contextlib.AbstractAsyncContextManager[base.Conversation], idle_timeout: float | None,
+                 span: tracing.AttemptSpan | None = None) -> None:
+        self.first = first
+        self.rest = rest
+        self.lease = lease
+        self.idle_timeout = idle_timeout
+        """The answering component's ``streamIdleTimeout`` (a fallback's own)."""
+        self.span = span
+        """The answering attempt's span (tracing on), kept open until the stream ends."""
 
     async def aclose(self) -> None:
         await _release(self.lease, self.rest, self.span)

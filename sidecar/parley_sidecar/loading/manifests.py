@@ -10,12 +10,13 @@ Secret references are resolved here through the given lookups. No file I/O here:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from parley_sidecar.components import resiliency_resource
 from parley_sidecar.components.spec import ComponentSpec
+
+if TYPE_CHECKING:
+    from parley_sidecar.components import resiliency_resource
 
 __all__ = ["Document", "ManifestError", "Parsed", "SecretLookup", "parse_documents", "to_spec"]
 
@@ -27,33 +28,42 @@ class ManifestError(ValueError):
     """A manifest problem, phrased for the person who wrote the file."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Document:
-    """One YAML document that is a Dapr Component, before secrets are resolved."""
+    """One YAML document that is a Dapr Component, before secrets are resolved.
 
-    name: str
-    namespace: str
-    type: str
-    version: str
-    entries: tuple[Mapping[str, Any], ...]
-    secret_store: str
-    scopes: tuple[str, ...]
-    where: str
-    """``file.yaml (document 2)`` for error messages."""
+    Plain classes here, not dataclasses: nothing compares or prints them, and a dataclass costs
+    0.3-0.5 ms of every start to create (docs/performance.md, round 6)."""
+
+    __slots__ = ("entries", "name", "namespace", "scopes", "secret_store", "type", "version", "where")
+
+    def __init__(self, name: str, namespace: str, type: str, version: str,
+                 entries: tuple[Mapping[str, Any], ...], secret_store: str, scopes: tuple[str, ...],
+                 where: str) -> None:
+        self.name: Final = name
+        self.namespace: Final = namespace
+        self.type: Final = type
+        self.version: Final = version
+        self.entries: Final = entries
+        self.secret_store: Final = secret_store
+        self.scopes: Final = scopes
+        self.where: Final = where
+        """``file.yaml (document 2)`` for error messages."""
 
 
-@dataclasses.dataclass(slots=True)
 class Parsed:
     """What one file holds."""
 
-    components: list[Document] = dataclasses.field(default_factory=list)
-    resiliencies: list[resiliency_resource.Resiliency] = dataclasses.field(default_factory=list)
-    skipped: list[str] = dataclasses.field(default_factory=list)
-    """Documents of other kinds."""
-    errors: list[str] = dataclasses.field(default_factory=list)
-    """Malformed Components."""
-    resiliency_errors: list[str] = dataclasses.field(default_factory=list)
-    """Malformed Resiliencies (kept apart: the caller keeps the file's last good ones then)."""
+    __slots__ = ("components", "errors", "resiliencies", "resiliency_errors", "skipped")
+
+    def __init__(self) -> None:
+        self.components: list[Document] = []
+        self.resiliencies: list[resiliency_resource.Resiliency] = []
+        self.skipped: list[str] = []
+        """Documents of other kinds."""
+        self.errors: list[str] = []
+        """Malformed Components."""
+        self.resiliency_errors: list[str] = []
+        """Malformed Resiliencies (kept apart: the caller keeps the file's last good ones then)."""
 
 
 def parse_documents(text: str, where: str) -> Parsed:
@@ -77,6 +87,9 @@ def parse_documents(text: str, where: str) -> Parsed:
             continue
         kind = raw.get("kind")
         if kind == "Resiliency":
+            # Imported here: most sidecars have no Resiliency, and its model costs ~2 ms of a start.
+            from parley_sidecar.components import resiliency_resource
+
             try:
                 parsed.resiliencies.append(resiliency_resource.parse(raw, label))
             except resiliency_resource.ResiliencyError as exc:

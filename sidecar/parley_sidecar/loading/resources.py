@@ -23,12 +23,14 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from parley_sidecar.components import resiliency_resource
-from parley_sidecar.components.resiliency_resource import Resiliency
 from parley_sidecar.components.spec import ComponentSpec
 from parley_sidecar.components.store import ComponentStore
 from parley_sidecar.loading import manifests, secrets
+
+if TYPE_CHECKING:  # imported by manifests with the first Resiliency document, not at start
+    from parley_sidecar.components.resiliency_resource import Outbound, Resiliency
 
 __all__ = ["ResourcesLoader"]
 
@@ -203,8 +205,13 @@ class ResourcesLoader:
                 problems.extend((source, problem) for problem in missing)
                 found[source] = self._resiliencies.get(source, [])
         self._resiliencies = found  # files gone since the last load give up their Resiliencies
-        await self._store.set_overlays(resiliency_resource.overlays(
-            resiliency for source in sorted(found) for resiliency in found[source]))
+        overlays: dict[str, Outbound] = {}
+        if any(found.values()):  # then manifests has imported the module
+            from parley_sidecar.components import resiliency_resource
+
+            overlays = resiliency_resource.overlays(
+                resiliency for source in sorted(found) for resiliency in found[source])
+        await self._store.set_overlays(overlays)
         for source, problem in problems:
             log.error("resiliency not applied (the last good one stays): %s", problem)
             if self._on_resiliency_error is not None:

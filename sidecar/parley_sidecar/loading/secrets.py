@@ -11,24 +11,27 @@ components that reference it without any YAML changing. Values are never logged.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["SECRET_STORE_TYPES", "LocalSecrets", "SecretStoreSpec", "secrets_file", "secrets_files"]
 
 SECRET_STORE_TYPES = ("secretstores.local.file", "secretstores.local.env")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class SecretStoreSpec:
-    name: str
-    type: str
-    metadata: Mapping[str, str]
-    where: str
+    # A plain class: nothing compares or prints one, and a frozen dataclass costs ~0.45 ms of every
+    # start to create (docs/performance.md, round 6).
+    __slots__ = ("metadata", "name", "type", "where")
+
+    def __init__(self, name: str, type: str, metadata: Mapping[str, str], where: str) -> None:
+        self.name: Final = name
+        self.type: Final = type
+        self.metadata: Final = metadata
+        self.where: Final = where
 
 
 def secrets_file(spec: SecretStoreSpec, base_dir: Path | None = None) -> Path | None:
