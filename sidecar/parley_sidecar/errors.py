@@ -83,7 +83,7 @@ class GrpcCode(enum.IntEnum):
 
 class WireError:
     """How one error class looks on the wire. A plain class: nothing compares or prints one, and
-    a frozen dataclass costs ~0.4 ms of every start to create (docs/performance.md, round 6)."""
+    a frozen dataclass costs ~0.4 ms of every start to create (docs/performance.md, round 7)."""
 
     __slots__ = ("code", "grpc_code", "http_status")
 

@@ -47,7 +47,7 @@ class LoadError(Exception):
 
 class Entry:
     # A plain class (compared by identity, as the eq=False dataclass it was): a dataclass costs
-    # ~0.3 ms of every start to create (docs/performance.md, round 6).
+    # ~0.3 ms of every start to create (docs/performance.md, round 7).
     __slots__ = ("breaker", "closed", "ctype", "in_flight", "instance", "own", "retired", "settings", "spec")
 
     def __init__(self, spec: ComponentSpec, ctype: catalog.ComponentType, settings: ComponentSettings,

@@ -29,7 +29,7 @@ _TOP_ONLY = frozenset({"name", "strict"})
 
 class Definition:
     # A plain class: nothing compares or prints one, and a frozen dataclass costs ~0.5 ms of the
-    # component's load to create (docs/performance.md, round 6).
+    # component's load to create (docs/performance.md, round 7).
     __slots__ = ("description", "name", "schema", "strict")
 
     def __init__(self, name: str, description: str, strict: bool, schema: dict[str, Any]) -> None:

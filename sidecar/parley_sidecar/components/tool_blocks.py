@@ -39,7 +39,7 @@ class Blocks:
     """How one API spells the content blocks of a turn.
 
     Plain classes here, not frozen dataclasses: nothing compares or prints them, and a dataclass
-    costs ~0.5 ms of the component's load to create (docs/performance.md, round 6)."""
+    costs ~0.5 ms of the component's load to create (docs/performance.md, round 7)."""
 
     __slots__ = ("provider", "text", "tool_result", "tool_use")
 

@@ -131,7 +131,7 @@ class Prepared:
 
     A plain class, not a frozen dataclass: nothing compares, hashes or prints one, and a dataclass
     costs ~0.5 ms of every start to create (its methods are compiled) and more per request to fill
-    (docs/performance.md, round 6). ``Final`` keeps it read-only for mypy."""
+    (docs/performance.md, round 7). ``Final`` keeps it read-only for mypy."""
 
     __slots__ = ("context_id", "entry", "name", "overrides", "request", "scrub_history", "scrub_output")
 

@@ -32,7 +32,7 @@ class Document:
     """One YAML document that is a Dapr Component, before secrets are resolved.
 
     Plain classes here, not dataclasses: nothing compares or prints them, and a dataclass costs
-    0.3-0.5 ms of every start to create (docs/performance.md, round 6)."""
+    0.3-0.5 ms of every start to create (docs/performance.md, round 7)."""
 
     __slots__ = ("entries", "name", "namespace", "scopes", "secret_store", "type", "version", "where")
 

@@ -24,7 +24,7 @@ SECRET_STORE_TYPES = ("secretstores.local.file", "secretstores.local.env")
 
 class SecretStoreSpec:
     # A plain class: nothing compares or prints one, and a frozen dataclass costs ~0.45 ms of every
-    # start to create (docs/performance.md, round 6).
+    # start to create (docs/performance.md, round 7).
     __slots__ = ("metadata", "name", "type", "where")
 
     def __init__(self, name: str, type: str, metadata: Mapping[str, str], where: str) -> None:
