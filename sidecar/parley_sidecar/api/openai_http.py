@@ -166,7 +166,10 @@ class _Chunks:
         self._finished = False
         self._tail = (b',"logprobs":null,"finish_reason":null}],"usage":null}\n\n' if call.include_usage
                       else b',"logprobs":null,"finish_reason":null}]}\n\n')
-        self._prefix = self._encode_prefix()
+        self._prefix: bytes | None = None
+        self._fresh = False
+        """Whether ``_prefix`` is for the current model: encoded when the first text piece needs it,
+        not here (the upstream usually names its own model on that piece, so it would be twice)."""
 
     def _encode_prefix(self) -> bytes | None:
         """``data: `` and the chunk up to its delta, for the current model (None: a model that
@@ -187,6 +190,8 @@ class _Chunks:
     def _text(self, delta: bytes, content: str) -> bytes | None:
         """A chunk whose delta is ``delta`` (its opening) then ``content``, or None when the text
         needs the whole-chunk path (a lone surrogate: the whole chunk is then escaped)."""
+        if not self._fresh:
+            self._prefix, self._fresh = self._encode_prefix(), True
         if self._prefix is None:
             return None
         try:
@@ -198,7 +203,7 @@ class _Chunks:
     def piece(self, piece: base.Delta) -> bytes:
         if piece.model and piece.model != self._head["model"]:
             self._head["model"] = piece.model
-            self._prefix = self._encode_prefix()
+            self._fresh = False
         if piece.usage is not None:
             self._usage = piece.usage
         out: bytes | None = None

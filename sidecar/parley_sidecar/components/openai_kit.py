@@ -291,6 +291,8 @@ def parse_response(data: Any, model: str, request: base.ConverseRequest, provide
 
 
 _NO_EVENT = sse.Event("", "")
+_STREAM = object()
+"""``call_headers``' variant for a stream's headers (``Accept: text/event-stream``)."""
 
 
 class ChunkReader:
@@ -446,6 +448,9 @@ class ChatCompletions(http_kit.ComponentSession):
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
+    def _stream_headers(self, key: str) -> dict[str, str]:
+        return self.headers(key) | {"Accept": "text/event-stream"}
+
     async def converse(self, request: base.ConverseRequest, *, timeout: float | None) -> base.ConverseResponse:
         model = request.model or self.model
         key = request.api_key if request.api_key is not None else self._key
@@ -471,7 +476,8 @@ class ChatCompletions(http_kit.ComponentSession):
         # The body, its bytes, the URL and the headers are handed to open_stream, not kept in this
         # frame: it lives as long as the answer streams (memory per open stream).
         opening = http_kit.open_stream(
-            self.session, url, http_kit.encode(body), headers=self.headers(key) | {"Accept": "text/event-stream"},
+            self.session, url, http_kit.encode(body),
+            headers=self.call_headers(key, self._key, self._stream_headers, _STREAM),
             proxy=self.proxy(url), timeout=timeout, provider=self.dialect.provider, secrets=secrets,
             max_bytes=self.context.max_response_bytes,
         )
