@@ -154,7 +154,9 @@ class _Chunks:
     A piece of text only (nearly every piece) is spliced into bytes encoded once per stream (id,
     created, model before it; logprobs, finish_reason, usage after it): only its text is encoded
     per piece. The bytes are exactly what encoding the whole chunk gives (``_chunk``), which every
-    other piece still takes."""
+    other piece still takes. Slotted: one lives as long as its stream stays open."""
+
+    __slots__ = ("_call", "_calls", "_finished", "_first", "_fresh", "_head", "_prefix", "_tail", "_usage")
 
     def __init__(self, call: openai_chat.ChatCall) -> None:
         self._call = call

@@ -261,7 +261,10 @@ def _unanswered(exc: BaseException, provider: str, url: Any, timeout: float | No
 
 class StreamBody:
     """The body of a streamed answer, read as it arrives. Providers parse it (``sse``,
-    ``eventstream``); this class only reads, caps and maps failures."""
+    ``eventstream``); this class only reads, caps and maps failures. Slotted: one lives as long
+    as its stream stays open."""
+
+    __slots__ = ("_deadline", "_read", "_resp", "_timeout", "max_bytes", "provider")
 
     def __init__(self, resp: aiohttp.ClientResponse, *, provider: str, max_bytes: int,
                  deadline: float | None, timeout: float | None) -> None:

@@ -297,7 +297,11 @@ _STREAM = object()
 
 class ChunkReader:
     """The state of one streamed answer: each ``chat.completion.chunk`` in, a piece out (or None
-    when the chunk carries nothing to relay: the role, an empty text). No I/O here."""
+    when the chunk carries nothing to relay: the role, an empty text). No I/O here. Slotted, as
+    every per-stream object here: it lives as long as the stream stays open."""
+
+    __slots__ = ("_calls", "_extra_content", "_extras", "_secrets", "_tool_stop", "called", "finish_reason", "model",
+                 "provider", "usage", "useful")
 
     def __init__(self, model: str, provider: str, secrets: tuple[str, ...], *, tool_stop: bool = False,
                  extra_content: bool = False) -> None:
@@ -314,8 +318,9 @@ class ChunkReader:
         """Some text or a tool call has been relayed."""
         self._calls: dict[str, int] = {}
         """Tool call id → index, for servers whose calls carry no index (Gemini)."""
-        self._extras: set[int] = set()
-        """Calls whose ``extra_content`` was relayed: once, as clients join a call's strings."""
+        self._extras: set[int] | None = None
+        """Calls whose ``extra_content`` was relayed: once, as clients join a call's strings (made
+        when the first is: nearly every stream has none)."""
 
     def _call(self, item: Any) -> base.ToolCallDelta | None:
         if not isinstance(item, Mapping):
@@ -340,6 +345,8 @@ class ChunkReader:
             call_id = name = ""
         extra = _extra(item, self._extra_content)
         if extra is not None:
+            if self._extras is None:
+                self._extras = set()
             extra = None if index in self._extras else extra
             self._extras.add(index)
         return base.ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments, extra_content=extra)

@@ -27,7 +27,10 @@ class Event:
 
 
 class Parser:
-    """Bytes in, events out. ``max_event`` bounds the bytes of one event (its lines together)."""
+    """Bytes in, events out. ``max_event`` bounds the bytes of one event (its lines together).
+    Slotted: one lives as long as its stream stays open."""
+
+    __slots__ = ("_data", "_event_bytes", "_max_event", "_name", "_pending", "_provider", "_skip_lf", "_started")
 
     def __init__(self, *, provider: str, max_event: int) -> None:
         self._provider = provider
