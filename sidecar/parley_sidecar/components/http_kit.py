@@ -66,9 +66,13 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 529})
 _MAX_MESSAGE = 300
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Made once: ``json.dumps`` with options builds a new encoder on every call (every provider request)."""
+
+
 def encode(body: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON, as the Go clients daprd uses send it."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return _COMPACT.encode(body).encode()
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -291,6 +291,19 @@ def parse_response(data: Any, model: str, request: base.ConverseRequest, provide
 
 
 _NO_EVENT = sse.Event("", "")
+_SCAN = json.JSONDecoder().scan_once
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text)`` for one streamed chunk, a third of its cost: the C scanner called
+    directly, without the wrapper's type checks and its two whitespace matches. Anything but one
+    JSON value filling the text exactly (whitespace around it, extra data, nothing to parse) goes
+    through ``json.loads``, which answers it (or raises) as it always did."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 _STREAM = object()
 """``call_headers``' variant for a stream's headers (``Accept: text/event-stream``)."""
 
@@ -496,7 +509,7 @@ class ChatCompletions(http_kit.ComponentSession):
             # The parser is fed here rather than through sse.events: one generator less between
             # the socket and the client, on a path run once per token.
             parser = sse.Parser(provider=upstream.provider, max_event=upstream.max_bytes)
-            loads = json.loads
+            loads = _loads
             while not done and (received := await upstream.read()):
                 for event in parser.feed(received):
                     if event.data == "[DONE]":
