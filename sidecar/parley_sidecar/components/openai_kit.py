@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 
 from parley_sidecar import durations, errors
@@ -291,7 +291,9 @@ def parse_response(data: Any, model: str, request: base.ConverseRequest, provide
 
 
 _NO_EVENT = sse.Event("", "")
-_SCAN = json.JSONDecoder().scan_once
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+"""What ``json.loads`` runs: the C scanner, with the default decoder's settings (typeshed leaves
+``scan_once`` out)."""
 
 
 def _loads(text: str) -> Any:
