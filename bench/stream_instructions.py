@@ -1,6 +1,6 @@
 """What a stream and a relayed chunk cost the sidecar, in instructions counted by valgrind's callgrind.
 
-    python -m bench.stream_instructions [--streams 40] [--concurrency 4]   (needs valgrind; ~2 minutes)
+    python -m bench.stream_instructions [--streams 40] [--concurrency 4]   (needs valgrind; about 30 s)
 
 CPU time per chunk (``bench.stream_cpu``) moves by ±15 % from run to run on a shared machine;
 instruction counts move by well under 1 %, so small changes to the relay path can be told apart.
