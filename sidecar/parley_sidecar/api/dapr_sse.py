@@ -15,6 +15,7 @@ method, as Dapr's HTTP API maps them; its own metrics label; and daprd answers i
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -33,7 +34,35 @@ ROUTE = "/v1.0-alpha2/conversation/{name}/converse/stream"
 
 
 def _event(message: Any) -> bytes:
+    if message.WhichOneof("response_type") == "chunk":
+        text = _text_chunk(message.chunk)
+        if text is not None:
+            return text
     return sse.event(wire.encode(message))
+
+
+# What wire.encode writes for a chunk of one text part, around its text and its index.
+_TEXT_HEAD = b'data: {"chunk":{"parts":[{"text":{"text":'
+_TEXT_INDEX = b'}}],"chunkIndex":'
+_TEXT_END = b',"isDelta":true}}\n\n'
+_TEXT_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
+def _text_chunk(chunk: Any) -> bytes | None:
+    """The event of a chunk that is one piece of text (nearly every chunk), spliced around its
+    encoded text: exactly what ``wire.encode`` writes for it (the protobuf message walked into a
+    dict, then encoded), at a fifth of its cost on a path run once per token. None for any other
+    chunk (a finish reason, tool calls, several parts, an empty text), which takes that path."""
+    parts = chunk.parts
+    if len(parts) != 1 or chunk.HasField("finish_reason") or not chunk.HasField("chunk_index") \
+            or not chunk.is_delta:
+        return None
+    part = parts[0]
+    text = part.text.text if part.WhichOneof("content_type") == "text" else ""
+    if not text:
+        return None
+    return (_TEXT_HEAD + _TEXT_JSON.encode(text).encode() + _TEXT_INDEX + str(chunk.chunk_index).encode()
+            + _TEXT_END)
 
 
 def _error(exc: errors.ParleyError) -> bytes:

@@ -66,9 +66,13 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 529})
 _MAX_MESSAGE = 300
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Made once: ``json.dumps`` with options builds a new encoder on every call (every provider request)."""
+
+
 def encode(body: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON, as the Go clients daprd uses send it."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return _COMPACT.encode(body).encode()
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -261,7 +265,10 @@ def _unanswered(exc: BaseException, provider: str, url: Any, timeout: float | No
 
 class StreamBody:
     """The body of a streamed answer, read as it arrives. Providers parse it (``sse``,
-    ``eventstream``); this class only reads, caps and maps failures."""
+    ``eventstream``); this class only reads, caps and maps failures. Slotted: one lives as long
+    as its stream stays open."""
+
+    __slots__ = ("_deadline", "_read", "_resp", "_timeout", "max_bytes", "provider")
 
     def __init__(self, resp: aiohttp.ClientResponse, *, provider: str, max_bytes: int,
                  deadline: float | None, timeout: float | None) -> None:
@@ -300,6 +307,10 @@ class StreamBody:
         """The error for a body that ended before ``expected`` (its end-of-stream marker)."""
         return errors.ProviderError(f"{self.provider} stream ended before {expected} (answer cut short)",
                                     retryable=True)
+
+
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
+"""A stream's own: ``open_stream`` bounds the wait for the first piece itself, and nothing else."""
 
 
 def _is_json(content_type: str) -> bool:
@@ -349,8 +360,11 @@ class open_stream:  # used as a function: ``async with open_stream(...) as body`
         # ClientTimeout for every call (this all runs before the provider has the request).
         sent = headers if tracing.current() is None else tracing.outgoing(headers)
         try:
-            async with asyncio.timeout_at(deadline):
-                resp = await session.post(url, data=data, headers=sent, proxy=proxy, timeout=_client_timeout(None))
+            if deadline is None:  # no timer to arm and cancel (the caller's attempt may bound it)
+                resp = await session.post(url, data=data, headers=sent, proxy=proxy, timeout=_NO_TIMEOUT)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    resp = await session.post(url, data=data, headers=sent, proxy=proxy, timeout=_NO_TIMEOUT)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _unanswered(exc, provider, url, timeout) from None
         del data
@@ -513,19 +527,25 @@ class ComponentSession:
     context: base.ComponentContext
     _own_session: aiohttp.ClientSession | None = None
     _proxies: Mapping[str, str] | None = None
-    _sent_headers: tuple[str, object, CIMultiDictProxy[str]] | None = None
+    _sent_headers: dict[int, tuple[str, object, CIMultiDictProxy[str]]] | None = None
+    """Built headers by ``id(variant)`` (its own entry for each: a plain call's, a stream's); None
+    or empty: none built yet (a component that changes its key or endpoint sets it to None)."""
 
     def call_headers(self, key: str, own_key: str, build: Callable[[str], Mapping[str, str]],
                      variant: object = None) -> CIMultiDictProxy[str]:
         """``build(key)`` as aiohttp takes headers without converting them per call, built once for
-        the component's own key (``own_key``) and ``variant`` (what else they depend on, compared
-        by identity); a key sent with the request gets its own, not kept."""
-        cached = self._sent_headers
+        the component's own key (``own_key``) and each ``variant`` (what else they depend on,
+        compared by identity: a long-lived object, as a dialect or a module constant); a key sent
+        with the request gets its own, not kept."""
+        built = self._sent_headers
+        cached = built.get(id(variant)) if built is not None else None
         if cached is not None and cached[0] == key and cached[1] is variant:
             return cached[2]
         headers = CIMultiDictProxy(CIMultiDict(build(key)))
         if key == own_key:
-            self._sent_headers = (key, variant, headers)
+            if built is None:
+                built = self._sent_headers = {}
+            built[id(variant)] = (key, variant, headers)
         return headers
 
     def proxy(self, url: Any) -> str | None:

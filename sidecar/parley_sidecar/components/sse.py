@@ -27,7 +27,10 @@ class Event:
 
 
 class Parser:
-    """Bytes in, events out. ``max_event`` bounds the bytes of one event (its lines together)."""
+    """Bytes in, events out. ``max_event`` bounds the bytes of one event (its lines together).
+    Slotted: one lives as long as its stream stays open."""
+
+    __slots__ = ("_data", "_event_bytes", "_max_event", "_name", "_pending", "_provider", "_skip_lf", "_started")
 
     def __init__(self, *, provider: str, max_event: int) -> None:
         self._provider = provider
@@ -54,6 +57,32 @@ class Parser:
         if b"\n" not in chunk:
             self._count(len(chunk))
             self._pending += chunk
+            return
+        if not self._pending and chunk.endswith(b"\n\n"):
+            # What a server nearly always sends: whole events, each ``data: …`` and a blank line.
+            # The bytes are exactly each block followed by "\n\n", so a block of any other shape
+            # goes line by line below, as it would have.
+            for block in chunk[:-2].split(b"\n\n"):
+                if block.startswith(b"data: ") and b"\n" not in block and self._started and not self._data \
+                        and not self._name:
+                    self._count(len(block) + 2)  # the line, its end and the blank line
+                    try:
+                        data = block[6:].decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise errors.ProviderError(f"{self._provider} sent a malformed event (not UTF-8)",
+                                                   status=200) from None
+                    self._event_bytes = 0
+                    yield Event("", data)
+                    continue
+                for line in block.split(b"\n"):
+                    self._count(len(line) + 1)
+                    event = self._line(line)
+                    if event is not None:
+                        yield event
+                self._count(1)
+                event = self._dispatch()  # the blank line
+                if event is not None:
+                    yield event
             return
         # Whole lines split in one pass (C speed); the last, unfinished one waits for the next read.
         lines = chunk.split(b"\n")

@@ -277,10 +277,28 @@ class Pipeline:
         """The answer as the consumer got it (scrubbed): what memory keeps."""
         started = time.perf_counter()
         success = False
+        # The resilient stream is read here, not through a generator of its own around it: a layer
+        # costs a call per piece, and its frame and the loop's weak reference to it for as long as
+        # the stream stays open. A cache hit is replayed, with no upstream and no GenAI metrics.
+        upstream = _Upstream(entry, sent, started) if hit is None else None
+        source = resiliency.stream(self.store, entry, sent, metrics=self.metrics) if hit is None else _replayed(hit)
         try:
-            source = _replayed(hit) if hit is not None else self._upstream(name, entry, sent, raw)
             try:  # aclosing() without its object: it would be held for as long as the stream is open
-                async for delta in source:
+                while True:
+                    try:
+                        delta = await anext(source)
+                    except StopAsyncIteration:
+                        break
+                    except Exception as exc:
+                        if upstream is None:
+                            raise
+                        # any failure of the upstream becomes InvokeError with the bare reason
+                        upstream.error_type, failure = _invoke_error(name, exc, " while streaming")
+                        raise failure from None
+                    if upstream is not None:
+                        upstream.add(delta)
+                        if raw is not None:
+                            raw.add(delta)
                     if scrubber is None:
                         out: base.Delta | None = delta
                     elif len(delta.content) > scrubbing.OFFLOAD_CHARS:
@@ -293,8 +311,12 @@ class Pipeline:
                         if answer is not None:
                             answer.add(out)
                         yield out
+                if upstream is not None:
+                    upstream.error_type = ""
             finally:
                 await source.aclose()
+                if upstream is not None:
+                    upstream.record(self.metrics, name)
             for out in scrubber.finish() if scrubber is not None else ():
                 if answer is not None:
                     answer.add(out)
@@ -310,51 +332,6 @@ class Pipeline:
             reply = memory.reply_message(answer.response())
             await store.remember(name, context_id, request.messages + ((reply,) if reply else ()), limits)
 
-    async def _upstream(self, name: str, entry: Entry, request: base.ConverseRequest,
-                        raw: streaming.Assembler | None) -> AsyncGenerator[base.Delta, None]:
-        """The resilient stream, assembled into ``raw`` (when given) as it passes, with its GenAI
-        metrics; any failure becomes ``InvokeError`` with the bare reason."""
-        provider = entry.ctype.name.removeprefix("conversation.")
-        started = time.perf_counter()
-        first: float | None = None
-        texts = 0
-        streamed: base.Usage | None = None
-        model = ""  # the upstream names its model on some piece (OpenAI: every one; Anthropic: the first)
-        error_type = "cancelled"  # unless it ends otherwise: the consumer closed it (the client left)
-        try:
-            resilient = resiliency.stream(self.store, entry, request, metrics=self.metrics)
-            try:
-                async for delta in resilient:
-                    if first is None:
-                        first = time.perf_counter()
-                    if delta.model:
-                        model = delta.model
-                    if raw is not None:
-                        raw.add(delta)
-                    texts += 1 if delta.content else 0
-                    streamed = delta.usage if delta.usage is not None else streamed
-                    yield delta
-            finally:
-                await resilient.aclose()
-            error_type = ""
-        except Exception as exc:
-            error_type, failure = _invoke_error(name, exc, " while streaming")
-            raise failure from None
-        finally:
-            ended = time.perf_counter()
-            usage = streamed if not error_type else None
-            # Labelled once the stream is over, so time to first token carries the response model
-            # that later pieces may be the first to name.
-            labels = self.metrics.genai_labels(name, provider, request.model or "", _configured_model(entry), model)
-            self.metrics.genai(labels, ended - started, error_type,
-                               usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
-            if first is not None:
-                self.metrics.first_token(labels, first - started)
-            if not error_type and first is not None:
-                # Without usage from the upstream, the pieces of text stand in for tokens.
-                tokens = usage.completion_tokens if usage and usage.completion_tokens else texts
-                self.metrics.per_output_token(labels, ended - first, tokens)
-
     async def aclose(self) -> None:
         for _, made in self._caches.values():
             await made.store.aclose()
@@ -364,6 +341,51 @@ class Pipeline:
         self._memories.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+class _Upstream:
+    """One stream's GenAI metrics as its pieces pass: time to first token, time per output token,
+    usage, the response model; recorded once the upstream's stream is over."""
+
+    __slots__ = ("entry", "error_type", "first", "model", "request", "started", "streamed", "texts")
+
+    def __init__(self, entry: Entry, request: base.ConverseRequest, started: float) -> None:
+        self.entry = entry
+        self.request = request
+        self.started = started
+        self.first: float | None = None
+        self.texts = 0
+        self.streamed: base.Usage | None = None
+        self.model = ""  # the upstream names its model on some piece (OpenAI: every one; Anthropic: the first)
+        self.error_type = "cancelled"  # unless it ends otherwise: the consumer closed it (the client left)
+
+    def add(self, delta: base.Delta) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        if delta.model:
+            self.model = delta.model
+        if delta.content:
+            self.texts += 1
+        if delta.usage is not None:
+            self.streamed = delta.usage
+
+    def record(self, metrics: Metrics, name: str) -> None:
+        ended = time.perf_counter()
+        error_type, first = self.error_type, self.first
+        usage = self.streamed if not error_type else None
+        # Labelled once the stream is over, so time to first token carries the response model
+        # that later pieces may be the first to name.
+        provider = self.entry.ctype.name.removeprefix("conversation.")
+        labels = metrics.genai_labels(name, provider, self.request.model or "", _configured_model(self.entry),
+                                      self.model)
+        metrics.genai(labels, ended - self.started, error_type,
+                      usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
+        if first is not None:
+            metrics.first_token(labels, first - self.started)
+        if not error_type and first is not None:
+            # Without usage from the upstream, the pieces of text stand in for tokens.
+            tokens = usage.completion_tokens if usage and usage.completion_tokens else self.texts
+            metrics.per_output_token(labels, ended - first, tokens)
 
 
 def _invoke_error(name: str, exc: Exception, doing: str) -> tuple[str, errors.InvokeError]:

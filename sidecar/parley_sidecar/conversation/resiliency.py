@@ -464,13 +464,16 @@ async def _close(pieces: AsyncIterator[base.Delta]) -> None:
 
 async def _open(store: ComponentStore, entry: Entry, request: base.ConverseRequest,
                 timeout: float | None) -> _Opened:
-    """One attempt of a stream: lease the component, open its stream, wait for a first real piece."""
+    """One attempt of a stream: lease the component, open its stream, wait for a first real piece.
+    ``timeout`` is not passed on, as :func:`_converse` does not: :func:`_attempts` already bounds
+    all of this (lease, request, first piece) with it, and the component's own first-piece timer
+    would fire after that one (two timers armed and cancelled per stream for nothing)."""
     lease = store.lease(entry)
     component = await lease.__aenter__()
     pieces: AsyncIterator[base.Delta] | None = None
     span: tracing.AttemptSpan | None = None
     try:
-        pieces = streaming.open_stream(component, request, timeout=timeout)
+        pieces = streaming.open_stream(component, request, timeout=None)
         model = ""
         async for piece in pieces:
             if not _empty(piece):

@@ -69,3 +69,46 @@ async def test_a_lone_surrogate_in_the_text_is_escaped_and_the_stream_stays_vali
     surrogate = next(block for block, c in zip(got, chunks, strict=False) if c["choices"]
                      and "\ud800" in c["choices"][0]["delta"].get("content", ""))
     assert "\\ud800" in surrogate  # escaped: the bytes sent are valid UTF-8
+
+
+def test_the_finish_chunk_goes_out_with_the_closing_events_and_in_order() -> None:
+    # The finish chunk is written with the usage chunk and [DONE] (one write): nothing a client
+    # reads changes order, whether the stream then ends, fails, or (no upstream does) goes on.
+    from parley_sidecar import errors
+    from parley_sidecar.api import openai_http
+    from parley_sidecar.components import base
+    from parley_sidecar.conversation import openai_chat
+
+    def chunks() -> Any:
+        call = openai_chat.parse({"model": "echo", "stream": True, "stream_options": {"include_usage": True},
+                                  "messages": [{"role": "user", "content": "hi"}]})
+        return openai_http._Chunks(call)
+
+    def kinds(raw: bytes) -> list[str]:
+        out = []
+        for block in raw.decode().split("\n\n"):
+            if not block:
+                continue
+            if block.startswith("event: error"):
+                out.append("error")
+                continue
+            data = block.removeprefix("data: ")
+            if data == "[DONE]":
+                out.append("done")
+                continue
+            chunk = json.loads(data)
+            out.append("usage" if not chunk["choices"] else
+                       f"finish:{chunk['choices'][0]['finish_reason']}" if chunk["choices"][0]["finish_reason"]
+                       else f"text:{chunk['choices'][0]['delta']['content']}")
+        return out
+
+    c = chunks()
+    written = c.piece(base.Delta(content="hi")) + c.piece(base.Delta(finish_reason="stop"))
+    assert kinds(written) == ["text:hi"]
+    assert kinds(written + c.tail()) == ["text:hi", "finish:stop", "usage", "done"]
+    c = chunks()
+    written = c.piece(base.Delta(content="hi")) + c.piece(base.Delta(finish_reason="length"))
+    assert kinds(written + c.error(errors.Internal())) == ["text:hi", "finish:length", "error"]
+    c = chunks()
+    written = c.piece(base.Delta(content="a", finish_reason="stop")) + c.piece(base.Delta(content="b"))
+    assert kinds(written + c.tail()) == ["text:a", "finish:stop", "text:b", "usage", "done"]

@@ -47,3 +47,23 @@ def test_events_before_a_bad_one_are_handed_over() -> None:
     assert next(events) == sse.Event("", "1")
     with pytest.raises(errors.ProviderError, match="not UTF-8"):
         next(events)
+
+
+def test_whole_event_reads_give_what_a_byte_at_a_time_gives() -> None:
+    # Reads that end on an event's end take the parser's fast path for plain "data: …" events;
+    # every other shape (names, comments, several data lines, blank-line runs, no space after the
+    # colon, a bad byte) mixed in, and any cut, must give the same events as a byte at a time.
+    import random
+
+    shapes = [b"data: {\"i\":%d}\n\n", b"event: e%d\ndata: x\n\n", b": ping %d\n\n", b"data: a%d\ndata: b\n\n",
+              b"data:%d\n\n", b"\n\n", b"id: %d\n\n", b"data: \xc3\xa9%d\n\n", b"data: %d\r\n\r\n", b"data: \n\n"]
+    rng = random.Random(7)
+    for _ in range(300):
+        body = b"".join(rng.choice(shapes).replace(b"%d", str(i).encode()) for i in range(rng.randint(1, 12)))
+        ends = sorted(rng.sample(range(1, len(body)), min(len(body) - 1, rng.randint(0, 4))))
+        pieces = [body[a:b] for a, b in zip([0, *ends], [*ends, len(body)], strict=True)]
+        assert parse(pieces) == parse([body[i:i + 1] for i in range(len(body))])
+    # a bad byte in a plain event: the same error either way
+    for pieces in ([b"data: 1\n\ndata: \xff\n\n"], [b"d", b"ata: 1\n\ndata: \xff\n\n"]):
+        with pytest.raises(errors.ProviderError, match="not UTF-8"):
+            parse(pieces)
