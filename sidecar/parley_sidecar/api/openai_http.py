@@ -156,7 +156,7 @@ class _Chunks:
     per piece. The bytes are exactly what encoding the whole chunk gives (``_chunk``), which every
     other piece still takes. Slotted: one lives as long as its stream stays open."""
 
-    __slots__ = ("_call", "_calls", "_finished", "_first", "_fresh", "_head", "_held", "_prefix", "_tail", "_usage")
+    __slots__ = ("_call", "_calls", "_finished", "_first", "_fresh", "_head", "_prefix", "_tail", "_usage")
 
     def __init__(self, call: openai_chat.ChatCall) -> None:
         self._call = call
@@ -166,8 +166,6 @@ class _Chunks:
         self._calls = False
         self._usage: base.Usage | None = None
         self._finished = False
-        self._held = b""
-        """The finish chunk, sent with the closing events (:meth:`tail`, or :meth:`error`)."""
         self._tail = (b',"logprobs":null,"finish_reason":null}],"usage":null}\n\n' if call.include_usage
                       else b',"logprobs":null,"finish_reason":null}]}\n\n')
         self._prefix: bytes | None = None
@@ -226,14 +224,9 @@ class _Chunks:
                 self._calls = True
                 delta["tool_calls"] = [self._tool_call(t) for t in piece.tool_calls]
             out = self._chunk(delta) if delta else b""
-        if self._held and out:  # something after the finish (no stream does that): still in order
-            out, self._held = self._held + out, b""
         if piece.finish_reason and not self._finished:
-            # The finish chunk carries no text: it goes out with the usage chunk, [DONE] and the
-            # body's end, in the stream's last write (one send per stream less), which follows it
-            # as soon as the pipeline has closed the upstream stream.
             self._finished = True
-            self._held = self._chunk({}, _finish(piece.finish_reason, self._calls))
+            out += self._chunk({}, _finish(piece.finish_reason, self._calls))
         return out
 
     @staticmethod
@@ -248,17 +241,10 @@ class _Chunks:
         return out
 
     def tail(self) -> bytes:
-        out = self._held if self._finished else self._chunk({}, "tool_calls" if self._calls else "stop")
-        self._held = b""
+        out = b"" if self._finished else self._chunk({}, "tool_calls" if self._calls else "stop")
         if self._call.include_usage:
             out += sse.event(_dumps({**self._head, "choices": [], "usage": _usage(self._usage)}))
         return out + _DONE
-
-
-    def error(self, exc: errors.ParleyError) -> bytes:
-        """The error event ending the stream, after the finish chunk if that was held."""
-        out, self._held = self._held + _error_event(exc), b""
-        return out
 
 
 def _error_event(exc: errors.ParleyError) -> bytes:
@@ -331,7 +317,7 @@ async def answer_chat(request: web.Request, pipeline: Pipeline) -> web.StreamRes
             first = await _first(pieces)
             chunks = _Chunks(call)
             # relay closes ``pieces`` however it ends (the client left: the upstream call is cancelled)
-            return await sse.relay(request, first, pieces, chunks.piece, chunks.error, end=chunks.tail)
+            return await sse.relay(request, first, pieces, chunks.piece, _error_event, end=chunks.tail)
         answer = openai_chat.complete(pipeline, call, scrub=scrub, context_id=context_id)
         response = await (answer if timeout is None else caller_timeout.within(timeout, answer, call.component))
         return web.Response(body=_dumps(_completion(call, response)), content_type=_JSON)
