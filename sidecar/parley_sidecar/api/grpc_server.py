@@ -301,9 +301,10 @@ class Server:
             await call.fail(exc.status, exc.message)
             return
         except Exception as exc:
-            # A method's own bug (the servicers catch their pipeline's): grpcio's UNKNOWN answer.
+            # A method's own bug (the servicers catch their pipeline's): UNKNOWN, as grpcio answered,
+            # but naming only the exception's type: its text stays in the log (it may quote data).
             log.exception("gRPC method %s failed", path)
-            await call.fail(Status.UNKNOWN, f"Unexpected {type(exc)}: {exc}")
+            await call.fail(Status.UNKNOWN, f"Unexpected {type(exc).__name__} (see the sidecar log)")
             return
         await call.finish(None if method.streaming else method.encode(result))
 
