@@ -291,7 +291,6 @@ def parse_response(data: Any, model: str, request: base.ConverseRequest, provide
                                  served_model=served if isinstance(served, str) else "")
 
 
-
 _NO_EVENT = sse.Event("", "")
 _SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 """What ``json.loads`` runs: the C scanner, with the default decoder's settings (typeshed leaves
@@ -308,6 +307,8 @@ def _loads(text: str) -> Any:
     except StopIteration:
         return json.loads(text)
     return value if end == len(text) else json.loads(text)
+
+
 _STREAM = object()
 """``call_headers``' variant for a stream's headers (``Accept: text/event-stream``)."""
 
