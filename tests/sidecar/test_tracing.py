@@ -239,6 +239,7 @@ async def test_a_stream_span_ends_with_the_stream_and_says_what_it_answered(
     assert attempt.parent is not None and attempt.parent.span_id == server.context.span_id
     assert attempt.end_time is not None and server.end_time is not None and attempt.end_time <= server.end_time
     assert (attempt.attributes or {})["gen_ai.response.finish_reasons"] == ("stop",)
+    assert (attempt.attributes or {})["gen_ai.response.model"] == "fake-upstream-model-2025-01-01"  # the chunks' model
     assert fake.last.headers["traceparent"] == f"00-{TRACE}-{hex_id(attempt.context.span_id, 16)}-01"
 
 

@@ -205,6 +205,8 @@ class Delta:
     finish_reason: str = ""
     usage: Usage | None = None
     model: str = ""
+    served_model: str = dataclasses.field(default="", compare=False)
+    """On the closing piece: ``ConverseResponse.served_model`` (what the server's chunks named)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -319,7 +319,7 @@ class ChunkReader:
     every per-stream object here: it lives as long as the stream stays open."""
 
     __slots__ = ("_calls", "_extra_content", "_extras", "_secrets", "_tool_stop", "called", "finish_reason", "model",
-                 "provider", "usage", "useful")
+                 "provider", "served", "usage", "useful")
 
     def __init__(self, model: str, provider: str, secrets: tuple[str, ...], *, tool_stop: bool = False,
                  extra_content: bool = False) -> None:
@@ -331,6 +331,8 @@ class ChunkReader:
         self.called = False
         """Some tool call has been relayed."""
         self.finish_reason = ""
+        self.served = ""
+        """The model the server says answered (the chunks' ``model``): the closing piece's ``served_model``."""
         self.usage: base.Usage | None = None
         self.useful = False
         """Some text or a tool call has been relayed."""
@@ -379,6 +381,10 @@ class ChunkReader:
             detail = http_kit.redact(http_kit.upstream_message(json.dumps(data).encode()), self._secrets)
             raise errors.ProviderError(f"{self.provider} sent an error mid-stream: {detail or 'no message'}",
                                        status=200, retryable=True)
+        if not self.served:  # every chunk names it; the first that does is kept
+            served = data.get("model")
+            if type(served) is str:
+                self.served = served
         raw_usage = data.get("usage")
         usage = parse_usage(raw_usage) if raw_usage is not None else None
         if usage is not None:  # a server that sends it on several chunks: the last one counts
@@ -417,7 +423,7 @@ class ChunkReader:
         finish = self.finish_reason or "unknown"
         if self._tool_stop and self.called and finish == "stop":
             finish = "tool_calls"
-        return base.Delta(finish_reason=finish, usage=self.usage, model=self.model)
+        return base.Delta(finish_reason=finish, usage=self.usage, model=self.model, served_model=self.served)
 
 
 class ChatCompletions(http_kit.ComponentSession):

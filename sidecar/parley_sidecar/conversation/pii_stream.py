@@ -61,7 +61,7 @@ can be long."""
 log = logging.getLogger("parley.conversation")
 
 _DIGIT = re.compile(r"\d")
-_DELTA_FIELDS = frozenset({"content", "tool_calls", "finish_reason", "usage", "model"})
+_DELTA_FIELDS = frozenset({"content", "tool_calls", "finish_reason", "usage", "model", "served_model"})
 _UNKNOWN_FIELDS = {f.name for f in dataclasses.fields(base.Delta)} - _DELTA_FIELDS
 """A field added to ``base.Delta`` that nobody decided how to scrub: every scrubbed stream refuses."""
 
@@ -134,7 +134,7 @@ class StreamScrub:
     """Scrubs a stream's pieces in passing: text through a :class:`Holdback`, tool calls held
     whole to the end, the end (finish reason, usage) after what was held."""
 
-    __slots__ = ("_calls", "_finish", "_model", "_scrub", "_text", "_usage")
+    __slots__ = ("_calls", "_finish", "_model", "_scrub", "_served", "_text", "_usage")
 
     def __init__(self, scrub: scrubbing.Scrub) -> None:
         self._scrub = scrub
@@ -143,6 +143,7 @@ class StreamScrub:
         self._finish = ""
         self._usage: base.Usage | None = None
         self._model = ""
+        self._served = ""  # a model's name, as ``_model``: not scrubbed
 
     @property
     def held(self) -> int:
@@ -154,6 +155,7 @@ class StreamScrub:
         if _UNKNOWN_FIELDS:
             self._refuse(f"a streamed piece has fields nobody decided how to scrub: {sorted(_UNKNOWN_FIELDS)}")
         self._model = delta.model or self._model
+        self._served = delta.served_model or self._served
         if delta.tool_calls:
             self._calls.add(base.Delta(tool_calls=delta.tool_calls))
         self._finish = delta.finish_reason or self._finish
@@ -185,7 +187,8 @@ class StreamScrub:
                                  for i, c in enumerate(scrubbed)),
                 model=self._model))
         if self._finish or self._usage is not None:
-            out.append(base.Delta(finish_reason=self._finish, usage=self._usage, model=self._model))
+            out.append(base.Delta(finish_reason=self._finish, usage=self._usage, model=self._model,
+                                  served_model=self._served))
         return out
 
     def _refuse(self, why: str) -> NoReturn:

@@ -206,8 +206,8 @@ def _piece(span: tracing.AttemptSpan, delta: base.Delta) -> None:
     if not (delta.model or delta.finish_reason or delta.usage is not None):
         return
     attributes: dict[str, tracing.Value] = {}
-    if delta.model:
-        attributes["gen_ai.response.model"] = delta.model
+    if delta.served_model or delta.model:
+        attributes["gen_ai.response.model"] = delta.served_model or delta.model
     if delta.finish_reason:
         attributes["gen_ai.response.finish_reasons"] = (delta.finish_reason,)
         if capture:
