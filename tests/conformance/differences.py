@@ -131,10 +131,6 @@ def _body_too_large(case: Case, answer: Answer) -> Answer:
         "message": "failed to read request body: request body larger than 4194304 bytes"})
 
 
-def _grpc_too_large(answer: Answer) -> Answer:
-    return answer.replace(body={"details": "<gRPC library's own words>"})
-
-
 RUNTIME_OWN = "<runtime's own>"
 
 
@@ -481,15 +477,6 @@ DIFFERENCES: tuple[Difference, ...] = (
                "daprd answers 400: ERR_BODY_READ `stream too large` for a body well over the limit, but "
                "for one a few bytes over it parses the truncated body and answers ERR_MALFORMED_REQUEST "
                "`unexpected EOF`. Parley tells 'too big' from 'malformed' every time.",
-    ),
-    Difference(
-        id="grpc-too-large-text",
-        cases=("grpc/*", "sdk/*"),
-        daprd=lambda d: d.status == "RESOURCE_EXHAUSTED",
-        normalise=_grpc_too_large,
-        reason="A gRPC message over the size limit is RESOURCE_EXHAUSTED in both; the details text is "
-               "the gRPC library's own (grpc-go: 'grpc: received message larger than max …', grpc core: "
-               "'Received message larger than max …').",
     ),
     Difference(
         id="json-nesting-limit",
