@@ -214,10 +214,9 @@ class Anthropic(http_kit.ComponentSession):
         model = request.model or self.model
         key = request.api_key if request.api_key is not None else self._key
         body, defn = build_body(request, model, self._max_tokens)
-        data = await http_kit.post_json(self.session, self._url, http_kit.encode(body),
-                                        headers=self.call_headers(key, self._key, _headers),
-                                        timeout=timeout, provider=PROVIDER, secrets=(key, self._key),
-                                        max_bytes=self.context.max_response_bytes, proxy=self.proxy(self._url))
+        data = await http_kit.post_json(self.upstream(self._url, PROVIDER, (key, self._key)), self._url,
+                                        http_kit.encode(body), headers=self.call_headers(key, self._key, _headers),
+                                        timeout=timeout)
         return parse_response(data, model, request, defn)
 
     async def stream(self, request: base.ConverseRequest, *, timeout: float | None) -> AsyncIterator[base.Delta]:
@@ -230,9 +229,8 @@ class Anthropic(http_kit.ComponentSession):
         blocks = block_stream.Blocks(model=model, provider=PROVIDER, defn=defn)
         secrets = (key, self._key)
         async with http_kit.open_stream(
-            self.session, self._url, data, headers=_headers(key) | {"Accept": "text/event-stream"},
-            timeout=timeout, provider=PROVIDER, secrets=secrets, max_bytes=self.context.max_response_bytes,
-            proxy=self.proxy(self._url),
+            self.upstream(self._url, PROVIDER, secrets), self._url, data,
+            headers=self.call_headers(key, self._key, _stream_headers, _stream_headers), timeout=timeout,
         ) as upstream:
             del data
             async with contextlib.aclosing(sse.events(upstream)) as events:
@@ -254,6 +252,10 @@ class Anthropic(http_kit.ComponentSession):
 def _headers(key: str) -> dict[str, str]:
     return {"Content-Type": "application/json", "Accept": "application/json", "x-api-key": key,
             "anthropic-version": API_VERSION}
+
+
+def _stream_headers(key: str) -> dict[str, str]:
+    return _headers(key) | {"Accept": "text/event-stream"}
 
 
 def create(context: base.ComponentContext) -> base.Conversation:

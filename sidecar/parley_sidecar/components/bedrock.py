@@ -217,6 +217,9 @@ class Bedrock(http_kit.ComponentSession):
         path = self._endpoint.raw_path.rstrip("/") + f"/model/{quote(model, safe='')}/{operation}"
         return self._endpoint.with_path(path, encoded=True)
 
+    def _upstream(self, url: yarl.URL, secrets: tuple[str, ...]) -> http_kit.Upstream:
+        return self.upstream(url, PROVIDER, secrets, auth_detail=True, credential="AWS credentials")
+
     async def _signed(self, url: yarl.URL, data: bytes, accept: str) -> tuple[dict[str, str], tuple[str, ...]]:
         """The signed headers of one call, and the secrets no message may show."""
         assert self._credentials is not None, "init() first"
@@ -235,11 +238,7 @@ class Bedrock(http_kit.ComponentSession):
         data = http_kit.encode(body)
         url = self.url(model)
         headers, secrets = await self._signed(url, data, "application/json")
-        answer = await http_kit.post_json(
-            self.session, url, data, headers=headers, timeout=timeout, provider=PROVIDER,
-            secrets=secrets, auth_detail=True,
-            credential="AWS credentials", max_bytes=self.context.max_response_bytes, proxy=self.proxy(url),
-        )
+        answer = await http_kit.post_json(self._upstream(url, secrets), url, data, headers=headers, timeout=timeout)
         return parse_response(answer, model, request, defn)
 
     async def stream(self, request: base.ConverseRequest, *, timeout: float | None) -> AsyncIterator[base.Delta]:
@@ -250,11 +249,8 @@ class Bedrock(http_kit.ComponentSession):
         url = self.url(model, "converse-stream")
         headers, secrets = await self._signed(url, data, "application/vnd.amazon.eventstream")
         blocks = block_stream.Blocks(model=model, provider=PROVIDER, defn=defn)
-        async with http_kit.open_stream(
-            self.session, url, data, headers=headers, timeout=timeout, provider=PROVIDER, secrets=secrets,
-            auth_detail=True, credential="AWS credentials", max_bytes=self.context.max_response_bytes,
-            proxy=self.proxy(url),
-        ) as upstream:
+        async with http_kit.open_stream(self._upstream(url, secrets), url, data, headers=headers,
+                                        timeout=timeout) as upstream:
             del data
             decoder = eventstream.Decoder(provider=PROVIDER, max_message=upstream.max_bytes)
             # Read to the end, not to messageStop: the usage (metadata) comes after it.

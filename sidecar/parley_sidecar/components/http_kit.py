@@ -35,7 +35,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -49,6 +49,7 @@ __all__ = [
     "ComponentSession",
     "ResponseTooLarge",
     "StreamBody",
+    "Upstream",
     "encode",
     "error_for_status",
     "one_line",
@@ -200,25 +201,29 @@ def _where(url: str) -> str:
     return parts.netloc or url
 
 
-async def post_json(
-    session: aiohttp.ClientSession,
-    url: Any,
-    data: bytes,
-    *,
-    headers: Mapping[str, str],
-    timeout: float | None,
-    provider: str,
-    secrets: Iterable[str] = (),
-    auth_detail: bool = False,
-    credential: str = "API key",
-    max_bytes: int,
-    proxy: str | None = None,
-) -> Any:
+class Upstream(NamedTuple):
+    """Where one provider call goes and how its failures read: what :func:`post_json` and
+    :func:`open_stream` both need, said once per call by the component."""
+
+    session: aiohttp.ClientSession
+    provider: str
+    max_bytes: int
+    """``maxResponseBytes``: the most bytes of the answer read."""
+    proxy: str | None = None
+    secrets: Iterable[str] = ()
+    """Redacted from any upstream text that reaches a client or a log."""
+    auth_detail: bool = False
+    credential: str = "API key"
+
+
+async def post_json(to: Upstream, url: Any, data: bytes, *, headers: Mapping[str, str],
+                    timeout: float | None) -> Any:
     """POST ``data`` (JSON bytes) and return the decoded JSON answer, or raise ProviderError.
 
     ``url`` is a string or a ``yarl.URL`` (Bedrock passes an already-encoded one, because its
-    signature covers the exact path bytes). At most ``max_bytes`` of the answer are read.
+    signature covers the exact path bytes). At most ``to.max_bytes`` of the answer are read.
     """
+    session, provider, max_bytes, proxy, secrets, auth_detail, credential = to
     # The headers as they are (a component's prebuilt CIMultiDict skips aiohttp's conversion),
     # copied only to add traceparent when tracing is on.
     sent = headers if tracing.current() is None else tracing.outgoing(headers)
@@ -332,28 +337,16 @@ class open_stream:  # used as a function: ``async with open_stream(...) as body`
 
     __slots__ = ("_args", "_resp")
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        url: Any,
-        data: bytes,
-        *,
-        headers: Mapping[str, str],
-        timeout: float | None,
-        provider: str,
-        secrets: Iterable[str] = (),
-        auth_detail: bool = False,
-        credential: str = "API key",
-        max_bytes: int,
-        proxy: str | None = None,
-    ) -> None:
-        self._args: tuple[Any, ...] | None = (session, url, data, headers, timeout, provider, secrets, auth_detail,
-                                              credential, max_bytes, proxy)
+    def __init__(self, to: Upstream, url: Any, data: bytes, *, headers: Mapping[str, str],
+                 timeout: float | None) -> None:
+        self._args: tuple[Upstream, Any, bytes, Mapping[str, str], float | None] | None = (
+            to, url, data, headers, timeout)
         self._resp: aiohttp.ClientResponse | None = None
 
     async def __aenter__(self) -> StreamBody:
         assert self._args is not None, "open_stream is entered once"
-        session, url, data, headers, timeout, provider, secrets, auth_detail, credential, max_bytes, proxy = self._args
+        to, url, data, headers, timeout = self._args
+        session, provider, max_bytes, proxy, secrets, auth_detail, credential = to
         self._args = None  # sent: a long conversation's bytes are not held for as long as the answer streams
         deadline = asyncio.get_running_loop().time() + timeout if timeout else None
         # As post_json: the headers copied only to add traceparent when tracing is on, one
@@ -547,6 +540,12 @@ class ComponentSession:
                 built = self._sent_headers = {}
             built[id(variant)] = (key, variant, headers)
         return headers
+
+    def upstream(self, url: Any, provider: str, secrets: Iterable[str], *, auth_detail: bool = False,
+                 credential: str = "API key") -> Upstream:
+        """A call to ``url`` through this component's session, with its answer cap and proxy."""
+        return Upstream(self.session, provider, self.context.max_response_bytes, self.proxy(url), secrets,
+                        auth_detail, credential)
 
     def proxy(self, url: Any) -> str | None:
         """The proxy for one provider call, by Go's ``http.ProxyFromEnvironment`` rules (what daprd's

@@ -488,10 +488,8 @@ class ChatCompletions(http_kit.ComponentSession):
         body = build_body(request, model, self.dialect, max_tokens=self._max_tokens)
         url = self.url(model)
         data = await http_kit.post_json(
-            self.session, url, http_kit.encode(body), proxy=self.proxy(url),
-            headers=self.call_headers(key, self._key, self.headers, self.dialect),
-            timeout=timeout, provider=self.dialect.provider, secrets=(key, self._key),
-            max_bytes=self.context.max_response_bytes,
+            self.upstream(url, self.dialect.provider, (key, self._key)), url, http_kit.encode(body),
+            headers=self.call_headers(key, self._key, self.headers, self.dialect), timeout=timeout,
         )
         return parse_response(data, model, request, self.dialect.provider, extra_content=self.dialect.extra_content)
 
@@ -507,10 +505,8 @@ class ChatCompletions(http_kit.ComponentSession):
         # The body, its bytes, the URL and the headers are handed to open_stream, not kept in this
         # frame: it lives as long as the answer streams (memory per open stream).
         opening = http_kit.open_stream(
-            self.session, url, http_kit.encode(body),
-            headers=self.call_headers(key, self._key, self._stream_headers, _STREAM),
-            proxy=self.proxy(url), timeout=timeout, provider=self.dialect.provider, secrets=secrets,
-            max_bytes=self.context.max_response_bytes,
+            self.upstream(url, self.dialect.provider, secrets), url, http_kit.encode(body),
+            headers=self.call_headers(key, self._key, self._stream_headers, _STREAM), timeout=timeout,
         )
         del body, url
         reader = ChunkReader(model, self.dialect.provider, secrets, tool_stop=self.dialect.stream_tool_stop,
