@@ -112,28 +112,50 @@ class Sidecar:
                                     auto_decompress=False)
         await runner.setup()
         self._runners.append(runner)
-        if label in self.listeners:  # bound before the workers were forked (--workers)
-            for sock in self.listeners[label]:
-                await web.SockSite(runner, sock).start()
+
+        async def tcp(host: str, port: int) -> int:
+            site = web.TCPSite(runner, host, port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError:
+                await site.stop()
+                raise
+            if port == 0 and isinstance(site._server, asyncio.Server):
+                port = site._server.sockets[0].getsockname()[1]
+            return port
+
+        async def sock(bound: socket.socket) -> None:
+            await web.SockSite(runner, bound).start()
+
+        async def unix(path: str) -> None:
+            await web.UnixSite(runner, path).start()
+
+        await self._listen(label, hosts, port, unix_dir, tcp=tcp, sock=sock, unix=unix)
+
+    async def _listen(self, label: str, hosts: list[str], port: int, unix_dir: Path | None, *,
+                      tcp: Callable[[str, int], Awaitable[int]], sock: Callable[[socket.socket], Awaitable[None]],
+                      unix: Callable[[str], Awaitable[None]]) -> None:
+        """Serve API ``label`` (HTTP's through aiohttp, gRPC's through grpclib, alike): on the
+        sockets bound before the workers were forked (``--workers``), else on a unix socket in
+        ``unix_dir``, else on ``port`` of each host (``tcp`` answers the port bound: 0 picks one)."""
+        if label in self.listeners:
+            for bound in self.listeners[label]:
+                await sock(bound)
             self.bound[label] = self.listeners[label][0].getsockname()[1]
             return
         if unix_dir is not None:
             path = self._socket_path(unix_dir, label)
-            await web.UnixSite(runner, str(path)).start()
+            await unix(str(path))
             self._socket_ready(path, label)
             return
-        listening: list[str] = []
+        listening = 0
         for host in hosts:
-            site = web.TCPSite(runner, _bare(host), port, reuse_address=True)
             try:
-                await site.start()
+                port = await tcp(_bare(host), port)
             except OSError as exc:  # daprd skips an address it cannot bind (no IPv6 …) and uses the rest
-                await site.stop()
                 log.warning("cannot listen on %s port %d (%s API): %s", host, port, label, exc.strerror or exc)
                 continue
-            listening.append(host)
-            if port == 0 and isinstance(site._server, asyncio.Server):
-                port = site._server.sockets[0].getsockname()[1]
+            listening += 1
         if not listening:
             raise OSError(f"could not listen on any of {', '.join(hosts)} port {port} ({label} API)")
         self.bound[label] = port
@@ -184,16 +206,8 @@ class Sidecar:
             self.pipeline, self.metrics, token=s.api_token or None, max_receive=s.limits.max_body_size,
             max_idle=s.connections.grpc_max_idle,
             runtime=grpc_api.RuntimeServicer(self.describe, self.extended, self.request_shutdown, self.metrics))
-        if "grpc" in self.listeners:  # bound before the workers were forked (--workers)
-            for sock in self.listeners["grpc"]:
-                await self._grpc.serve_socket(sock)
-            self.bound["grpc"] = self.listeners["grpc"][0].getsockname()[1]
-        elif s.unix_domain_socket is not None:
-            path = self._socket_path(s.unix_domain_socket, "grpc")
-            await self._grpc.listen_unix(str(path))
-            self._socket_ready(path, "grpc")
-        else:
-            self.bound["grpc"] = await self._bind_grpc(self._grpc, s.listen_addresses, s.ports.grpc)
+        await self._listen("grpc", s.listen_addresses, s.ports.grpc, s.unix_domain_socket, tcp=self._grpc.listen,
+                           sock=self._grpc.serve_socket, unix=self._grpc.listen_unix)
         self.ready = True
         log.info(
             "parley sidecar %s ready in %.0f ms: HTTP %s, gRPC %s, public %d, metrics %s; components: %s",
@@ -201,20 +215,6 @@ class Sidecar:
             self.bound["public"], self.bound.get("metrics", "off" if s.workers == 1 else "on worker 1"),
             ", ".join(sorted(e.spec.name for e in self.store.entries())) or "none",
         )
-
-    @staticmethod
-    async def _bind_grpc(server: GrpcServer, hosts: list[str], port: int) -> int:
-        listening = 0
-        for host in hosts:
-            try:
-                port = await server.listen(_bare(host), port)
-            except OSError as exc:  # daprd skips an address it cannot bind, as for HTTP
-                log.warning("cannot listen on %s port %d (grpc API): %s", host, port, exc.strerror or exc)
-                continue
-            listening += 1
-        if not listening:
-            raise OSError(f"could not listen on any of {', '.join(hosts)} port {port} (grpc API)")
-        return port
 
     def _where(self, label: str) -> str:
         return str(self.sockets[label]) if label in self.sockets else str(self.bound[label])
