@@ -1,7 +1,7 @@
 """Sidecar CPU time per echo request, parley next to the real daprd: the A/B figure least moved by load.
 
     python -m bench.cpu_per_request [--seconds 4] [--runs 2] [--connections 16] [--only LABEL] [--no-daprd]
-                                    [--baseline DIR]
+                                    [--baseline DIR] [--python PATH]
 
 Each server is pinned to CPU 0 (``taskset -c 0``) and its load generator to CPU 1 (``wrk`` for HTTP,
 ``bench.grpc_load`` for gRPC), as a sidecar under a one-core limit runs. The server's user+system
@@ -14,6 +14,7 @@ servers (daprd, parley, parley, daprd, …) so drifting load falls on both alike
 Scenarios: HTTP alpha1/alpha2 echo and gRPC alpha1/alpha2 echo, the bodies of ``bench.vs_daprd``.
 ``--baseline DIR`` adds a third server, "base": parley from another checkout (``DIR/sidecar`` first
 on ``PYTHONPATH``, e.g. ``git worktree add /tmp/base HEAD~1``), for an A/B of a change in one run.
+``--python PATH`` adds "py": this checkout's parley on that interpreter (``bench.shipped_python``).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def main() -> None:
         resources = vs_daprd.components(Path(tmp), harness.free_port())
         running: dict[str, tuple[harness.Server, int, int]] = {}
         for name in names:
-            argv, ports = harness.server_argv(name, daprd_bin, resources)
+            argv, ports = harness.server_argv(name, daprd_bin, resources, harness.server_python(args, name))
             url = f"http://127.0.0.1:{ports['http']}"
             env = harness.server_env(args, name)
             server = stack.enter_context(harness.serve(["taskset", "-c", SERVER_CPU, *argv],
@@ -106,7 +107,8 @@ def main() -> None:
           f"after {os.getloadavg()[0]:.1f}")
     print(f"{'scenario':20} " + " ".join(f"{n + ' us/req':>13} {n + ' req/s':>13}" for n in names)
           + ("   parley/daprd CPU" if "daprd" in names else "")
-          + ("   parley/base CPU" if "base" in names else ""))
+          + ("   parley/base CPU" if "base" in names else "")
+          + ("   py/daprd CPU" if "py" in names and "daprd" in names else ""))
     for scenario in scenarios:
         row = f"{scenario.label:20} "
         medians = {}
@@ -117,6 +119,8 @@ def main() -> None:
             row += f"  {medians['parley'] / medians['daprd']:17.2f}x"
         if "base" in names:
             row += f"  {medians['parley'] / medians['base']:16.2f}x"
+        if "py" in names and "daprd" in names:
+            row += f"  {medians['py'] / medians['daprd']:13.2f}x"
         print(row)
 
 

@@ -138,8 +138,15 @@ def wrk(url: str, body: str, *, connections: int, seconds: float = 5.0, threads:
     return Load(rps, p50, p99, errors, done)
 
 
-def sidecar_argv(http: int, grpc: int, metrics: int, public: int, resources: Path) -> list[str]:
-    return [sys.executable, "-m", "parley_sidecar", "--app-id", "bench", "--resources-path", str(resources),
+def parley_python() -> str:
+    """The interpreter that runs parley: ``PARLEY_BENCH_PYTHON`` (the image's kind of build, from
+    ``bench.shipped_python``) or the one running the bench."""
+    return os.environ.get("PARLEY_BENCH_PYTHON") or sys.executable
+
+
+def sidecar_argv(http: int, grpc: int, metrics: int, public: int, resources: Path,
+                 python: str | None = None) -> list[str]:
+    return [python or parley_python(), "-m", "parley_sidecar", "--app-id", "bench", "--resources-path", str(resources),
             "--dapr-http-port", str(http), "--dapr-grpc-port", str(grpc), "--metrics-port", str(metrics),
             "--dapr-public-port", str(public), "--dapr-listen-addresses", "127.0.0.1",
             "--metrics-listen-address", "127.0.0.1", "--dapr-public-listen-address", "127.0.0.1",
@@ -159,6 +166,9 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-daprd", action="store_true", help="parley only (no daprd needed)")
     parser.add_argument("--baseline", type=Path, default=None, metavar="DIR",
                         help="also run parley from this checkout, as 'base'")
+    parser.add_argument("--python", default=None, metavar="PATH",
+                        help="also run this checkout's parley on that interpreter, as 'py' "
+                             "(e.g. the images' kind of build: python -m bench.shipped_python)")
 
 
 def servers(args: argparse.Namespace) -> tuple[list[str], Path | None]:
@@ -167,6 +177,8 @@ def servers(args: argparse.Namespace) -> tuple[list[str], Path | None]:
     names = ["parley"] if args.no_daprd else ["daprd", "parley"]
     if args.baseline is not None:
         names.insert(-1, "base")
+    if getattr(args, "python", None):
+        names.append("py")
     if args.no_daprd:
         return names, None
     from tests.conformance.servers import find_daprd  # the tests' own lookup, only when daprd runs
@@ -177,16 +189,23 @@ def servers(args: argparse.Namespace) -> tuple[list[str], Path | None]:
     return names, daprd
 
 
-def server_argv(name: str, daprd: Path | None, resources: Path) -> tuple[list[str], dict[str, int]]:
-    """How to start server ``name`` of :func:`servers` (daprd, or parley from either checkout) on
-    free loopback ports, and those ports (``http``, ``grpc``, ``metrics``, ``internal``, ``public``)."""
+def server_argv(name: str, daprd: Path | None, resources: Path,
+                python: str | None = None) -> tuple[list[str], dict[str, int]]:
+    """How to start server ``name`` of :func:`servers` (daprd, or parley from either checkout, on
+    ``python`` when given: see :func:`server_python`) on free loopback ports, and those ports
+    (``http``, ``grpc``, ``metrics``, ``internal``, ``public``)."""
     ports = {k: free_port() for k in ("http", "grpc", "metrics", "internal", "public")}
     if name == "daprd":
         from tests.conformance.servers import daprd_flags
 
         assert daprd is not None, "servers() found no daprd"
         return [str(daprd), *daprd_flags("bench", resources, ports), "--log-level", "warn"], ports
-    return sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"], resources), ports
+    return sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"], resources, python), ports
+
+
+def server_python(args: argparse.Namespace, name: str) -> str | None:
+    """The interpreter of server ``name``: ``--python``'s for ``py``, else the default."""
+    return args.python if name == "py" else None
 
 
 def server_env(args: argparse.Namespace, name: str) -> dict[str, str] | None:

@@ -1,6 +1,6 @@
 """Goal 2 of issue #18: what each server's ``conversation.openai`` adds over calling the fake directly.
 
-    python -m bench.openai_path [--seconds 3] [--rounds 2] [--baseline DIR] [--no-daprd]
+    python -m bench.openai_path [--seconds 3] [--rounds 2] [--baseline DIR] [--python PATH] [--no-daprd]
 
 One local fake of OpenAI (``tests/conformance/fake_openai.py``, its own process), the real daprd
 and parley (the Components of ``bench.vs_daprd``), all started once. In one run, interleaved, with
@@ -16,7 +16,8 @@ round), so a neighbour's load falls on all alike. Added latency = the server's p
 direct path's in the same round; the table gives the median over rounds (a busy moment on a shared
 machine makes a mean meaningless). Also printed: each server's CPU time per
 request (utime+stime from ``/proc/<pid>/stat`` over the window), steadier than latency on a shared
-machine. ``--baseline DIR`` adds parley from another checkout as ``base`` for an A/B.
+machine. ``--baseline DIR`` adds parley from another checkout as ``base`` for an A/B; ``--python PATH``
+adds ``py``, this checkout's parley on that interpreter (``bench.shipped_python``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def main() -> None:
         resources = vs_daprd.components(Path(tmp), fake_port)
         running: dict[str, harness.Server] = {}
         for name in servers:
-            argv, ports = harness.server_argv(name, daprd_bin, resources)
+            argv, ports = harness.server_argv(name, daprd_bin, resources, harness.server_python(args, name))
             url = f"http://127.0.0.1:{ports['http']}"
             env = harness.server_env(args, name)
             running[name] = stack.enter_context(harness.serve(
@@ -98,8 +99,9 @@ def report(got: dict[tuple[str, int, str], list[harness.Load]], cpu: dict[tuple[
     head = "| placement | conns | direct p50 / p99 ms |"
     for name in servers:
         head += f" {name} added p50 / p99 ms | {name} µs CPU/req |"
-    if "daprd" in servers:
-        head += " parley/daprd added p50 | added p99 |"
+    ratios = [n for n in ("parley", "py") if n in servers] if "daprd" in servers else []
+    for name in ratios:
+        head += f" {name}/daprd added p50 | added p99 |"
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))
     for placement in PLACEMENTS:
@@ -115,8 +117,8 @@ def report(got: dict[tuple[str, int, str], list[harness.Load]], cpu: dict[tuple[
                 p99 = statistics.median(x.p99_ms - d.p99_ms for x, d in zip(loads, direct, strict=True))
                 added[name] = (p50, p99)
                 row += f" {p50:+.2f} / {p99:+.2f} | {statistics.median(cpu[(placement, connections, name)]):.0f} |"
-            if "daprd" in servers:
-                (p50, p99), (d50, d99) = added["parley"], added["daprd"]
+            for name in ratios:
+                (p50, p99), (d50, d99) = added[name], added["daprd"]
                 row += f" {p50 / d50:.2f} | {p99 / d99:.2f} |"
             print(row)
 

@@ -1,6 +1,7 @@
 """Time to ready and idle RSS of the sidecar, this checkout against another one, alternating.
 
-    python -m bench.startup --baseline DIR [--starts 10] [--setups echo,every] [--env NAME=VALUE ...] [--daprd]
+    python -m bench.startup --baseline DIR [--starts 10] [--setups echo,every] [--env NAME=VALUE ...]
+                              [--python PATH] [--daprd]
 
 Each start runs ``python -m parley_sidecar`` (the argv of ``bench.vs_daprd``) and times exec → the
 first 2xx from ``/v1.0/healthz`` and the CPU time the process spent by then (moved less by the
@@ -18,6 +19,9 @@ compiler (tens of ms, and ~1 MB of RSS per large module) instead of the sidecar.
 ``--env NAME=VALUE`` (repeatable) adds a third variant, ``env``: this checkout started with those
 variables too, e.g. an image setting such as ``--env MALLOC_ARENA_MAX=2`` (measured in round 5 of
 docs/performance.md, not taken).
+
+``--python PATH`` adds the variant ``py``: this checkout started by another interpreter, e.g. the
+kind of build the images ship (``bench.shipped_python``) against the development venv's.
 
 ``--daprd`` adds daprd (tests/daprd/build.sh's build, or ``PARLEY_DAPRD``) to the ``echo`` setup's
 starts, with the same Component file: the issue's "idle RSS ≤ daprd's" in the same minutes.
@@ -65,14 +69,17 @@ def write_components(directory: Path, setup: str) -> Path:
     return directory
 
 
-def one_start(resources: Path, env: dict[str, str] | None, daprd: Path | None = None) -> tuple[float, float, float]:
+def one_start(resources: Path, env: dict[str, str] | None, daprd: Path | None = None,
+              python: str | None = None) -> tuple[float, float, float]:
     """(exec → ready in s, CPU time spent by then in s, idle RSS one second later in MB); with
-    ``daprd``, that binary is started instead of the sidecar, with the same Component files."""
+    ``daprd``, that binary is started instead of the sidecar, with the same Component files; with
+    ``python``, the sidecar runs on that interpreter."""
     ports = {k: harness.free_port() for k in ("http", "grpc", "metrics", "internal", "public")}
     if daprd is not None:
         argv = [str(daprd), *daprd_flags("bench", resources, ports), "--log-level", "warn"]
     else:
-        argv = harness.sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"], resources)
+        argv = harness.sidecar_argv(ports["http"], ports["grpc"], ports["metrics"], ports["public"], resources,
+                                    python)
     with harness.serve(argv, f"http://127.0.0.1:{ports['http']}/v1.0/healthz", "", env=env) as server:
         cpu = harness.cpu_seconds(server.proc.pid)
         time.sleep(1.0)
@@ -98,6 +105,8 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="leave the .pyc files as they are")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="also start this checkout with these variables (the 'env' variant)")
+    parser.add_argument("--python", default=None, metavar="PATH",
+                        help="also start this checkout on that interpreter (the 'py' variant)")
     parser.add_argument("--daprd", action="store_true", help="also start daprd (setup echo only: its build has no other type)")
     args = parser.parse_args()
     daprd_bin = None
@@ -114,6 +123,8 @@ def main() -> None:
         checkouts = {"base": {"PYTHONPATH": str(args.baseline.resolve() / "sidecar")}, "this": None}
     if args.env:
         checkouts["env"] = dict(item.split("=", 1) for item in args.env)
+    if args.python:
+        checkouts["py"] = None
     print(f"load average before: {os.getloadavg()}", flush=True)
     for setup in args.setups.split(","):
         with tempfile.TemporaryDirectory() as tmp:
@@ -127,6 +138,7 @@ def main() -> None:
                 # base, this, this, base, …: drifting load falls on every variant alike.
                 for name in order if i % 2 == 0 else order[::-1]:
                     r, c, m = (one_start(resources, None, daprd_bin) if name == "daprd"
+                               else one_start(resources, None, python=args.python) if name == "py"
                                else one_start(resources, checkouts[name]))
                     ready[name].append(r)
                     cpu[name].append(c)
