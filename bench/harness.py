@@ -144,6 +144,15 @@ def parley_python() -> str:
     return os.environ.get("PARLEY_BENCH_PYTHON") or sys.executable
 
 
+def python_version(python: str | None = None) -> str:
+    """``3.11.2 (/usr/bin/python3.11)``: the version and real executable of ``python`` (default:
+    :func:`parley_python`), for the benches' reports."""
+    out = subprocess.run([python or parley_python(), "-c",
+                          "import os, platform, sys; print(platform.python_version(), os.path.realpath(sys.executable))"],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return f"{out[0]} ({out[1]})"
+
+
 def sidecar_argv(http: int, grpc: int, metrics: int, public: int, resources: Path,
                  python: str | None = None) -> list[str]:
     return [python or parley_python(), "-m", "parley_sidecar", "--app-id", "bench", "--resources-path", str(resources),

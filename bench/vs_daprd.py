@@ -285,7 +285,7 @@ def write_doc(lines: list[str], args: argparse.Namespace, took: float, load_befo
     text = f"""# Performance: parley next to daprd
 
 Measured by `python -m bench.vs_daprd --seconds {args.seconds:g} --rounds {args.rounds} --rate {args.rate:g} --write` on
-{datetime.date.today().isoformat()}: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, the real
+{datetime.date.today().isoformat()}: {os.cpu_count()} cores ({cpu}), parley on Python {harness.python_version()}, the real
 daprd 1.18.3 (echo + openai build, tests/daprd/build.sh). Both servers were started with the same
 Component files and flags, then every measurement ran on one right after the other, {args.rounds} times in
 alternating order (daprd, parley, parley, daprd), so that background load falls on both alike; the
@@ -311,7 +311,10 @@ one run and are the figures to compare. Ratio > 1 is better for req/s, < 1 for l
 ![req/s and p99, parley vs daprd](performance.png)
 
 Re-run: `python -m bench.vs_daprd --write` (needs `wrk`, matplotlib and the daprd from
-`tests/daprd/build.sh`; about {took / 60:.0f} minutes).
+`tests/daprd/build.sh`; about {took / 60:.0f} minutes). With
+`PARLEY_BENCH_PYTHON=$(python -m bench.shipped_python)` parley runs on the kind of interpreter
+its images ship (a profile-guided build, see "The interpreter" below) instead of the
+development venv's.
 """
     # The generated part has no "## " heading; the dated sections after it (breakdowns, A/B
     # figures written by hand) are kept.
