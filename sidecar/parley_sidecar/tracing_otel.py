@@ -131,18 +131,23 @@ class UnsampledScope:
 
 
 class ServerScope:
-    """The span of one sampled API call, current while the call runs (so attempts become its children)."""
+    """The span of one sampled API call, the running call (``tracing.CALL``) while it runs, so
+    attempts become its children (:meth:`OtelTracer.attempt`) and the provider's request carries
+    its ids (:meth:`OtelTracer.inject`). OpenTelemetry's own current context is left alone: its
+    attach and detach (a ``Context`` copied, a token) and the lookups of the current span cost a
+    sampled call more than the one context variable here does."""
 
-    __slots__ = ("_call", "_token", "span", "traceparent")
+    __slots__ = ("_call", "context", "span", "traceparent")
     sampled = True
 
     def __init__(self, span: trace.Span) -> None:
         self.span = span
         ctx = span.get_span_context()
         self.traceparent = _traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
-        self._token = otel_context.attach(trace.set_span_in_context(span))
-        # Also the running call: a sampled call inside an unsampled one (an app calling itself
-        # through its own sidecar in one task: only in tests) must not see the outer call's ids.
+        self.context = trace.set_span_in_context(span)
+        """The parent context of the call's attempts."""
+        # A sampled call inside an unsampled one (an app calling itself through its own sidecar
+        # in one task: only in tests) must not see the outer call's ids.
         self._call = tracing.CALL.set(self)
 
     def headers(self) -> dict[str, str]:
@@ -161,7 +166,6 @@ class ServerScope:
         """End the span with what ``attributes`` and ``error`` (the status description of a failed
         call, or None) say; they are called only for a sampled span."""
         tracing.CALL.reset(self._call)
-        otel_context.detach(self._token)
         if self.span.is_recording():
             self.span.set_attributes(attributes())
             description = error()
@@ -171,17 +175,25 @@ class ServerScope:
 
 
 class AttemptScope:
-    """One provider attempt's client span: current (and :func:`tracing.attempt_span`) from its
-    start until :meth:`close`, so the provider's HTTP request carries it as parent."""
+    """One provider attempt's client span: :func:`tracing.attempt_span` from its start until
+    :meth:`close`, so the provider's HTTP request carries it as parent (:meth:`OtelTracer.inject`)."""
 
-    __slots__ = ("_open", "_reset", "_text", "_token", "span")
+    __slots__ = ("_open", "_reset", "_text", "context", "span")
+    sampled = True
 
     def __init__(self, span: trace.Span, var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> None:
         self.span = span
         self._open = False
         self._text: list[str] = []
-        self._token = otel_context.attach(trace.set_span_in_context(span))
+        self.context = trace.set_span_in_context(span)
         self._reset = (var, var.set(self))
+
+    def answer(self, headers: MutableMapping[str, str]) -> None:
+        """This span's ``traceparent`` (and ``tracestate``) into ``headers`` (the provider's request)."""
+        ctx = self.span.get_span_context()
+        headers["traceparent"] = _traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
+        if ctx.trace_state:
+            headers["tracestate"] = ctx.trace_state.to_header()
 
     def answered(self, attributes: Mapping[str, tracing.Value]) -> None:
         if self.span.is_recording():
@@ -208,11 +220,20 @@ class AttemptScope:
         """Leave the attempt: no longer current; ended unless :meth:`keep_open` was called."""
         var, token = self._reset
         var.reset(token)
-        otel_context.detach(self._token)
         if error_type is not None:
             self.failed(error_type, message)
         if not self._open:
             self.span.end()
+
+
+def _running(var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> AttemptScope | ServerScope | None:
+    """The running attempt's scope, else the running call's when it is sampled: the span that
+    OpenTelemetry's current context would hold, had the scopes attached theirs."""
+    attempt = var.get()
+    if isinstance(attempt, AttemptScope):
+        return attempt
+    call = tracing.CALL.get()
+    return call if isinstance(call, ServerScope) else None
 
 
 def _getter_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
@@ -303,22 +324,28 @@ class OtelTracer:
 
     def attempt(self, name: str, attributes: Mapping[str, tracing.Value],
                 var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> AttemptScope:
-        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        """A child of the running attempt or sampled call (none: of OpenTelemetry's current span)."""
+        scope = _running(var)
+        span = self._tracer.start_span(name, context=scope.context if scope is not None else None,
+                                       kind=SpanKind.CLIENT, attributes=attributes)
         return AttemptScope(span, var)
 
-    def recording(self) -> bool:
-        """Whether OpenTelemetry's current span records (``tracing.recording`` has answered the
-        unsampled calls already, without OpenTelemetry's context)."""
-        return trace.get_current_span().is_recording()
+    def recording(self, var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> bool:
+        """Whether the running attempt or sampled call records (``tracing.recording`` has answered
+        the unsampled calls already)."""
+        scope = _running(var)
+        return scope is not None and scope.span.is_recording()
 
-    def inject(self, headers: MutableMapping[str, str]) -> None:
-        call = tracing.CALL.get()
-        if call is not None and not call.sampled:
-            call.answer(headers)
+    def inject(self, headers: MutableMapping[str, str],
+               var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> None:
+        """The ids of the running attempt, else of the running call, into ``headers``."""
+        scope = _running(var)
+        if scope is None:
+            call = tracing.CALL.get()
+            if call is not None:  # unsampled
+                call.answer(headers)
             return
-        span = trace.get_current_span()
-        if span.get_span_context().is_valid:
-            _PROPAGATOR.inject(headers)
+        scope.answer(headers)
 
     def shutdown(self) -> None:
         self.provider.shutdown()
