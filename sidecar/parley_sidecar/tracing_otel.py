@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -28,8 +28,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.span import TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from parley_sidecar import tracing
@@ -266,6 +267,25 @@ def _widen_proto_cache() -> None:
     del held, values
 
 
+class FollowParent(Sampler):
+    """``ParentBased(ALWAYS_ON)`` in one step: a span with a parent is sampled as its parent was,
+    a root always (roots reach the SDK only when :meth:`OtelTracer._server` drew them sampled).
+    The SDK's pair looks the parent up twice and calls through two samplers for each span."""
+
+    def should_sample(self, parent_context: otel_context.Context | None, trace_id: int, name: str,
+                      kind: SpanKind | None = None, attributes: Mapping[str, Any] | None = None,
+                      links: Sequence[Link] | None = None, trace_state: TraceState | None = None) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if not parent.is_valid:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        if parent.trace_flags.sampled:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent.trace_state)
+        return SamplingResult(Decision.DROP, None, parent.trace_state)
+
+    def get_description(self) -> str:
+        return "ParentBased{root:AlwaysOnSampler}"
+
+
 class OtelTracer:
     def __init__(self, plan: tracing.Plan, *, processor: SpanProcessor | None = None) -> None:
         """``processor``: tests hand in a simple processor over an in-memory exporter."""
@@ -273,7 +293,7 @@ class OtelTracer:
         # Roots reach the SDK only when _server drew them sampled, and a parent's decision is
         # followed: so the SDK's own sampler samples whatever it is given.
         self.provider = TracerProvider(resource=Resource.create({"service.name": plan.service_name}),
-                                       sampler=ParentBased(ALWAYS_ON))
+                                       sampler=FollowParent())
         self.provider.add_span_processor(processor or BatchSpanProcessor(
             _exporter(plan), max_queue_size=QUEUE_SIZE, export_timeout_millis=EXPORT_TIMEOUT * 1000))
         self._tracer = self.provider.get_tracer(SCOPE)
