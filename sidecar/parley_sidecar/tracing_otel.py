@@ -267,6 +267,23 @@ def _widen_proto_cache() -> None:
     del held, values
 
 
+class HashedResource(Resource):
+    """A resource whose hash is computed once. The OTLP encoder groups every span it exports by
+    its resource, and ``Resource.__hash__`` JSON-encodes the attributes (sorted) on each call:
+    about 28,000 instructions a span under callgrind. A resource is immutable (its attributes
+    are), so its hash never changes; equal resources keep equal hashes (the same formula)."""
+
+    def __init__(self, attributes: Mapping[str, Any], schema_url: str | None = None) -> None:
+        super().__init__(attributes, schema_url)
+        self._parley_hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._parley_hash
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other)
+
+
 class FollowParent(Sampler):
     """``ParentBased(ALWAYS_ON)`` in one step: a span with a parent is sampled as its parent was,
     a root always (roots reach the SDK only when :meth:`OtelTracer._server` drew them sampled).
@@ -292,7 +309,8 @@ class OtelTracer:
         self.plan = plan
         # Roots reach the SDK only when _server drew them sampled, and a parent's decision is
         # followed: so the SDK's own sampler samples whatever it is given.
-        self.provider = TracerProvider(resource=Resource.create({"service.name": plan.service_name}),
+        resource = Resource.create({"service.name": plan.service_name})
+        self.provider = TracerProvider(resource=HashedResource(resource.attributes or {}, resource.schema_url),
                                        sampler=FollowParent())
         self.provider.add_span_processor(processor or BatchSpanProcessor(
             _exporter(plan), max_queue_size=QUEUE_SIZE, export_timeout_millis=EXPORT_TIMEOUT * 1000))
