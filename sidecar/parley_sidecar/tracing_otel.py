@@ -8,6 +8,9 @@ daprd's ``ParentBased(TraceIdRatioBased(samplingRate))``: a caller's decision in
 that itself (:meth:`OtelTracer._server`), and an unsampled call gets an :class:`UnsampledScope`:
 no span object and no OpenTelemetry context at all, only its ids in one context variable (for the
 answer's and the provider request's ``traceparent``). At a rate of 0.01 that is 99 calls in 100.
+A sampled call's spans are recorded by parley (:class:`RecordedSpan`, the SDK's ``ReadableSpan``
+when they end) and exported by the SDK's processor and exporters: a third of the instructions of
+the SDK's own spans (``docs/tracing.md``, "Round 5").
 
 Incoming context: W3C ``traceparent``/``tracestate`` (OpenTelemetry's propagator, which ignores a
 malformed header as the W3C spec says), in HTTP headers and in gRPC metadata; on gRPC the binary
@@ -17,20 +20,22 @@ both forms (``api/grpc.py``).
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-from opentelemetry.trace.span import TraceState
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from parley_sidecar import tracing
@@ -46,6 +51,10 @@ EXPORT_TIMEOUT = 5.0
 SCOPE = "parley"
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+_UNSET = Status(StatusCode.UNSET)
+_FEW_ATTRIBUTES = 64
+"""More attributes than a span of parley's carries (a dozen): a count limit at least this high
+is never reached, so spans keep their attributes in a plain dict."""
 
 
 def _url(plan: tracing.Plan) -> str:
@@ -138,15 +147,13 @@ class ServerScope:
     attach and detach (a ``Context`` copied, a token) and the lookups of the current span cost a
     sampled call more than the one context variable here does."""
 
-    __slots__ = ("_call", "context", "span", "traceparent")
+    __slots__ = ("_call", "span", "traceparent")
     sampled = True
 
-    def __init__(self, span: trace.Span) -> None:
+    def __init__(self, span: RecordedSpan) -> None:
         self.span = span
-        ctx = span.get_span_context()
+        ctx = span.context
         self.traceparent = _traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
-        self.context = trace.set_span_in_context(span)
-        """The parent context of the call's attempts."""
         # A sampled call inside an unsampled one (an app calling itself through its own sidecar
         # in one task: only in tests) must not see the outer call's ids.
         self._call = tracing.CALL.set(self)
@@ -154,7 +161,7 @@ class ServerScope:
     def headers(self) -> dict[str, str]:
         """``traceparent`` (and ``tracestate``) naming this span, for the answer (as daprd's)."""
         carrier = {"traceparent": self.traceparent}
-        trace_state = self.span.get_span_context().trace_state
+        trace_state = self.span.context.trace_state
         if trace_state:
             carrier["tracestate"] = trace_state.to_header()
         return carrier
@@ -179,19 +186,18 @@ class AttemptScope:
     """One provider attempt's client span: :func:`tracing.attempt_span` from its start until
     :meth:`close`, so the provider's HTTP request carries it as parent (:meth:`OtelTracer.inject`)."""
 
-    __slots__ = ("_open", "_reset", "_text", "context", "span")
+    __slots__ = ("_open", "_reset", "_text", "span")
     sampled = True
 
-    def __init__(self, span: trace.Span, var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> None:
+    def __init__(self, span: RecordedSpan, var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> None:
         self.span = span
         self._open = False
         self._text: list[str] = []
-        self.context = trace.set_span_in_context(span)
         self._reset = (var, var.set(self))
 
     def answer(self, headers: MutableMapping[str, str]) -> None:
         """This span's ``traceparent`` (and ``tracestate``) into ``headers`` (the provider's request)."""
-        ctx = self.span.get_span_context()
+        ctx = self.span.context
         headers["traceparent"] = _traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
         if ctx.trace_state:
             headers["tracestate"] = ctx.trace_state.to_header()
@@ -202,7 +208,7 @@ class AttemptScope:
 
     def failed(self, error_type: str, message: str) -> None:
         if self.span.is_recording():
-            self.span.set_attribute("error.type", error_type)
+            self.span.set_attributes({"error.type": error_type})
             self.span.set_status(Status(StatusCode.ERROR, message))
 
     def keep_open(self) -> None:
@@ -284,23 +290,63 @@ class HashedResource(Resource):
         return super().__eq__(other)
 
 
-class FollowParent(Sampler):
-    """``ParentBased(ALWAYS_ON)`` in one step: a span with a parent is sampled as its parent was,
-    a root always (roots reach the SDK only when :meth:`OtelTracer._server` drew them sampled).
-    The SDK's pair looks the parent up twice and calls through two samplers for each span."""
+_ROOT_FLAGS = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+"""A new trace's flags, as the SDK sets them (its trace ids are random: W3C level 2's flag)."""
 
-    def should_sample(self, parent_context: otel_context.Context | None, trace_id: int, name: str,
-                      kind: SpanKind | None = None, attributes: Mapping[str, Any] | None = None,
-                      links: Sequence[Link] | None = None, trace_state: TraceState | None = None) -> SamplingResult:
-        parent = trace.get_current_span(parent_context).get_span_context()
-        if not parent.is_valid:
-            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-        if parent.trace_flags.sampled:
-            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent.trace_state)
-        return SamplingResult(Decision.DROP, None, parent.trace_state)
 
-    def get_description(self) -> str:
-        return "ParentBased{root:AlwaysOnSampler}"
+class RecordedSpan:
+    """A sampled span, recorded by parley and handed to the span processor, when it ends, as the
+    SDK's ``ReadableSpan`` (what its processors and exporters take).
+
+    Not the SDK's ``Tracer.start_span``: under callgrind that cost 85,000 instructions a span before
+    any attribute (contexts, flags, a sampler's result, locks, bounded lists for events and links
+    that parley never adds, the tracer's own metrics), 6,000 more per attribute (each value
+    checked, a lock taken), and the exporter then reads the attributes through the ``Mapping``
+    ABC's Python methods. parley's spans are made by one task each and carry only the attribute
+    types of ``tracing.Value``: a plain dict holds them. The SDK's span limits from the
+    environment (``OTEL_SPAN_ATTRIBUTE_*``) are kept: with one set, the attributes go into the
+    SDK's ``BoundedAttributes``, which applies it and counts what it drops."""
+
+    __slots__ = ("_attributes", "_end", "_kind", "_name", "_parent", "_start", "_status", "_tracer", "context")
+
+    def __init__(self, tracer: OtelTracer, name: str, kind: SpanKind, parent: SpanContext | None,
+                 attributes: Mapping[str, tracing.Value]) -> None:
+        self._tracer = tracer
+        self._name = name
+        self._kind = kind
+        self._parent = parent
+        span_id = random.getrandbits(64) or 1
+        if parent is None:
+            self.context = SpanContext(random.getrandbits(128) or 1, span_id, False, _ROOT_FLAGS)
+        else:  # sampled, as its parent (a sampled call's, or a caller's that said so)
+            flags = TraceFlags(TraceFlags.SAMPLED | (parent.trace_flags & TraceFlags.RANDOM_TRACE_ID))
+            self.context = SpanContext(parent.trace_id, span_id, False, flags, parent.trace_state)
+        self._attributes: MutableMapping[str, tracing.Value] = tracer.attributes()
+        self._attributes.update(attributes)
+        self._status = _UNSET
+        self._end: int | None = None
+        self._start = time.time_ns()
+
+    def is_recording(self) -> bool:
+        return self._end is None
+
+    def set_attributes(self, attributes: Mapping[str, tracing.Value]) -> None:
+        if self._end is None:
+            self._attributes.update(attributes)
+
+    def set_status(self, status: Status) -> None:
+        if self._end is None:
+            self._status = status
+
+    def end(self) -> None:
+        """Hand the span to the processor (once: a second end is ignored, as the SDK's)."""
+        if self._end is not None:
+            return
+        self._end = time.time_ns()
+        tracer = self._tracer
+        tracer.processor.on_end(ReadableSpan(
+            self._name, self.context, self._parent, tracer.resource, self._attributes, kind=self._kind,
+            status=self._status, start_time=self._start, end_time=self._end, instrumentation_scope=tracer.scope))
 
 
 class OtelTracer:
@@ -310,11 +356,16 @@ class OtelTracer:
         # Roots reach the SDK only when _server drew them sampled, and a parent's decision is
         # followed: so the SDK's own sampler samples whatever it is given.
         resource = Resource.create({"service.name": plan.service_name})
-        self.provider = TracerProvider(resource=HashedResource(resource.attributes or {}, resource.schema_url),
-                                       sampler=FollowParent())
-        self.provider.add_span_processor(processor or BatchSpanProcessor(
-            _exporter(plan), max_queue_size=QUEUE_SIZE, export_timeout_millis=EXPORT_TIMEOUT * 1000))
-        self._tracer = self.provider.get_tracer(SCOPE)
+        self.resource = HashedResource(resource.attributes or {}, resource.schema_url)
+        self.scope = InstrumentationScope(SCOPE, "")
+        """As the SDK's ``get_tracer(SCOPE)`` names it."""
+        self.processor = processor or BatchSpanProcessor(
+            _exporter(plan), max_queue_size=QUEUE_SIZE, export_timeout_millis=EXPORT_TIMEOUT * 1000)
+        limits = SpanLimits()
+        count = limits.max_span_attributes  # None: no limit
+        self._limits = (None if limits.max_span_attribute_length is None
+                        and (count is None or count >= _FEW_ATTRIBUTES) else limits)
+        atexit.register(self.shutdown)  # what is queued leaves at exit (the SDK's provider does the same)
         _widen_proto_cache()
 
     def _server(self, name: Callable[[], str], parent: otel_context.Context | None,
@@ -330,9 +381,9 @@ class OtelTracer:
 
     def _sampled(self, name: Callable[[], str], parent: otel_context.Context | None,
                  attributes: Callable[[], Mapping[str, tracing.Value]]) -> ServerScope:
-        span = self._tracer.start_span(name(), context=parent or otel_context.Context(), kind=SpanKind.SERVER,
-                                       attributes=attributes())
-        return ServerScope(span)
+        remote = trace.get_current_span(parent).get_span_context() if parent is not None else None
+        return ServerScope(RecordedSpan(self, name(), SpanKind.SERVER, remote if remote and remote.is_valid else None,
+                                        attributes()))
 
     def http_server(self, method: str, path: Callable[[], str],
                     headers: Mapping[str, str]) -> ServerScope | UnsampledScope:
@@ -362,11 +413,20 @@ class OtelTracer:
 
     def attempt(self, name: str, attributes: Mapping[str, tracing.Value],
                 var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> AttemptScope:
-        """A child of the running attempt or sampled call (none: of OpenTelemetry's current span)."""
+        """A child of the running attempt or sampled call (none: a root, sampled; callers ask
+        ``tracing.recording`` first)."""
         scope = _running(var)
-        span = self._tracer.start_span(name, context=scope.context if scope is not None else None,
-                                       kind=SpanKind.CLIENT, attributes=attributes)
+        span = RecordedSpan(self, name, SpanKind.CLIENT, scope.span.context if scope is not None else None, attributes)
         return AttemptScope(span, var)
+
+    def attributes(self) -> MutableMapping[str, tracing.Value]:
+        """A new span's attribute container: a dict, or the SDK's bounded one when the environment
+        sets span limits that a span of parley's could reach."""
+        limits = self._limits
+        if limits is None:
+            return {}
+        return BoundedAttributes(limits.max_span_attributes, None, immutable=False,  # type: ignore[return-value]
+                                 max_value_len=limits.max_span_attribute_length)
 
     def recording(self, var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> bool:
         """Whether the running attempt or sampled call records (``tracing.recording`` has answered
@@ -386,4 +446,6 @@ class OtelTracer:
         scope.answer(headers)
 
     def shutdown(self) -> None:
-        self.provider.shutdown()
+        """Export what is queued (bounded by the exporter's timeout); once."""
+        atexit.unregister(self.shutdown)
+        self.processor.shutdown()
