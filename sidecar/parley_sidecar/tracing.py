@@ -105,7 +105,7 @@ def recording() -> bool:
     if tracer is None:
         return False
     call = CALL.get()
-    return (call is None or call.sampled) and tracer.recording()
+    return (call is None or call.sampled) and tracer.recording(_ATTEMPT)
 
 
 def attempt_span() -> AttemptSpan | None:
@@ -123,7 +123,7 @@ def outgoing(headers: Mapping[str, str]) -> dict[str, str]:
     tracing is on: the provider's request joins the trace under the attempt's span."""
     out = dict(headers)
     if _Running.tracer is not None:
-        _Running.tracer.inject(out)
+        _Running.tracer.inject(out, _ATTEMPT)
     return out
 
 

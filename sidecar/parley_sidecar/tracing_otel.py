@@ -8,6 +8,9 @@ daprd's ``ParentBased(TraceIdRatioBased(samplingRate))``: a caller's decision in
 that itself (:meth:`OtelTracer._server`), and an unsampled call gets an :class:`UnsampledScope`:
 no span object and no OpenTelemetry context at all, only its ids in one context variable (for the
 answer's and the provider request's ``traceparent``). At a rate of 0.01 that is 99 calls in 100.
+A sampled call's spans are recorded by parley (:class:`RecordedSpan`, the SDK's ``ReadableSpan``
+when they end) and exported by the SDK's processor and exporters: a third of the instructions of
+the SDK's own spans (``docs/tracing.md``, "Round 5").
 
 Incoming context: W3C ``traceparent``/``tracestate`` (OpenTelemetry's propagator, which ignores a
 malformed header as the W3C spec says), in HTTP headers and in gRPC metadata; on gRPC the binary
@@ -17,19 +20,22 @@ both forms (``api/grpc.py``).
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from parley_sidecar import tracing
@@ -45,6 +51,10 @@ EXPORT_TIMEOUT = 5.0
 SCOPE = "parley"
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+_UNSET = Status(StatusCode.UNSET)
+_FEW_ATTRIBUTES = 64
+"""More attributes than a span of parley's carries (a dozen): a count limit at least this high
+is never reached, so spans keep their attributes in a plain dict."""
 
 
 def _url(plan: tracing.Plan) -> str:
@@ -131,24 +141,27 @@ class UnsampledScope:
 
 
 class ServerScope:
-    """The span of one sampled API call, current while the call runs (so attempts become its children)."""
+    """The span of one sampled API call, the running call (``tracing.CALL``) while it runs, so
+    attempts become its children (:meth:`OtelTracer.attempt`) and the provider's request carries
+    its ids (:meth:`OtelTracer.inject`). OpenTelemetry's own current context is left alone: its
+    attach and detach (a ``Context`` copied, a token) and the lookups of the current span cost a
+    sampled call more than the one context variable here does."""
 
-    __slots__ = ("_call", "_token", "span", "traceparent")
+    __slots__ = ("_call", "span", "traceparent")
     sampled = True
 
-    def __init__(self, span: trace.Span) -> None:
+    def __init__(self, span: RecordedSpan) -> None:
         self.span = span
-        ctx = span.get_span_context()
+        ctx = span.context
         self.traceparent = _traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
-        self._token = otel_context.attach(trace.set_span_in_context(span))
-        # Also the running call: a sampled call inside an unsampled one (an app calling itself
-        # through its own sidecar in one task: only in tests) must not see the outer call's ids.
+        # A sampled call inside an unsampled one (an app calling itself through its own sidecar
+        # in one task: only in tests) must not see the outer call's ids.
         self._call = tracing.CALL.set(self)
 
     def headers(self) -> dict[str, str]:
         """``traceparent`` (and ``tracestate``) naming this span, for the answer (as daprd's)."""
         carrier = {"traceparent": self.traceparent}
-        trace_state = self.span.get_span_context().trace_state
+        trace_state = self.span.context.trace_state
         if trace_state:
             carrier["tracestate"] = trace_state.to_header()
         return carrier
@@ -161,7 +174,6 @@ class ServerScope:
         """End the span with what ``attributes`` and ``error`` (the status description of a failed
         call, or None) say; they are called only for a sampled span."""
         tracing.CALL.reset(self._call)
-        otel_context.detach(self._token)
         if self.span.is_recording():
             self.span.set_attributes(attributes())
             description = error()
@@ -171,17 +183,24 @@ class ServerScope:
 
 
 class AttemptScope:
-    """One provider attempt's client span: current (and :func:`tracing.attempt_span`) from its
-    start until :meth:`close`, so the provider's HTTP request carries it as parent."""
+    """One provider attempt's client span: :func:`tracing.attempt_span` from its start until
+    :meth:`close`, so the provider's HTTP request carries it as parent (:meth:`OtelTracer.inject`)."""
 
-    __slots__ = ("_open", "_reset", "_text", "_token", "span")
+    __slots__ = ("_open", "_reset", "_text", "span")
+    sampled = True
 
-    def __init__(self, span: trace.Span, var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> None:
+    def __init__(self, span: RecordedSpan, var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> None:
         self.span = span
         self._open = False
         self._text: list[str] = []
-        self._token = otel_context.attach(trace.set_span_in_context(span))
         self._reset = (var, var.set(self))
+
+    def answer(self, headers: MutableMapping[str, str]) -> None:
+        """This span's ``traceparent`` (and ``tracestate``) into ``headers`` (the provider's request)."""
+        ctx = self.span.context
+        headers["traceparent"] = _traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
+        if ctx.trace_state:
+            headers["tracestate"] = ctx.trace_state.to_header()
 
     def answered(self, attributes: Mapping[str, tracing.Value]) -> None:
         if self.span.is_recording():
@@ -189,7 +208,7 @@ class AttemptScope:
 
     def failed(self, error_type: str, message: str) -> None:
         if self.span.is_recording():
-            self.span.set_attribute("error.type", error_type)
+            self.span.set_attributes({"error.type": error_type})
             self.span.set_status(Status(StatusCode.ERROR, message))
 
     def keep_open(self) -> None:
@@ -208,11 +227,20 @@ class AttemptScope:
         """Leave the attempt: no longer current; ended unless :meth:`keep_open` was called."""
         var, token = self._reset
         var.reset(token)
-        otel_context.detach(self._token)
         if error_type is not None:
             self.failed(error_type, message)
         if not self._open:
             self.span.end()
+
+
+def _running(var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> AttemptScope | ServerScope | None:
+    """The running attempt's scope, else the running call's when it is sampled: the span that
+    OpenTelemetry's current context would hold, had the scopes attached theirs."""
+    attempt = var.get()
+    if isinstance(attempt, AttemptScope):
+        return attempt
+    call = tracing.CALL.get()
+    return call if isinstance(call, ServerScope) else None
 
 
 def _getter_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
@@ -245,17 +273,96 @@ def _widen_proto_cache() -> None:
     del held, values
 
 
+class HashedResource(Resource):
+    """A resource whose hash is computed once. The OTLP encoder groups every span it exports by
+    its resource, and ``Resource.__hash__`` JSON-encodes the attributes (sorted) on each call:
+    38,500 instructions a span under callgrind. A resource is immutable (its attributes
+    are), so its hash never changes; equal resources keep equal hashes (the same formula)."""
+
+    def __init__(self, attributes: Mapping[str, Any], schema_url: str | None = None) -> None:
+        super().__init__(attributes, schema_url)
+        self._parley_hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._parley_hash
+
+
+_ROOT_FLAGS = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+"""A new trace's flags, as the SDK sets them (its trace ids are random: W3C level 2's flag)."""
+
+
+class RecordedSpan:
+    """A sampled span, recorded by parley and handed to the span processor, when it ends, as the
+    SDK's ``ReadableSpan`` (what its processors and exporters take).
+
+    Not the SDK's ``Tracer.start_span``: under callgrind that cost 85,000 instructions a span before
+    any attribute (contexts, flags, a sampler's result, locks, bounded lists for events and links
+    that parley never adds, the tracer's own metrics), 6,000 more per attribute (each value
+    checked, a lock taken), and the exporter then reads the attributes through the ``Mapping``
+    ABC's Python methods. parley's spans are made by one task each and carry only the attribute
+    types of ``tracing.Value``: a plain dict holds them. The SDK's span limits from the
+    environment (``OTEL_SPAN_ATTRIBUTE_*``) are kept: with one set, the attributes go into the
+    SDK's ``BoundedAttributes``, which applies it and counts what it drops."""
+
+    __slots__ = ("_attributes", "_end", "_kind", "_name", "_parent", "_start", "_status", "_tracer", "context")
+
+    def __init__(self, tracer: OtelTracer, name: str, kind: SpanKind, parent: SpanContext | None,
+                 attributes: Mapping[str, tracing.Value]) -> None:
+        self._tracer = tracer
+        self._name = name
+        self._kind = kind
+        self._parent = parent
+        span_id = random.getrandbits(64) or 1
+        if parent is None:
+            self.context = SpanContext(random.getrandbits(128) or 1, span_id, False, _ROOT_FLAGS)
+        else:  # sampled, as its parent (a sampled call's, or a caller's that said so)
+            flags = TraceFlags(TraceFlags.SAMPLED | (parent.trace_flags & TraceFlags.RANDOM_TRACE_ID))
+            self.context = SpanContext(parent.trace_id, span_id, False, flags, parent.trace_state)
+        self._attributes: MutableMapping[str, tracing.Value] = tracer.attributes()
+        self._attributes.update(attributes)
+        self._status = _UNSET
+        self._end: int | None = None
+        self._start = time.time_ns()
+
+    def is_recording(self) -> bool:
+        return self._end is None
+
+    def set_attributes(self, attributes: Mapping[str, tracing.Value]) -> None:
+        if self._end is None:
+            self._attributes.update(attributes)
+
+    def set_status(self, status: Status) -> None:
+        if self._end is None:
+            self._status = status
+
+    def end(self) -> None:
+        """Hand the span to the processor (once: a second end is ignored, as the SDK's)."""
+        if self._end is not None:
+            return
+        self._end = time.time_ns()
+        tracer = self._tracer
+        tracer.processor.on_end(ReadableSpan(
+            self._name, self.context, self._parent, tracer.resource, self._attributes, kind=self._kind,
+            status=self._status, start_time=self._start, end_time=self._end, instrumentation_scope=tracer.scope))
+
+
 class OtelTracer:
     def __init__(self, plan: tracing.Plan, *, processor: SpanProcessor | None = None) -> None:
         """``processor``: tests hand in a simple processor over an in-memory exporter."""
         self.plan = plan
-        # Roots reach the SDK only when _server drew them sampled, and a parent's decision is
-        # followed: so the SDK's own sampler samples whatever it is given.
-        self.provider = TracerProvider(resource=Resource.create({"service.name": plan.service_name}),
-                                       sampler=ParentBased(ALWAYS_ON))
-        self.provider.add_span_processor(processor or BatchSpanProcessor(
-            _exporter(plan), max_queue_size=QUEUE_SIZE, export_timeout_millis=EXPORT_TIMEOUT * 1000))
-        self._tracer = self.provider.get_tracer(SCOPE)
+        # Spans are made only for calls _server drew (or a caller said) sampled, and for attempts
+        # under them: parley's RecordedSpan needs no sampler.
+        resource = Resource.create({"service.name": plan.service_name})
+        self.resource = HashedResource(resource.attributes or {}, resource.schema_url)
+        self.scope = InstrumentationScope(SCOPE, "")
+        """As the SDK's ``get_tracer(SCOPE)`` names it."""
+        self.processor = processor or BatchSpanProcessor(
+            _exporter(plan), max_queue_size=QUEUE_SIZE, export_timeout_millis=EXPORT_TIMEOUT * 1000)
+        limits = SpanLimits()
+        count = limits.max_span_attributes  # None: no limit
+        self._limits = (None if limits.max_span_attribute_length is None
+                        and (count is None or count >= _FEW_ATTRIBUTES) else limits)
+        atexit.register(self.shutdown)  # what is queued leaves at exit (the SDK's provider does the same)
         _widen_proto_cache()
 
     def _server(self, name: Callable[[], str], parent: otel_context.Context | None,
@@ -271,9 +378,9 @@ class OtelTracer:
 
     def _sampled(self, name: Callable[[], str], parent: otel_context.Context | None,
                  attributes: Callable[[], Mapping[str, tracing.Value]]) -> ServerScope:
-        span = self._tracer.start_span(name(), context=parent or otel_context.Context(), kind=SpanKind.SERVER,
-                                       attributes=attributes())
-        return ServerScope(span)
+        remote = trace.get_current_span(parent).get_span_context() if parent is not None else None
+        valid = remote if remote is not None and remote.is_valid else None
+        return ServerScope(RecordedSpan(self, name(), SpanKind.SERVER, valid, attributes()))
 
     def http_server(self, method: str, path: Callable[[], str],
                     headers: Mapping[str, str]) -> ServerScope | UnsampledScope:
@@ -303,22 +410,39 @@ class OtelTracer:
 
     def attempt(self, name: str, attributes: Mapping[str, tracing.Value],
                 var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> AttemptScope:
-        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        """A child of the running attempt or sampled call (none: a root, sampled; callers ask
+        ``tracing.recording`` first)."""
+        scope = _running(var)
+        span = RecordedSpan(self, name, SpanKind.CLIENT, scope.span.context if scope is not None else None, attributes)
         return AttemptScope(span, var)
 
-    def recording(self) -> bool:
-        """Whether OpenTelemetry's current span records (``tracing.recording`` has answered the
-        unsampled calls already, without OpenTelemetry's context)."""
-        return trace.get_current_span().is_recording()
+    def attributes(self) -> MutableMapping[str, tracing.Value]:
+        """A new span's attribute container: a dict, or the SDK's bounded one when the environment
+        sets span limits that a span of parley's could reach."""
+        limits = self._limits
+        if limits is None:
+            return {}
+        return BoundedAttributes(limits.max_span_attributes, None, immutable=False,  # type: ignore[return-value]
+                                 max_value_len=limits.max_span_attribute_length)
 
-    def inject(self, headers: MutableMapping[str, str]) -> None:
-        call = tracing.CALL.get()
-        if call is not None and not call.sampled:
-            call.answer(headers)
+    def recording(self, var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> bool:
+        """Whether the running attempt or sampled call records (``tracing.recording`` has answered
+        the unsampled calls already)."""
+        scope = _running(var)
+        return scope is not None and scope.span.is_recording()
+
+    def inject(self, headers: MutableMapping[str, str],
+               var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> None:
+        """The ids of the running attempt, else of the running call, into ``headers``."""
+        scope = _running(var)
+        if scope is None:
+            call = tracing.CALL.get()
+            if call is not None:  # unsampled
+                call.answer(headers)
             return
-        span = trace.get_current_span()
-        if span.get_span_context().is_valid:
-            _PROPAGATOR.inject(headers)
+        scope.answer(headers)
 
     def shutdown(self) -> None:
-        self.provider.shutdown()
+        """Export what is queued (bounded by the exporter's timeout); once."""
+        atexit.unregister(self.shutdown)
+        self.processor.shutdown()

@@ -243,6 +243,24 @@ async def test_a_stream_span_ends_with_the_stream_and_says_what_it_answered(
     assert fake.last.headers["traceparent"] == f"00-{TRACE}-{hex_id(attempt.context.span_id, 16)}-01"
 
 
+async def test_the_sdks_span_limits_from_the_environment_apply(
+        start_sidecar: StartSidecar, fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """parley records its spans itself; the SDK's ``OTEL_SPAN_ATTRIBUTE_*`` limits still apply."""
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "12")
+    memory = InMemorySpanExporter()
+    tracing.install(OtelTracer(plan(capture=True), processor=SimpleSpanProcessor(memory)))
+    try:
+        running = await start_sidecar({"llm.yaml": llm(fake)})
+        status, _ = await running.post(A2, body("secret plan"))
+        assert status == 200
+    finally:
+        tracing.stop()
+    [attempt] = by_name(memory.get_finished_spans(), "chat gpt-4o-mini")
+    attributes = attempt.attributes or {}
+    assert attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert len(str(attributes["gen_ai.input.messages"])) == 12
+
+
 async def test_prompt_and_answer_text_only_when_opted_in(
         start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
     memory = InMemorySpanExporter()
