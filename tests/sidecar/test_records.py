@@ -23,9 +23,14 @@ from parley_sidecar import records
 
 MODULES = [
     "parley_sidecar.components.base",
+    "parley_sidecar.components.block_stream",
     "parley_sidecar.components.catalog",
     "parley_sidecar.components.component_settings",
+    "parley_sidecar.components.eventstream",
+    "parley_sidecar.components.openai_kit",
+    "parley_sidecar.components.sigv4",
     "parley_sidecar.components.spec",
+    "parley_sidecar.components.sse",
     "parley_sidecar.components.streaming",
     "parley_sidecar.settings",
 ]
