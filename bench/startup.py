@@ -5,7 +5,9 @@
 
 Each start runs ``python -m parley_sidecar`` (the argv of ``bench.vs_daprd``) and times exec → the
 first 2xx from ``/v1.0/healthz`` and the CPU time the process spent by then (moved less by the
-neighbours' load than the wall time; clock ticks of 10 ms); one second later it reads the process's ``VmRSS``. Starts
+neighbours' load than the wall time; clock ticks of 10 ms); one second later it reads the process's ``VmRSS``,
+then times the process's first gRPC call (a channel opened, ``GetMetadata`` answered: the sidecar
+imports its HTTP/2 half on its first gRPC connection) and reads ``VmRSS`` again. Starts
 alternate between the two checkouts (base, this, this, base, …) so that a neighbour's load on this
 shared machine falls on both alike; the figures printed are the median and the range, with the
 load average before and after. ``--baseline DIR`` puts ``DIR/sidecar`` first on ``PYTHONPATH``
@@ -69,11 +71,23 @@ def write_components(directory: Path, setup: str) -> Path:
     return directory
 
 
+def first_grpc_call(port: int) -> float:
+    """Seconds from opening a channel to the answer of the process's first gRPC call (``GetMetadata``):
+    the sidecar imports its HTTP/2 half on its first gRPC connection (round 8)."""
+    import grpc
+
+    started = time.perf_counter()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        channel.unary_unary("/dapr.proto.runtime.v1.Dapr/GetMetadata")(b"", timeout=10, wait_for_ready=True)
+    return time.perf_counter() - started
+
+
 def one_start(resources: Path, env: dict[str, str] | None, daprd: Path | None = None,
-              python: str | None = None) -> tuple[float, float, float]:
-    """(exec → ready in s, CPU time spent by then in s, idle RSS one second later in MB); with
-    ``daprd``, that binary is started instead of the sidecar, with the same Component files; with
-    ``python``, the sidecar runs on that interpreter."""
+              python: str | None = None) -> tuple[float, float, float, float, float]:
+    """(exec → ready in s, CPU time spent by then in s, idle RSS one second later in MB, the first
+    gRPC call's time in s, RSS half a second after it in MB); with ``daprd``, that binary is
+    started instead of the sidecar, with the same Component files; with ``python``, the sidecar
+    runs on that interpreter."""
     ports = {k: harness.free_port() for k in ("http", "grpc", "metrics", "internal", "public")}
     if daprd is not None:
         argv = [str(daprd), *daprd_flags("bench", resources, ports), "--log-level", "warn"]
@@ -83,7 +97,10 @@ def one_start(resources: Path, env: dict[str, str] | None, daprd: Path | None = 
     with harness.serve(argv, f"http://127.0.0.1:{ports['http']}/v1.0/healthz", "", env=env) as server:
         cpu = harness.cpu_seconds(server.proc.pid)
         time.sleep(1.0)
-        return server.ready_s, cpu, server.rss_mb
+        idle = server.rss_mb
+        call = first_grpc_call(ports["grpc"])
+        time.sleep(0.5)
+        return server.ready_s, cpu, idle, call, server.rss_mb
 
 
 def _summary(values: list[float], unit: str, digits: int) -> str:
@@ -133,20 +150,25 @@ def main() -> None:
             ready: dict[str, list[float]] = {name: [] for name in variants}
             cpu: dict[str, list[float]] = {name: [] for name in variants}
             rss: dict[str, list[float]] = {name: [] for name in variants}
+            call: dict[str, list[float]] = {name: [] for name in variants}
+            called_rss: dict[str, list[float]] = {name: [] for name in variants}
             order = variants
             for i in range(args.starts):
                 # base, this, this, base, …: drifting load falls on every variant alike.
                 for name in order if i % 2 == 0 else order[::-1]:
-                    r, c, m = (one_start(resources, None, daprd_bin) if name == "daprd"
-                               else one_start(resources, None, python=args.python) if name == "py"
-                               else one_start(resources, checkouts[name]))
+                    r, c, m, g, gm = (one_start(resources, None, daprd_bin) if name == "daprd"
+                                      else one_start(resources, None, python=args.python) if name == "py"
+                                      else one_start(resources, checkouts[name]))
                     ready[name].append(r)
                     cpu[name].append(c)
                     rss[name].append(m)
+                    call[name].append(g * 1000)
+                    called_rss[name].append(gm)
             for name in variants:
                 print(f"{setup:5} {name:5}  ready {_summary(ready[name], 's', 3)}; "
                       f"CPU to ready {_summary(cpu[name], 's', 2)}; "
-                      f"idle RSS {_summary(rss[name], 'MB', 1)}", flush=True)
+                      f"idle RSS {_summary(rss[name], 'MB', 1)}; first gRPC call {_summary(call[name], 'ms', 1)}, "
+                      f"RSS after it {_summary(called_rss[name], 'MB', 1)}", flush=True)
     print(f"load average after: {os.getloadavg()}", file=sys.stdout)
 
 

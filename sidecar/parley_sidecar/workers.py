@@ -48,7 +48,7 @@ log = logging.getLogger("parley.workers")
 _SCRAPE_WAIT = 2.0
 """Seconds a scrape waits for a worker's samples; a worker that is slower to answer (a long
 synchronous step) is counted with its last samples, so the sum never goes down."""
-_PRELOAD = ("grpclib.protocol", "aiohttp.web", "google.protobuf.descriptor_pb2", "parley_sidecar.api.grpc",
+_PRELOAD = ("parley_sidecar.api.grpc_h2", "aiohttp.web", "google.protobuf.descriptor_pb2", "parley_sidecar.api.grpc",
             "parley_sidecar.api.http", "parley_sidecar.components.echo", "parley_sidecar.loading.resources")
 """Imported before the fork, so that their pages are shared: what every worker would import (most
 already are, through ``runtime``; listed so that a module made lazy for a faster start still is)."""

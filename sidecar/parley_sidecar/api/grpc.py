@@ -14,6 +14,7 @@ is checked for every method, as daprd does, with daprd's messages.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import logging
 import time
@@ -22,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError, Message
-from grpclib.metadata import encode_bin_value
 
 from parley_sidecar import errors, tracing
 from parley_sidecar.api import dapr_stream, metadata
-from parley_sidecar.api.grpc_server import TRACE_BIN, Call, Method, Server, Status
+from parley_sidecar.api.grpc_server import TRACE_BIN, Method, Server, Status
 from parley_sidecar.conversation import alpha1, alpha2
 from parley_sidecar.conversation.pipeline import Pipeline
 from parley_sidecar.dapr_proto import ai_pb2, dapr_pb2, metadata_pb2
@@ -34,6 +34,7 @@ from parley_sidecar.metrics import Metrics
 
 if TYPE_CHECKING:
     from parley_sidecar import tracing_otel
+    from parley_sidecar.api.grpc_h2 import Call
 
 __all__ = ["ConversationServicer", "RuntimeServicer", "server", "token_check"]
 
@@ -193,7 +194,8 @@ async def _traced(tracer: tracing_otel.OtelTracer,
     scope = tracer.grpc_server(_SERVICE + method, context.metadata)
     try:  # a call cancelled while its headers go out still ends its span
         headers = scope.headers()
-        binary = encode_bin_value(tracing.binary_from_traceparent(headers["traceparent"])).decode("ascii")
+        # a -bin value: base64 without its padding (grpclib's encode_bin_value, which grpc_h2 imports)
+        binary = base64.b64encode(tracing.binary_from_traceparent(headers["traceparent"])).rstrip(b"=").decode("ascii")
         await context.send_initial_metadata((*headers.items(), (TRACE_BIN, binary)))
         return await behaviour(request, context)
     finally:

@@ -10,34 +10,24 @@ the receive size limit (RESOURCE_EXHAUSTED before the message is read), gzip/def
 daprd's keepalive (a ping every 10 s, the connection dropped without its ack in 5 s; client
 pings every 8 s accepted, more often struck out as grpc-go does), GOAWAY after ``max_idle``
 seconds without a call, and a graceful stop: GOAWAY, calls in flight get ``grace`` seconds.
+
+This module binds the listeners and stops the server; the HTTP/2 half (grpclib, h2, each call's
+handling, :class:`grpc_h2.Call`) is ``grpc_h2``, imported by the first connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import socket
-import struct
-import time
-import zlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from grpclib.config import Configuration
-from grpclib.metadata import decode_bin_value, decode_metadata, decode_timeout, encode_grpc_message
-from grpclib.protocol import AbstractHandler, EventsProcessor, H2Protocol
-from grpclib.protocol import Connection as H2Connection
-from grpclib.protocol import Stream as H2Stream
-from h2.config import H2Configuration
-from h2.errors import ErrorCodes
-from h2.events import PingReceived
-from h2.exceptions import H2Error
-from h2.settings import SettingCodes
-from hyperframe.frame import GoAwayFrame
+if TYPE_CHECKING:
+    from parley_sidecar.api import grpc_h2
 
-__all__ = ["TRACE_BIN", "Abort", "Call", "Method", "Server", "Status"]
+__all__ = ["TRACE_BIN", "Abort", "Method", "Server", "Status"]
 
 log = logging.getLogger("parley.grpc")
 
@@ -68,79 +58,8 @@ class Abort(Exception):
 TRACE_BIN = "grpc-trace-bin"
 """The caller's trace in OpenCensus's binary form, which daprd reads before ``traceparent`` and
 answers: kept in a call's metadata (as bytes) though it is one of gRPC's own keys."""
-_HEADER = struct.Struct(">BI")
-_ONLY_TRAILERS = [(":status", "200"), ("content-type", "application/grpc")]
-_OK_HEADERS = [*_ONLY_TRAILERS, ("grpc-accept-encoding", "identity, deflate, gzip")]  # as grpcio's
-_OK_TRAILERS = [("grpc-status", "0"), ("grpc-message", "")]  # as grpcio's
-_PING_STRIKES = 2  # grpc-go's maxPingStrikes: the third early ping is one too many
-_INFLATE = {"gzip": 31, "deflate": 15}  # zlib window bits: the gzip wrapper, the zlib one ("deflate" in gRPC)
 
-
-class Call:
-    """One call, as its method sees it: the caller's metadata, its deadline and the way to answer."""
-
-    __slots__ = ("_sent_headers", "_stream", "code", "deadline", "details", "metadata")
-
-    def __init__(self, stream: H2Stream, metadata: Sequence[tuple[str, str | bytes]], deadline: float | None) -> None:
-        self._stream = stream
-        self._sent_headers = False
-        self.metadata = metadata
-        """The caller's metadata (``-bin`` values decoded to bytes), without HTTP/2 and gRPC's own headers."""
-        self.deadline = deadline
-        """``time.monotonic()`` when the caller's ``grpc-timeout`` runs out; None without one."""
-        self.code: Status | None = None
-        """The status this call was aborted with (None while it runs or when it succeeds)."""
-        self.details: str | None = None
-
-    def time_remaining(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.monotonic()
-
-    def abort(self, status: Status, message: str) -> NoReturn:
-        self.code, self.details = status, message
-        raise Abort(status, message)
-
-    async def send_initial_metadata(self, metadata: Iterable[tuple[str, str]]) -> None:
-        self._sent_headers = True
-        await self._stream.send_headers([*_OK_HEADERS, *metadata])
-
-    async def write(self, message: bytes) -> None:
-        """One message of a server stream."""
-        if not self._sent_headers:
-            await self.send_initial_metadata(())
-        await self._stream.send_data(_HEADER.pack(0, len(message)) + message)
-
-    async def finish(self, message: bytes | None) -> None:
-        """The answer's last message (None for a stream's end), then OK; written at once when it fits
-        the flow-control window (one write for a unary call), else as the window opens."""
-        h2, stream_id = self._stream._h2_connection, self._stream.id
-        assert stream_id is not None
-        framed = b"" if message is None else _HEADER.pack(0, len(message)) + message
-        if len(framed) > min(h2.local_flow_control_window(stream_id), h2.max_outbound_frame_size):
-            await self.write(framed[5:])
-            framed = b""
-        await self._stream.connection.write_ready.wait()
-        if not self._sent_headers:
-            self._sent_headers = True
-            h2.send_headers(stream_id, _OK_HEADERS)
-        if framed:
-            h2.send_data(stream_id, framed)
-        h2.send_headers(stream_id, _OK_TRAILERS, end_stream=True)
-        connection = self._stream.connection
-        connection.data_sent += len(framed)  # grpclib's count (the ping policy reads it)
-        connection.data_send_process()
-        connection.flush()
-
-    async def fail(self, status: Status, message: str) -> None:
-        """The status and its message: trailers only when nothing was sent yet (as grpcio); then
-        RST_STREAM NO_ERROR if the caller is still sending, so it stops (as grpc-go)."""
-        trailers = [("grpc-status", str(int(status))), ("grpc-message", encode_grpc_message(message))]
-        await self._stream.send_headers(trailers if self._sent_headers else [*_ONLY_TRAILERS, *trailers],
-                                        end_stream=True)
-        if self._stream.closable:
-            self._stream.reset_nowait()
-
-
-Behaviour = Callable[[Any, Call], Awaitable[Any]]
+Behaviour = Callable[[Any, "grpc_h2.Call"], Awaitable[Any]]
 
 
 class Method:
@@ -165,19 +84,14 @@ class Server:
         self.max_idle = max_idle
         self.stopping = False
         self._servers: list[asyncio.AbstractServer] = []
-        self._connections: set[_Connection] = set()
-        # daprd's keepalive (pkg/api/grpc/server.go): a ping after 10 s, the connection dropped without
-        # its ack in 5 s, with or without calls; no cap on pings without data (grpc-go has none).
-        self._config = Configuration(_keepalive_time=10.0, _keepalive_timeout=5.0,
-                                     _keepalive_permit_without_calls=True, _http2_max_pings_without_data=0,
-                                     _http2_min_sent_ping_interval_without_data=5.0).__for_server__()
-        # latin-1: any header bytes decode (a client's non-ASCII metadata is not a connection error)
-        self._h2_config = H2Configuration(client_side=False, header_encoding="latin-1",
-                                          validate_inbound_headers=False, validate_outbound_headers=False,
-                                          normalize_inbound_headers=False, normalize_outbound_headers=False)
+        self._connections: set[grpc_h2.Connection] = set()
 
-    def _protocol(self) -> H2Protocol:
-        return _Protocol(_Connection(self), self._config, self._h2_config)
+    def _protocol(self) -> asyncio.Protocol:
+        # grpclib and hyper-h2 are imported by the first connection, not by the start (~70 M
+        # instructions, docs/performance.md round 8); a module already imported is a dict lookup.
+        from parley_sidecar.api import grpc_h2
+
+        return grpc_h2.protocol(self)
 
     async def listen(self, host: str, port: int) -> int:
         """Listens on ``host:port`` (0: a port the OS picks); the port."""
@@ -209,233 +123,3 @@ class Server:
                 await asyncio.wait(late, timeout=1.0)
         for connection in list(self._connections):
             connection.close()
-
-    async def _serve(self, connection: _Connection, stream: H2Stream, headers: list[tuple[str, str]],
-                     release: Callable[[], None]) -> None:
-        path, deadline, encoding, post, trailers, trace_bin = "", None, "", False, False, ""
-        for name, value in headers:
-            if name == ":path":
-                path = value
-            elif name == ":method":
-                post = value == "POST"
-            elif name == "te":
-                trailers = value == "trailers"
-            elif name == "grpc-timeout":
-                with contextlib.suppress(ValueError):
-                    deadline = time.monotonic() + decode_timeout(value)
-            elif name == "grpc-encoding":
-                encoding = value
-            elif name == TRACE_BIN:
-                trace_bin = value
-        if not (post and trailers):  # not a gRPC call: reset, as grpcio does
-            stream.reset_nowait(ErrorCodes.INTERNAL_ERROR)
-            release()
-            connection.ended(stream)
-            return
-        timer = None
-        if deadline is not None:
-            task = asyncio.current_task()
-            assert task is not None
-            timer = asyncio.get_running_loop().call_later(deadline - time.monotonic(), task.cancel)
-        try:
-            metadata: tuple[tuple[str, str | bytes], ...] = tuple(decode_metadata(headers).items())
-        except ValueError:  # a -bin value that is not base64 (grpc-go: malformed binary metadata)
-            metadata = ()
-            path = ""
-        if trace_bin:  # a grpc- key, which decode_metadata leaves out; one that is not base64 is ignored
-            with contextlib.suppress(ValueError):
-                metadata += ((TRACE_BIN, decode_bin_value(trace_bin.encode("ascii"))),)
-        call = Call(stream, metadata, deadline)
-        try:
-            if not path:
-                await call.fail(Status.INTERNAL, "grpc: malformed request headers")
-                return
-            await self._answer(stream, call, path, encoding)
-        except asyncio.CancelledError:
-            # The caller reset the stream or its connection went (nothing to answer: the stream is
-            # closed), the deadline passed, or the server stopped after its grace period.
-            if stream.closable:
-                expired = deadline is not None and deadline <= time.monotonic()
-                with contextlib.suppress(H2Error, AttributeError):
-                    await call.fail(*((Status.DEADLINE_EXCEEDED, "Deadline Exceeded") if expired
-                                      else (Status.CANCELLED, "Cancelled")))
-        except (H2Error, AttributeError):
-            pass  # the stream or the connection closed under the answer: nobody to tell
-        except Exception:
-            log.exception("gRPC call %s failed", path)
-            if stream.closable:
-                stream.reset_nowait(ErrorCodes.INTERNAL_ERROR)
-        finally:
-            if timer is not None:
-                timer.cancel()
-            release()
-            connection.ended(stream)
-
-    async def _answer(self, stream: H2Stream, call: Call, path: str, encoding: str) -> None:
-        if self.check_token is not None and not self.check_token(call.metadata):
-            await call.fail(Status.UNAUTHENTICATED, "Unauthorized")  # daprd's answer, missing or wrong alike
-            return
-        method = self.methods.get(path)
-        if method is None:
-            await call.fail(Status.UNIMPLEMENTED, "Method not found!")  # grpcio's words
-            return
-        try:
-            header = await stream.recv_data(5)
-            flags, size = _HEADER.unpack(header) if header else (0, 0)
-            if size > self.max_receive:  # refused before it is read, as grpc-go and grpcio do
-                await call.fail(Status.RESOURCE_EXHAUSTED,
-                                f"grpc: received message larger than max ({size} vs. {self.max_receive})")
-                return
-            data = await stream.recv_data(size) if size else b""
-        except (AssertionError, struct.error):  # grpclib's buffer: the stream ended inside a message
-            await call.fail(Status.INTERNAL, "grpc: error while receiving the request: unexpected EOF")
-            return
-        if flags & 1:
-            inflated = await self._inflate(call, data, encoding)
-            if inflated is None:
-                return
-            data = inflated
-        try:
-            result = await method.behaviour(method.decode(data), call)
-        except Abort as exc:
-            await call.fail(exc.status, exc.message)
-            return
-        except Exception as exc:
-            # A method's own bug (the servicers catch their pipeline's): UNKNOWN, as grpcio answered,
-            # but naming only the exception's type: its text stays in the log (it may quote data).
-            log.exception("gRPC method %s failed", path)
-            await call.fail(Status.UNKNOWN, f"Unexpected {type(exc).__name__} (see the sidecar log)")
-            return
-        await call.finish(None if method.streaming else method.encode(result))
-
-    async def _inflate(self, call: Call, data: bytes, encoding: str) -> bytes | None:
-        """A compressed request (gzip or deflate, what grpcio accepted); None once answered."""
-        bits = _INFLATE.get(encoding)
-        if bits is None:
-            await call.fail(Status.UNIMPLEMENTED, f"grpc: Decompressor is not installed for grpc-encoding {encoding!r}")
-            return None
-        try:
-            inflated = zlib.decompressobj(bits).decompress(data, self.max_receive + 1)
-        except zlib.error as exc:
-            await call.fail(Status.INTERNAL, f"grpc: failed to decompress the received message: {exc}")
-            return None
-        if len(inflated) > self.max_receive:
-            await call.fail(Status.RESOURCE_EXHAUSTED,
-                            f"grpc: received message after decompression larger than max ({self.max_receive})")
-            return None
-        return inflated
-
-
-class _Connection(AbstractHandler):
-    """One client connection's calls (grpclib's handler interface), its idle timer and GOAWAY."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.calls: dict[H2Stream, asyncio.Task[None]] = {}
-        self.protocol: _Protocol | None = None
-        self._idle: asyncio.TimerHandle | None = None
-        self._last_stream = 0
-        self._goaway_sent = False
-
-    def opened(self, protocol: _Protocol) -> None:
-        self.protocol = protocol
-        self.server._connections.add(self)
-        if self.server.stopping:
-            self.goaway()
-        self._arm_idle()
-
-    def accept(self, stream: H2Stream, headers: list[tuple[str, str]],
-               release_stream: Callable[[], None]) -> None:
-        assert stream.id is not None
-        if self._goaway_sent:  # after GOAWAY: refused, the client retries it on a new connection
-            stream.reset_nowait(ErrorCodes.REFUSED_STREAM)
-            release_stream()
-            return
-        self._last_stream = max(self._last_stream, stream.id)
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        self.calls[stream] = asyncio.get_running_loop().create_task(
-            self.server._serve(self, stream, headers, release_stream))
-
-    def cancel(self, stream: H2Stream) -> None:
-        """The caller reset the stream (a cancel, or its own deadline): the call's task is cancelled."""
-        task = self.calls.get(stream)
-        if task is not None:
-            task.cancel()
-
-    def close(self) -> None:
-        """The connection is gone (or done after GOAWAY): every call's task is cancelled."""
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        for task in self.calls.values():
-            task.cancel()
-        self.server._connections.discard(self)
-        if self.protocol is not None and not self.protocol.connection.is_closing():
-            self.protocol.connection.close()
-
-    def ended(self, stream: H2Stream) -> None:
-        self.calls.pop(stream, None)
-        if not self.calls:
-            if self._goaway_sent:
-                self.close()
-            else:
-                self._arm_idle()
-
-    def goaway(self) -> None:
-        """GOAWAY NO_ERROR naming the last call accepted; the calls in flight go on. Written as a
-        raw frame: h2 closes its state machine on its own GOAWAY, which would end them."""
-        if self._goaway_sent or self.protocol is None or self.protocol.connection.is_closing():
-            return
-        self._goaway_sent = True
-        _send_goaway(self.protocol.connection, ErrorCodes.NO_ERROR, self._last_stream)
-        if not self.calls:
-            self.close()
-
-    def _arm_idle(self) -> None:
-        if self.server.max_idle > 0 and self._idle is None and not self._goaway_sent:
-            self._idle = asyncio.get_running_loop().call_later(self.server.max_idle, self.goaway)
-
-
-def _send_goaway(connection: H2Connection, code: ErrorCodes, last_stream: int, data: bytes = b"") -> None:
-    frame = GoAwayFrame(0)
-    frame.last_stream_id, frame.error_code, frame.additional_data = last_stream, code, data
-    connection.flush()  # what h2 has queued goes first
-    connection._transport.write(frame.serialize())
-
-
-class _Events(EventsProcessor):
-    """grpclib's event processing, plus grpc-go's ping policy (daprd's ``MinTime`` 8 s, permitted
-    without calls): a ping sooner than 8 s after the last one is a strike, unless the server has
-    sent headers or data since; the third strike: GOAWAY ENHANCE_YOUR_CALM ``too_many_pings``."""
-
-    _MIN_PING_INTERVAL = 8.0
-    _last_ping = -1e9
-    _strikes = 0
-    _sent = 0
-
-    def process_ping_received(self, event: PingReceived) -> None:
-        now = time.monotonic()
-        sent = self.connection.data_sent + self.connection.streams_started
-        if sent != self._sent:  # grpc-go resets its strikes when it writes headers or data
-            self._sent, self._strikes = sent, 0
-        if now - self._last_ping < self._MIN_PING_INTERVAL:
-            self._strikes += 1
-        self._last_ping = now
-        if self._strikes > _PING_STRIKES:
-            last = self.handler._last_stream if isinstance(self.handler, _Connection) else 0
-            _send_goaway(self.connection, ErrorCodes.ENHANCE_YOUR_CALM, last, b"too_many_pings")
-            self.connection.close()
-
-
-class _Protocol(H2Protocol):
-    handler: _Connection
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        # h2 advertises 100 concurrent streams; grpcio and grpc-go set no limit.
-        self.connection._connection.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: 2**31 - 1})
-        self.connection.flush()
-        self.processor = _Events(self.handler, self.connection)
-        self.handler.opened(self)

@@ -15,6 +15,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from parley_sidecar import records
+from parley_sidecar.records import FACTORY
+
 __all__ = [
     "Choice",
     "CompletionDetails",
@@ -51,13 +54,21 @@ class Role(enum.StrEnum):
     GENERIC = "generic"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class TextPart:
+# The types below are dataclasses (``records``): each writes the ``__init__`` that
+# ``@dataclasses.dataclass`` would generate, fields in order; ``_set`` because they are frozen.
+_set = object.__setattr__
+
+
+@records.frozen
+class TextPart(records.Record):
     text: str
 
+    def __init__(self, text: str) -> None:
+        _set(self, "text", text)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ToolCall:
+
+@records.frozen
+class ToolCall(records.Record):
     """A call the assistant asked for; ``arguments`` is the JSON text the model produced."""
 
     id: str
@@ -69,37 +80,59 @@ class ToolCall:
     layer). Opaque: never scrubbed, sent back only to a provider whose dialect carries it, and not
     part of the Dapr API (alpha2 has no field for it)."""
 
+    def __init__(self, id: str, name: str, arguments: str,
+                 extra_content: Mapping[str, Any] | None = None) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "arguments", arguments)
+        _set(self, "extra_content", extra_content)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ToolResult:
+
+@records.frozen
+class ToolResult(records.Record):
     """The result of a tool call, sent back to the model."""
 
     tool_id: str
     name: str
     content: str
 
+    def __init__(self, tool_id: str, name: str, content: str) -> None:
+        _set(self, "tool_id", tool_id)
+        _set(self, "name", name)
+        _set(self, "content", content)
+
 
 Part = TextPart | ToolCall | ToolResult
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Message:
+@records.frozen
+class Message(records.Record):
     role: Role
     parts: tuple[Part, ...]
     name: str = ""
 
+    def __init__(self, role: Role, parts: tuple[Part, ...], name: str = "") -> None:
+        _set(self, "role", role)
+        _set(self, "parts", parts)
+        _set(self, "name", name)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Tool:
+
+@records.frozen
+class Tool(records.Record):
     """A function the model may call; ``parameters`` is a JSON-Schema object (may be empty)."""
 
     name: str
     description: str = ""
     parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
+    def __init__(self, name: str, description: str = "", parameters: Mapping[str, Any] = FACTORY) -> None:
+        _set(self, "name", name)
+        _set(self, "description", description)
+        _set(self, "parameters", {} if parameters is FACTORY else parameters)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ConverseRequest:
+
+@records.frozen
+class ConverseRequest(records.Record):
     """One call to a provider.
 
     ``temperature`` 0 means "not set" (daprd sends it only when > 0). ``model`` and ``api_key``
@@ -126,45 +159,96 @@ class ConverseRequest:
     user: str = ""
     """The end user the caller names (OpenAI ``user``), for a provider's abuse monitoring."""
 
+    def __init__(self, messages: tuple[Message, ...], tools: tuple[Tool, ...] = (), tool_choice: str | None = None,
+                 temperature: float = 0.0, metadata: Mapping[str, str] = FACTORY,
+                 response_format: Mapping[str, Any] | None = None, prompt_cache_retention: float | None = None,
+                 max_tokens: int | None = None, model: str | None = None, api_key: str | None = None,
+                 top_p: float | None = None, stop: tuple[str, ...] = (), seed: int | None = None,
+                 user: str = "") -> None:
+        _set(self, "messages", messages)
+        _set(self, "tools", tools)
+        _set(self, "tool_choice", tool_choice)
+        _set(self, "temperature", temperature)
+        _set(self, "metadata", {} if metadata is FACTORY else metadata)
+        _set(self, "response_format", response_format)
+        _set(self, "prompt_cache_retention", prompt_cache_retention)
+        _set(self, "max_tokens", max_tokens)
+        _set(self, "model", model)
+        _set(self, "api_key", api_key)
+        _set(self, "top_p", top_p)
+        _set(self, "stop", stop)
+        _set(self, "seed", seed)
+        _set(self, "user", user)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class CompletionDetails:
+
+@records.frozen
+class CompletionDetails(records.Record):
     accepted_prediction_tokens: int = 0
     audio_tokens: int = 0
     reasoning_tokens: int = 0
     rejected_prediction_tokens: int = 0
 
+    def __init__(self, accepted_prediction_tokens: int = 0, audio_tokens: int = 0, reasoning_tokens: int = 0,
+                 rejected_prediction_tokens: int = 0) -> None:
+        _set(self, "accepted_prediction_tokens", accepted_prediction_tokens)
+        _set(self, "audio_tokens", audio_tokens)
+        _set(self, "reasoning_tokens", reasoning_tokens)
+        _set(self, "rejected_prediction_tokens", rejected_prediction_tokens)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class PromptDetails:
+
+@records.frozen
+class PromptDetails(records.Record):
     audio_tokens: int = 0
     cached_tokens: int = 0
 
+    def __init__(self, audio_tokens: int = 0, cached_tokens: int = 0) -> None:
+        _set(self, "audio_tokens", audio_tokens)
+        _set(self, "cached_tokens", cached_tokens)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Usage:
+
+@records.frozen
+class Usage(records.Record):
     completion_tokens: int = 0
     prompt_tokens: int = 0
     total_tokens: int = 0
     completion_details: CompletionDetails | None = None
     prompt_details: PromptDetails | None = None
 
+    def __init__(self, completion_tokens: int = 0, prompt_tokens: int = 0, total_tokens: int = 0,
+                 completion_details: CompletionDetails | None = None,
+                 prompt_details: PromptDetails | None = None) -> None:
+        _set(self, "completion_tokens", completion_tokens)
+        _set(self, "prompt_tokens", prompt_tokens)
+        _set(self, "total_tokens", total_tokens)
+        _set(self, "completion_details", completion_details)
+        _set(self, "prompt_details", prompt_details)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Choice:
+
+@records.frozen
+class Choice(records.Record):
     finish_reason: str
     index: int = 0
     content: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
 
+    def __init__(self, finish_reason: str, index: int = 0, content: str = "",
+                 tool_calls: tuple[ToolCall, ...] = ()) -> None:
+        _set(self, "finish_reason", finish_reason)
+        _set(self, "index", index)
+        _set(self, "content", content)
+        _set(self, "tool_calls", tool_calls)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Output:
+
+@records.frozen
+class Output(records.Record):
     choices: tuple[Choice, ...]
 
+    def __init__(self, choices: tuple[Choice, ...]) -> None:
+        _set(self, "choices", choices)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ConverseResponse:
+
+@records.frozen
+class ConverseResponse(records.Record):
     """What a provider answered. ``usage`` and ``model`` apply to every output (as in daprd)."""
 
     outputs: tuple[Output, ...]
@@ -177,9 +261,16 @@ class ConverseResponse:
     answer does and as the metrics' bounded model labels need. Not compared: it describes the
     answer, and a stream's assembled answer (which does not keep it) equals the unary one."""
 
+    def __init__(self, outputs: tuple[Output, ...], usage: Usage | None = None, model: str = "",
+                 served_model: str = "") -> None:
+        _set(self, "outputs", outputs)
+        _set(self, "usage", usage)
+        _set(self, "model", model)
+        _set(self, "served_model", served_model)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ToolCallDelta:
+
+@records.frozen
+class ToolCallDelta(records.Record):
     """A piece of a streamed tool call. ``index`` says which call of the answer it belongs to;
     ``id`` and ``name`` come on the call's first piece, ``arguments`` is a fragment of its JSON."""
 
@@ -190,9 +281,17 @@ class ToolCallDelta:
     extra_content: Mapping[str, Any] | None = None
     """``ToolCall.extra_content``, on the piece that brings it."""
 
+    def __init__(self, index: int, id: str = "", name: str = "", arguments: str = "",
+                 extra_content: Mapping[str, Any] | None = None) -> None:
+        _set(self, "index", index)
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "arguments", arguments)
+        _set(self, "extra_content", extra_content)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Delta:
+
+@records.frozen
+class Delta(records.Record):
     """One piece of a streamed answer. A stream has one choice (streams are ``n`` = 1).
 
     ``finish_reason`` is set on the piece that ends the answer, ``usage`` on at most one piece
@@ -208,9 +307,18 @@ class Delta:
     served_model: str = dataclasses.field(default="", compare=False)
     """On the closing piece: ``ConverseResponse.served_model`` (what the server's chunks named)."""
 
+    def __init__(self, content: str = "", tool_calls: tuple[ToolCallDelta, ...] = (), finish_reason: str = "",
+                 usage: Usage | None = None, model: str = "", served_model: str = "") -> None:
+        _set(self, "content", content)
+        _set(self, "tool_calls", tool_calls)
+        _set(self, "finish_reason", finish_reason)
+        _set(self, "usage", usage)
+        _set(self, "model", model)
+        _set(self, "served_model", served_model)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ComponentContext:
+
+@records.frozen
+class ComponentContext(records.Record):
     """What a component receives from the runtime instead of reaching for globals.
 
     ``session`` is None in the sidecar: each component opens its own HTTP pool of at most
@@ -225,6 +333,14 @@ class ComponentContext:
     """``maxConnections``: the most connections of this component's own pool (default: the catalog's)."""
     max_response_bytes: int = dataclasses.field(kw_only=True)
     """``maxResponseBytes``: the largest provider answer read (default: the catalog's)."""
+
+    def __init__(self, name: str, type: str, session: aiohttp.ClientSession | None = None, *,
+                 max_connections: int, max_response_bytes: int) -> None:
+        _set(self, "name", name)
+        _set(self, "type", type)
+        _set(self, "session", session)
+        _set(self, "max_connections", max_connections)
+        _set(self, "max_response_bytes", max_response_bytes)
 
 
 class Conversation(Protocol):

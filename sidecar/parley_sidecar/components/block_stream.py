@@ -11,23 +11,27 @@ calls these methods. No I/O here.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from parley_sidecar import errors
+from parley_sidecar import errors, records
 from parley_sidecar.components import base, checks, structured
 
 __all__ = ["Blocks"]
 
 
-@dataclasses.dataclass(slots=True)
-class _Block:
+@records.mutable
+class _Block(records.Record):
     kind: Literal["text", "tool", "answer", "other"]
     call: int = 0
     """For a tool block: the index of its call in the answer."""
     sent: bool = False
     """Something of this block has been relayed."""
+
+    def __init__(self, kind: Literal["text", "tool", "answer", "other"], call: int = 0, sent: bool = False) -> None:
+        self.kind = kind
+        self.call = call
+        self.sent = sent
 
 
 class Blocks:

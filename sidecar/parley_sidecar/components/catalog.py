@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from parley_sidecar import durations
+from parley_sidecar import durations, records
 
 __all__ = [
     "COMMON_FIELDS",
@@ -35,9 +35,11 @@ __all__ = [
 
 Kind = Literal["string", "duration", "int", "bool", "url", "list", "size"]
 
+_set = object.__setattr__  # for the frozen dataclasses' own __init__ (``records``)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Field:
+
+@records.frozen
+class Field(records.Record):
     """One metadata entry of a Component (``spec.metadata[].name``)."""
 
     name: str
@@ -53,6 +55,19 @@ class Field:
     """Smallest accepted value of an ``int`` or ``duration`` field."""
     description: str = ""
 
+    def __init__(self, name: str, kind: Kind = "string", default: str | None = None, required: bool = False,
+                 aliases: tuple[str, ...] = (), allowed: tuple[str, ...] = (), env: str | None = None,
+                 minimum: float | None = None, description: str = "") -> None:
+        _set(self, "name", name)
+        _set(self, "kind", kind)
+        _set(self, "default", default)
+        _set(self, "required", required)
+        _set(self, "aliases", aliases)
+        _set(self, "allowed", allowed)
+        _set(self, "env", env)
+        _set(self, "minimum", minimum)
+        _set(self, "description", description)
+
 
 class MetadataError(ValueError):
     """A Component's metadata is wrong; the message names the field, never its value."""
@@ -63,14 +78,21 @@ class MetadataError(ValueError):
         self.reason = reason
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ComponentType:
+@records.frozen
+class ComponentType(records.Record):
     name: str
     """``spec.type``, e.g. ``conversation.openai``."""
     factory: str
     """``module:function`` returning a ``base.Conversation``; imported lazily."""
     fields: tuple[Field, ...] = ()
     versions: tuple[str, ...] = ("v1", "v0", "")
+
+    def __init__(self, name: str, factory: str, fields: tuple[Field, ...] = (),
+                 versions: tuple[str, ...] = ("v1", "v0", "")) -> None:
+        _set(self, "name", name)
+        _set(self, "factory", factory)
+        _set(self, "fields", fields)
+        _set(self, "versions", versions)
 
     def all_fields(self) -> tuple[Field, ...]:
         return self.fields + COMMON_FIELDS

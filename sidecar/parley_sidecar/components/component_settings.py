@@ -13,6 +13,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from parley_sidecar import records
+
 __all__ = [
     "CacheSettings",
     "ComponentSettings",
@@ -22,9 +24,12 @@ __all__ = [
     "UpstreamSettings",
 ]
 
+# Dataclasses (``records``), each with the ``__init__`` one would generate; frozen, hence ``_set``.
+_set = object.__setattr__
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class CacheSettings:
+
+@records.frozen
+class CacheSettings(records.Record):
     ttl: float
     """Seconds a successful answer is kept (``responseCacheTTL``); 0: no cache."""
     max_entries: int
@@ -32,9 +37,15 @@ class CacheSettings:
     store: str | None
     """``redis://…`` to share the cache between replicas; None: in this process."""
 
+    def __init__(self, ttl: float, max_entries: int, max_bytes: int, store: str | None) -> None:
+        _set(self, "ttl", ttl)
+        _set(self, "max_entries", max_entries)
+        _set(self, "max_bytes", max_bytes)
+        _set(self, "store", store)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ResiliencySettings:
+
+@records.frozen
+class ResiliencySettings(records.Record):
     timeout: float | None
     """Seconds per attempt; None: no per-attempt limit (``timeout: 0``)."""
     max_retries: int
@@ -56,9 +67,23 @@ class ResiliencySettings:
     breaker_max_requests: int = 1
     """Trial calls let through while the circuit is half-open (a Resiliency's ``maxRequests``)."""
 
+    def __init__(self, timeout: float | None, max_retries: int, backoff: float, breaker_failures: int,
+                 breaker_timeout: float, fallback: tuple[str, ...], deadline: float | None,
+                 backoff_policy: str = "jitter", max_interval: float = 20.0, breaker_max_requests: int = 1) -> None:
+        _set(self, "timeout", timeout)
+        _set(self, "max_retries", max_retries)
+        _set(self, "backoff", backoff)
+        _set(self, "breaker_failures", breaker_failures)
+        _set(self, "breaker_timeout", breaker_timeout)
+        _set(self, "fallback", fallback)
+        _set(self, "deadline", deadline)
+        _set(self, "backoff_policy", backoff_policy)
+        _set(self, "max_interval", max_interval)
+        _set(self, "breaker_max_requests", breaker_max_requests)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MemorySettings:
+
+@records.frozen
+class MemorySettings(records.Record):
     enabled: bool
     max_turns: int
     max_bytes: int
@@ -71,24 +96,41 @@ class MemorySettings:
     store: str | None
     """``redis://…`` to keep history across restarts and replicas; None: in this process."""
 
+    def __init__(self, enabled: bool, max_turns: int, max_bytes: int, max_total_bytes: int, ttl: float,
+                 max_conversations: int, store: str | None) -> None:
+        _set(self, "enabled", enabled)
+        _set(self, "max_turns", max_turns)
+        _set(self, "max_bytes", max_bytes)
+        _set(self, "max_total_bytes", max_total_bytes)
+        _set(self, "ttl", ttl)
+        _set(self, "max_conversations", max_conversations)
+        _set(self, "store", store)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class StreamSettings:
+
+@records.frozen
+class StreamSettings(records.Record):
     idle_timeout: float | None
     """Seconds a streamed answer may go without a piece once it has begun (``streamIdleTimeout``);
     None: no limit. Until the first piece, the attempt's ``timeout`` and ``callTimeout`` apply."""
 
+    def __init__(self, idle_timeout: float | None) -> None:
+        _set(self, "idle_timeout", idle_timeout)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class UpstreamSettings:
+
+@records.frozen
+class UpstreamSettings(records.Record):
     max_connections: int
     """Connections this component keeps open to its provider (its own pool)."""
     max_response_bytes: int
     """Largest provider answer read; a larger one fails the attempt."""
 
+    def __init__(self, max_connections: int, max_response_bytes: int) -> None:
+        _set(self, "max_connections", max_connections)
+        _set(self, "max_response_bytes", max_response_bytes)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ComponentSettings:
+
+@records.frozen
+class ComponentSettings(records.Record):
     cache: CacheSettings
     resiliency: ResiliencySettings
     memory: MemorySettings
@@ -99,6 +141,17 @@ class ComponentSettings:
     metadata: Mapping[str, Any] = dataclasses.field(repr=False)
     """The whole resolved metadata, provider fields included (may hold secrets): what the
     provider's ``init`` reads."""
+
+    def __init__(self, cache: CacheSettings, resiliency: ResiliencySettings, memory: MemorySettings,
+                 upstream: UpstreamSettings, stream: StreamSettings, pii_entities: tuple[str, ...],
+                 metadata: Mapping[str, Any]) -> None:
+        _set(self, "cache", cache)
+        _set(self, "resiliency", resiliency)
+        _set(self, "memory", memory)
+        _set(self, "upstream", upstream)
+        _set(self, "stream", stream)
+        _set(self, "pii_entities", pii_entities)
+        _set(self, "metadata", metadata)
 
     @classmethod
     def of(cls, resolved: Mapping[str, Any]) -> ComponentSettings:

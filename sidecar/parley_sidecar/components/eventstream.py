@@ -14,12 +14,11 @@ before reading it. No I/O here.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 import zlib
 from collections.abc import Iterator, Mapping
 
-from parley_sidecar import errors
+from parley_sidecar import errors, records
 from parley_sidecar.components import http_kit
 
 __all__ = ["Decoder", "Message"]
@@ -30,11 +29,18 @@ _FIXED = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
 """Header value type → its fixed size (bool true/false, byte, short, int, long, timestamp, uuid)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Message:
+_set = object.__setattr__  # a frozen dataclass's __init__ sets its fields so (``records``)
+
+
+@records.frozen
+class Message(records.Record):
     headers: Mapping[str, str]
     """String headers (others are skipped: nothing Bedrock sends needs them)."""
     payload: bytes
+
+    def __init__(self, headers: Mapping[str, str], payload: bytes) -> None:
+        _set(self, "headers", headers)
+        _set(self, "payload", payload)
 
 
 class Decoder:

@@ -21,13 +21,12 @@ fails before anything reached the caller (and can be retried).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 
-from parley_sidecar import durations, errors
+from parley_sidecar import durations, errors, records
 from parley_sidecar.components import base, catalog, checks, http_kit, sse, structured
 
 __all__ = ["ChatCompletions", "ChunkReader", "Dialect", "build_body", "parse_response", "parse_usage"]
@@ -35,8 +34,11 @@ __all__ = ["ChatCompletions", "ChunkReader", "Dialect", "build_body", "parse_res
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Dialect:
+_set = object.__setattr__  # a frozen dataclass's __init__ sets its fields so (``records``)
+
+
+@records.frozen
+class Dialect(records.Record):
     """How one OpenAI-compatible server differs from OpenAI's own API."""
 
     provider: str
@@ -73,6 +75,25 @@ class Dialect:
     """Carry a tool call's ``extra_content`` object from the answer to the caller and back upstream
     on the next request (Gemini 3 answers 400 when the ``thought_signature`` in it does not come
     back). Off elsewhere: OpenAI refuses properties it does not know inside a message."""
+
+    def __init__(self, provider: str, developer_role: str = "system", send_names: bool = False,
+                 max_tokens_field: str = "max_tokens",
+                 structured_output: Literal["json_schema", "json_object"] = "json_schema",
+                 auth: Literal["bearer", "api-key"] = "bearer", forward_metadata: bool = True,
+                 stream_usage_option: bool = True, seed_field: str | None = "seed", send_user: bool = False,
+                 stream_tool_stop: bool = False, extra_content: bool = False) -> None:
+        _set(self, "provider", provider)
+        _set(self, "developer_role", developer_role)
+        _set(self, "send_names", send_names)
+        _set(self, "max_tokens_field", max_tokens_field)
+        _set(self, "structured_output", structured_output)
+        _set(self, "auth", auth)
+        _set(self, "forward_metadata", forward_metadata)
+        _set(self, "stream_usage_option", stream_usage_option)
+        _set(self, "seed_field", seed_field)
+        _set(self, "send_user", send_user)
+        _set(self, "stream_tool_stop", stream_tool_stop)
+        _set(self, "extra_content", extra_content)
 
 
 _REASONING = re.compile(r"^(o1-|o3$|o3-|gpt-5)")

@@ -18,28 +18,46 @@ import hmac
 from collections.abc import Mapping
 from urllib.parse import quote
 
+from parley_sidecar import records
+
 __all__ = ["EMPTY_SHA256", "Credentials", "Signed", "canonical_query", "sign", "signing_key"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Credentials:
+_set = object.__setattr__  # frozen dataclasses' own __init__ (``records``) set their fields so
+
+
+@records.frozen
+class Credentials(records.Record):
     access_key: str
     secret_key: str = dataclasses.field(repr=False)
     session_token: str | None = dataclasses.field(default=None, repr=False)
     expires_at: float | None = None
     """Unix time after which these must be refreshed (None: static)."""
 
+    def __init__(self, access_key: str, secret_key: str, session_token: str | None = None,
+                 expires_at: float | None = None) -> None:
+        _set(self, "access_key", access_key)
+        _set(self, "secret_key", secret_key)
+        _set(self, "session_token", session_token)
+        _set(self, "expires_at", expires_at)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Signed:
+
+@records.frozen
+class Signed(records.Record):
     headers: dict[str, str]
     """Headers to add to the request: ``x-amz-date``, ``authorization`` (and the token)."""
     canonical_request: str
     string_to_sign: str
     signature: str
+
+    def __init__(self, headers: dict[str, str], canonical_request: str, string_to_sign: str, signature: str) -> None:
+        _set(self, "headers", headers)
+        _set(self, "canonical_request", canonical_request)
+        _set(self, "string_to_sign", string_to_sign)
+        _set(self, "signature", signature)
 
 
 def _hmac(key: bytes, msg: str) -> bytes:

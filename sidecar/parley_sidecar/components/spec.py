@@ -5,11 +5,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from parley_sidecar import records
+from parley_sidecar.records import FACTORY
+
 __all__ = ["ComponentSpec"]
 
+_set = object.__setattr__  # how a frozen dataclass's __init__ sets its fields (``records``)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ComponentSpec:
+
+@records.frozen
+class ComponentSpec(records.Record):
     name: str
     type: str
     version: str = ""
@@ -19,6 +24,17 @@ class ComponentSpec:
     namespace: str = ""
     source: str = ""
     """Where it came from (a file path, or ``operator``); used in log lines and to sync per source."""
+
+    def __init__(self, name: str, type: str, version: str = "",
+                 metadata: Mapping[str, str] = FACTORY, scopes: tuple[str, ...] = (), namespace: str = "",
+                 source: str = "") -> None:
+        _set(self, "name", name)
+        _set(self, "type", type)
+        _set(self, "version", version)
+        _set(self, "metadata", {} if metadata is FACTORY else metadata)
+        _set(self, "scopes", scopes)
+        _set(self, "namespace", namespace)
+        _set(self, "source", source)
 
     def describe(self) -> str:
         """For log lines: never includes metadata values."""

@@ -10,20 +10,25 @@ No I/O here: :func:`events` feeds it from an :class:`http_kit.StreamBody`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncGenerator, Iterator
 
-from parley_sidecar import errors
+from parley_sidecar import errors, records
 from parley_sidecar.components import http_kit
 
 __all__ = ["Event", "Parser", "events"]
 
+_set = object.__setattr__  # a frozen dataclass's __init__ sets its fields so (``records``)
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Event:
+
+@records.frozen
+class Event(records.Record):
     event: str
     """The ``event:`` field; "" when the server named none (OpenAI's chunks)."""
     data: str
+
+    def __init__(self, event: str, data: str) -> None:
+        _set(self, "event", event)
+        _set(self, "data", data)
 
 
 class Parser:

@@ -13,7 +13,9 @@ import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
+from parley_sidecar import records
 from parley_sidecar.components import base
+from parley_sidecar.records import FACTORY
 
 __all__ = ["Assembler", "open_stream", "replay"]
 
@@ -57,12 +59,19 @@ def open_stream(component: base.Conversation, request: base.ConverseRequest, *,
     return _replayed(component, request, timeout)
 
 
-@dataclasses.dataclass(slots=True)
-class _Call:
+@records.mutable
+class _Call(records.Record):
     id: str = ""
     name: str = ""
     arguments: list[str] = dataclasses.field(default_factory=list)
     extra_content: Mapping[str, Any] | None = None
+
+    def __init__(self, id: str = "", name: str = "", arguments: list[str] = FACTORY,
+                 extra_content: Mapping[str, Any] | None = None) -> None:
+        self.id = id
+        self.name = name
+        self.arguments = [] if arguments is FACTORY else arguments
+        self.extra_content = extra_content
 
 
 class Assembler:

@@ -8,7 +8,8 @@ import logging
 import grpc
 import pytest
 
-from parley_sidecar.api.grpc_server import Call, Method, Server
+from parley_sidecar.api.grpc_h2 import Call
+from parley_sidecar.api.grpc_server import Method, Server
 
 SECRET = "sk-live-0000-do-not-echo"
 
