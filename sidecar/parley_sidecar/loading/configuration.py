@@ -180,11 +180,7 @@ def load(path: Path) -> Configuration:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigurationError(f"error loading configuration: {exc.strerror or exc}: {path}") from None
-    # Imported here, not at the top: in Kubernetes the Configuration comes as JSON (operator_stream).
-    from parley_sidecar.loading import yaml_reader
-
-    yaml_reader.prepare()
-    import yaml
+    import yaml  # here, not at the top: in Kubernetes the Configuration comes as JSON (operator_stream)
 
     try:
         doc = yaml.safe_load(text)

@@ -71,9 +71,6 @@ def parse_documents(text: str, where: str) -> Parsed:
     whole file (raises ManifestError)."""
     # Imported here, not at the top: in Kubernetes the operator's stream brings Components as JSON,
     # and importing PyYAML costs a sidecar that never reads a file ~10 ms of its start.
-    from parley_sidecar.loading import yaml_reader
-
-    yaml_reader.prepare()
     import yaml
 
     try:
