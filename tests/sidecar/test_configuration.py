@@ -192,10 +192,13 @@ def test_cli_reads_config_and_enable_api_logging() -> None:
     (None, "No such file or directory"),
     ("spec: [unclosed", "not YAML"),
     ("apiVersion: dapr.io/v1alpha1\nkind: Component\n", "not Configuration"),
+    (b"kind: Configuration\nspec: {}\n# \xff\xfe latin-1, not UTF-8\n", "not UTF-8 text"),
 ])
-def test_an_unusable_file_stops_the_start_as_daprd_does(tmp_path: Path, text: str | None, says: str) -> None:
+def test_an_unusable_file_stops_the_start_as_daprd_does(tmp_path: Path, text: str | bytes | None, says: str) -> None:
     path = tmp_path / "config.yaml"
-    if text is not None:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
         path.write_text(text)
     with pytest.raises(configuration.ConfigurationError, match=says):
         configuration.load(path)

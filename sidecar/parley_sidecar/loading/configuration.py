@@ -180,6 +180,9 @@ def load(path: Path) -> Configuration:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigurationError(f"error loading configuration: {exc.strerror or exc}: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"error loading configuration {path}: not UTF-8 text "
+                                 f"(byte {exc.start}: {exc.reason})") from None
     import yaml  # here, not at the top: in Kubernetes the Configuration comes as JSON (operator_stream)
 
     try:

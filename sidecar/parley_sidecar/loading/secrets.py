@@ -81,6 +81,8 @@ class LocalSecrets:
             raise ValueError(f"secret store {spec.name!r}: cannot read {path}: {exc.strerror}") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"secret store {spec.name!r}: {path} is not valid JSON (line {exc.lineno})") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"secret store {spec.name!r}: {path} is not UTF-8 text (byte {exc.start})") from None
         if not isinstance(data, dict):
             raise ValueError(f"secret store {spec.name!r}: {path} must hold a JSON object")
         sep = meta.get("nestedseparator", ":")

@@ -92,3 +92,15 @@ async def test_scopes_exclude_other_apps(tmp_path: Path) -> None:
     assert problems == []
     assert store.get("mine") is not None
     assert store.get("theirs") is None
+
+
+async def test_a_secrets_file_that_is_not_utf8_is_named_and_its_bytes_are_not_shown(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.json"
+    secrets.write_bytes(b'{"openai": {"key": "sk-\xff\xfe-latin1"}}')
+    store, problems = await load(tmp_path, {
+        "store.yaml": SECRET_STORE.format(path=secrets),
+        "c.yaml": OPENAI_LIKE.format(name="c", secret="openai:key", scopes=""),
+    }, {"PARLEY_TEST_MODEL": "m"})
+    assert store.get("c") is None
+    assert any("secrets.json is not UTF-8 text" in p for p in problems), problems
+    assert not any("sk-" in p for p in problems)
