@@ -372,15 +372,15 @@ class OtelTracer:
         if remote is not None and remote.is_valid:
             if not remote.trace_flags.sampled:  # the caller's decision is followed
                 return _joined(remote.trace_id, remote.trace_state.to_header())
-        elif random.random() >= self.plan.sampling_rate:
+            return self._sampled(name, remote, attributes)
+        if random.random() >= self.plan.sampling_rate:
             return UnsampledScope()
-        return self._sampled(name, parent, attributes)
+        return self._sampled(name, None, attributes)
 
-    def _sampled(self, name: Callable[[], str], parent: otel_context.Context | None,
+    def _sampled(self, name: Callable[[], str], parent: SpanContext | None,
                  attributes: Callable[[], Mapping[str, tracing.Value]]) -> ServerScope:
-        remote = trace.get_current_span(parent).get_span_context() if parent is not None else None
-        valid = remote if remote is not None and remote.is_valid else None
-        return ServerScope(RecordedSpan(self, name(), SpanKind.SERVER, valid, attributes()))
+        """``parent``: the caller's valid span context, or None for a new trace."""
+        return ServerScope(RecordedSpan(self, name(), SpanKind.SERVER, parent, attributes()))
 
     def http_server(self, method: str, path: Callable[[], str],
                     headers: Mapping[str, str]) -> ServerScope | UnsampledScope:
