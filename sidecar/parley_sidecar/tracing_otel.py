@@ -140,6 +140,13 @@ class UnsampledScope:
         tracing.CALL.reset(self._token)
 
 
+def _put_ids(ctx: SpanContext, headers: MutableMapping[str, str]) -> None:
+    """A recorded span's ``traceparent`` (and ``tracestate``, when it has one) into ``headers``."""
+    headers["traceparent"] = _traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
+    if ctx.trace_state:
+        headers["tracestate"] = ctx.trace_state.to_header()
+
+
 class ServerScope:
     """The span of one sampled API call, the running call (``tracing.CALL``) while it runs, so
     attempts become its children (:meth:`OtelTracer.attempt`) and the provider's request carries
@@ -147,28 +154,24 @@ class ServerScope:
     attach and detach (a ``Context`` copied, a token) and the lookups of the current span cost a
     sampled call more than the one context variable here does."""
 
-    __slots__ = ("_call", "span", "traceparent")
+    __slots__ = ("_call", "span")
     sampled = True
 
     def __init__(self, span: RecordedSpan) -> None:
         self.span = span
-        ctx = span.context
-        self.traceparent = _traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
         # A sampled call inside an unsampled one (an app calling itself through its own sidecar
         # in one task: only in tests) must not see the outer call's ids.
         self._call = tracing.CALL.set(self)
 
     def headers(self) -> dict[str, str]:
         """``traceparent`` (and ``tracestate``) naming this span, for the answer (as daprd's)."""
-        carrier = {"traceparent": self.traceparent}
-        trace_state = self.span.context.trace_state
-        if trace_state:
-            carrier["tracestate"] = trace_state.to_header()
+        carrier: dict[str, str] = {}
+        _put_ids(self.span.context, carrier)
         return carrier
 
     def answer(self, headers: MutableMapping[str, str]) -> None:
         """Put :meth:`headers` into ``headers`` (an answer's)."""
-        headers.update(self.headers())
+        _put_ids(self.span.context, headers)
 
     def close(self, attributes: Callable[[], Mapping[str, tracing.Value]], error: Callable[[], str | None]) -> None:
         """End the span with what ``attributes`` and ``error`` (the status description of a failed
@@ -197,10 +200,7 @@ class AttemptScope:
 
     def answer(self, headers: MutableMapping[str, str]) -> None:
         """This span's ``traceparent`` (and ``tracestate``) into ``headers`` (the provider's request)."""
-        ctx = self.span.context
-        headers["traceparent"] = _traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
-        if ctx.trace_state:
-            headers["tracestate"] = ctx.trace_state.to_header()
+        _put_ids(self.span.context, headers)
 
     def answered(self, attributes: Mapping[str, tracing.Value]) -> None:
         if self.span.is_recording():
