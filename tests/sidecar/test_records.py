@@ -14,36 +14,34 @@ import copy
 import dataclasses
 import importlib
 import inspect
+import pathlib
 import pickle
+import re
 from typing import Any
 
 import pytest
 
 from parley_sidecar import records
 
-MODULES = [
-    "parley_sidecar.components.base",
-    "parley_sidecar.components.block_stream",
-    "parley_sidecar.components.catalog",
-    "parley_sidecar.components.component_settings",
-    "parley_sidecar.components.eventstream",
-    "parley_sidecar.components.openai_kit",
-    "parley_sidecar.components.sigv4",
-    "parley_sidecar.components.spec",
-    "parley_sidecar.components.sse",
-    "parley_sidecar.components.streaming",
-    "parley_sidecar.settings",
-]
+PACKAGE = pathlib.Path(records.__file__).parent
+DECORATED = re.compile(r"^\s*@(?:records\.)?(?:frozen|mutable)\b", re.MULTILINE)
 
 
 def _records() -> list[type[Any]]:
+    """Every class the sidecar makes with ``records``: found by the decorators in its source (not a
+    hand list, which a new module would miss), each one a dataclass of its module's found here."""
     found = []
-    for name in MODULES:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        uses = len(DECORATED.findall(path.read_text(encoding="utf-8")))
+        if not uses:
+            continue
+        name = ".".join((PACKAGE.name, *path.relative_to(PACKAGE).with_suffix("").parts))
         module = importlib.import_module(name)
         mine = [cls for cls in vars(module).values()
                 if isinstance(cls, type) and cls.__module__ == name and dataclasses.is_dataclass(cls)]
-        assert mine, name
+        assert len(mine) == uses, name  # every decorated class, at module level; no plain dataclass beside
         found += mine
+    assert found
     return found
 
 
