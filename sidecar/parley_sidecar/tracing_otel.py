@@ -190,7 +190,6 @@ class AttemptScope:
     :meth:`close`, so the provider's HTTP request carries it as parent (:meth:`OtelTracer.inject`)."""
 
     __slots__ = ("_open", "_reset", "_text", "span")
-    sampled = True
 
     def __init__(self, span: RecordedSpan, var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> None:
         self.span = span
