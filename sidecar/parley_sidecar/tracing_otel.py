@@ -432,14 +432,11 @@ class OtelTracer:
 
     def inject(self, headers: MutableMapping[str, str],
                var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> None:
-        """The ids of the running attempt, else of the running call, into ``headers``."""
-        scope = _running(var)
-        if scope is None:
-            call = tracing.CALL.get()
-            if call is not None:  # unsampled
-                call.answer(headers)
-            return
-        scope.answer(headers)
+        """The ids of the running attempt, else of the running call (sampled or not), into ``headers``."""
+        attempt = var.get()
+        scope = attempt if isinstance(attempt, AttemptScope) else tracing.CALL.get()
+        if scope is not None:
+            scope.answer(headers)
 
     def shutdown(self) -> None:
         """Export what is queued (bounded by the exporter's timeout); once."""
