@@ -182,6 +182,7 @@ async def _serve(server: Server, connection: Connection, stream: H2Stream, heade
         release()
         connection.ended(stream)
 
+
 async def _answer(server: Server, stream: H2Stream, call: Call, path: str, encoding: str) -> None:
     if server.check_token is not None and not server.check_token(call.metadata):
         await call.fail(Status.UNAUTHENTICATED, "Unauthorized")  # daprd's answer, missing or wrong alike
@@ -218,6 +219,7 @@ async def _answer(server: Server, stream: H2Stream, call: Call, path: str, encod
         await call.fail(Status.UNKNOWN, f"Unexpected {type(exc).__name__} (see the sidecar log)")
         return
     await call.finish(None if method.streaming else method.encode(result))
+
 
 async def _inflate(server: Server, call: Call, data: bytes, encoding: str) -> bytes | None:
     """A compressed request (gzip or deflate, what grpcio accepted); None once answered."""
