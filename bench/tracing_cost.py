@@ -2,7 +2,7 @@
 off vs a Configuration's ``samplingRate`` 0, 0.01 and 1 (spans over OTLP/HTTP to a real Jaeger v2
 when it is built, else to a local sink answering 200), and idle RSS of each (issue #17, Measure).
 
-    python -m bench.tracing_cost [--seconds 2] [--rounds 10] [--rates 0,0.01,1] [--backend jaeger|sink]
+    python -m bench.tracing_cost [--seconds 2] [--rounds 10] [--rates 0,0.01,1] [--backend jaeger|sink] [--env N=V]
                                  [--control] [--no-pin] [--baseline-src DIR]
 
 How, and why so: req/s and CPU time per request of one sidecar move by ±30 % between runs on a
@@ -130,6 +130,8 @@ def main() -> None:
     parser.add_argument("--control", action="store_true", help="add a second tracing-off case: the method's noise")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="leave every process on any CPU")
     parser.add_argument("--baseline-src", type=Path, help="a checkout's sidecar/ directory: every case again with it")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="every sampling case again with these variables too (e.g. OTEL_BSP_SCHEDULE_DELAY=250)")
     parser.add_argument("--raw", type=Path, help="write every slice's req/s and CPU µs per request to this JSON file")
     args = parser.parse_args()
     pin = args.pin and hasattr(os, "sched_setaffinity") and shutil.which("taskset") is not None \
@@ -144,6 +146,9 @@ def main() -> None:
             cases["off again"] = ([], {})
         for rate in args.rates.split(","):
             cases[f"sampling {rate}"] = (["--config", str(config_file(work, rate, address))], {})
+            if args.env:
+                cases[f"sampling {rate} +env"] = (["--config", str(config_file(work, rate, address))],
+                                                  dict(item.split("=", 1) for item in args.env))
         if args.baseline_src is not None:  # every case again, with the other checkout's sidecar
             before = {"PYTHONPATH": str(args.baseline_src.resolve())}
             cases.update({f"before {name}": (extra, before) for name, (extra, _) in list(cases.items())

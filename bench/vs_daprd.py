@@ -301,7 +301,9 @@ load average {load_before:.1f} when it started: other work shared the machine).
 - The OpenAI path goes through each server's `conversation.openai` to one local fake of OpenAI
   (`tests/conformance/fake_openai.py`, aiohttp, its own process), which is part of what is measured.
 - RSS is the server process's resident set: idle one second after ready, and the peak sampled every
-  50 ms through all loads.
+  50 ms through all loads. Time to ready is one start of each server here (a cold first exec of
+  daprd's 100 MB binary can take 0.2 s); `bench.startup` gives medians of many starts (the goals
+  table below).
 
 Figures move by ±20 % between runs on this shared machine; the ratios (parley / daprd) come from
 one run and are the figures to compare. Ratio > 1 is better for req/s, < 1 for latency and memory.
