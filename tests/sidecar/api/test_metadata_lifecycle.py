@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+from asyncio.subprocess import Process
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -200,32 +201,47 @@ async def slow_upstream() -> AsyncIterator[int]:
     await runner.cleanup()
 
 
+async def _healthy_sidecar(tmp_path: Path, session: aiohttp.ClientSession) -> tuple[Process, int, int]:
+    """``parley-sidecar`` on free ports, healthy: (the process, its HTTP port, its gRPC port). A port
+    taken by another process between ``free_port`` and the sidecar's bind fails the start with
+    "address already in use": that start is retried on new ports. Any other failure to become
+    healthy fails the test with the process's output."""
+    for _attempt in range(3):
+        http, grpc_port, metrics, public = (free_port() for _ in range(4))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "parley_sidecar", "--app-id", "lifecycle", "--resources-path", str(tmp_path),
+            "--dapr-http-port", str(http), "--dapr-grpc-port", str(grpc_port), "--metrics-port", str(metrics),
+            "--dapr-public-port", str(public), "--dapr-listen-addresses", "127.0.0.1",
+            "--metrics-listen-address", "127.0.0.1", "--dapr-public-listen-address", "127.0.0.1",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ},
+        )
+        for _ in range(300):
+            if proc.returncode is not None:
+                break
+            try:
+                async with session.get(f"http://127.0.0.1:{http}/v1.0/healthz") as resp:
+                    if resp.status == 204:
+                        return proc, http, grpc_port
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+        if proc.returncode is None:
+            proc.kill()
+        out = (await proc.communicate())[0].decode(errors="replace")
+        if "address already in use" not in out.lower():
+            raise AssertionError(f"sidecar did not become healthy (exit {proc.returncode}):\n{out[-3000:]}")
+    raise AssertionError("three starts lost a port to another process")
+
+
 async def _shutdown_process(tmp_path: Path, upstream: int, shutdown: Callable[[int, int], Awaitable[None]], *,
                             in_flight: bool = True) -> str:
     """Start ``parley-sidecar``, put a slow conversation in flight, call ``shutdown(http, grpc)``:
     the conversation gets its answer, then the process exits 0. Returns the process output."""
     (tmp_path / "slow.yaml").write_text(component_yaml("slow", "conversation.openai", {
         "key": "sk-test", "model": "gpt-test", "endpoint": f"http://127.0.0.1:{upstream}/v1"}))
-    http, grpc_port, metrics, public = (free_port() for _ in range(4))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "parley_sidecar", "--app-id", "lifecycle", "--resources-path", str(tmp_path),
-        "--dapr-http-port", str(http), "--dapr-grpc-port", str(grpc_port), "--metrics-port", str(metrics),
-        "--dapr-public-port", str(public), "--dapr-listen-addresses", "127.0.0.1",
-        "--metrics-listen-address", "127.0.0.1", "--dapr-public-listen-address", "127.0.0.1",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ},
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    async with session.get(f"http://127.0.0.1:{http}/v1.0/healthz") as resp:
-                        if resp.status == 204:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("sidecar did not become healthy")
+    async with aiohttp.ClientSession() as session:
+        proc, http, grpc_port = await _healthy_sidecar(tmp_path, session)
+        try:
             if not in_flight:
                 await shutdown(http, grpc_port)
             else:
@@ -239,11 +255,11 @@ async def _shutdown_process(tmp_path: Path, upstream: int, shutdown: Callable[[i
                 assert resp.status == 200
                 assert (await resp.json())["outputs"][0]["choices"][0]["message"]["content"] == "slow"
                 resp.release()
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
     assert proc.stdout is not None
     return (await proc.stdout.read()).decode()
 
