@@ -14,7 +14,8 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
 import grpc
 import pytest
@@ -243,10 +244,9 @@ async def test_a_stream_span_ends_with_the_stream_and_says_what_it_answered(
     assert fake.last.headers["traceparent"] == f"00-{TRACE}-{hex_id(attempt.context.span_id, 16)}-01"
 
 
-async def test_the_sdks_span_limits_from_the_environment_apply(
-        start_sidecar: StartSidecar, fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch) -> None:
-    """parley records its spans itself; the SDK's ``OTEL_SPAN_ATTRIBUTE_*`` limits still apply."""
-    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "12")
+async def captured_attempt(start_sidecar: StartSidecar, fake: OpenAIFake) -> Mapping[str, Any]:
+    """The attempt span's attributes of one alpha2 call ("secret plan") to the fake, with prompt
+    and answer text captured (``plan(capture=True)``)."""
     memory = InMemorySpanExporter()
     tracing.install(OtelTracer(plan(capture=True), processor=SimpleSpanProcessor(memory)))
     try:
@@ -256,23 +256,21 @@ async def test_the_sdks_span_limits_from_the_environment_apply(
     finally:
         tracing.stop()
     [attempt] = by_name(memory.get_finished_spans(), "chat gpt-4o-mini")
-    attributes = attempt.attributes or {}
+    return attempt.attributes or {}
+
+
+async def test_the_sdks_span_limits_from_the_environment_apply(
+        start_sidecar: StartSidecar, fake: OpenAIFake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """parley records its spans itself; the SDK's ``OTEL_SPAN_ATTRIBUTE_*`` limits still apply."""
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "12")
+    attributes = await captured_attempt(start_sidecar, fake)
     assert attributes["gen_ai.request.model"] == "gpt-4o-mini"
     assert len(str(attributes["gen_ai.input.messages"])) == 12
 
 
 async def test_prompt_and_answer_text_only_when_opted_in(
         start_sidecar: StartSidecar, fake: OpenAIFake) -> None:
-    memory = InMemorySpanExporter()
-    tracing.install(OtelTracer(plan(capture=True), processor=SimpleSpanProcessor(memory)))
-    try:
-        running = await start_sidecar({"llm.yaml": llm(fake)})
-        status, _ = await running.post(A2, body("secret plan"))
-        assert status == 200
-    finally:
-        tracing.stop()
-    [attempt] = by_name(memory.get_finished_spans(), "chat gpt-4o-mini")
-    attributes = attempt.attributes or {}
+    attributes = await captured_attempt(start_sidecar, fake)
     assert json.loads(str(attributes["gen_ai.input.messages"])) == [
         {"role": "user", "parts": [{"type": "text", "content": "secret plan"}]}]
     assert "echo: secret plan" in str(attributes["gen_ai.output.messages"])
