@@ -123,7 +123,7 @@ def parse_response(
               for b in blocks if b.get("type") == "tool_use"],
         defn=defn, finish=str(data.get("stop_reason") or "unknown"), request=request, model=model,
         provider=PROVIDER, usage=_usage(data.get("usage")),
-        served_model=data["model"] if isinstance(data.get("model"), str) else "",
+        served_model=checks.served_model(data),
     )
 
 

@@ -3,13 +3,14 @@ to an answer before it counts as one. No I/O here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from parley_sidecar import errors
 from parley_sidecar.components import base, catalog
 
-__all__ = ["base_url", "useful_answer"]
+__all__ = ["base_url", "served_model", "useful_answer"]
 
 
 def base_url(field: str, url: str) -> str:
@@ -29,3 +30,10 @@ def useful_answer(outputs: Sequence[base.Output], request: base.ConverseRequest)
             f"LLM returned empty response with no tool calls despite {len(request.tools)} tools being available",
             retryable=True,
         )
+
+
+def served_model(answer: Mapping[str, Any]) -> str:
+    """The model a provider's answer (or streamed chunk) says answered: its ``model`` field, when it
+    is a string; else "" (``ConverseResponse.served_model``: spans name it, nothing else)."""
+    model = answer.get("model")
+    return model if isinstance(model, str) else ""

@@ -307,9 +307,8 @@ def parse_response(data: Any, model: str, request: base.ConverseRequest, provide
             tool_calls=_tool_calls(message.get("tool_calls"), extra_content),
         ),)))
     checks.useful_answer(outputs, request)
-    served = data.get("model")
     return base.ConverseResponse(outputs=tuple(outputs), usage=parse_usage(data.get("usage")), model=model,
-                                 served_model=served if isinstance(served, str) else "")
+                                 served_model=checks.served_model(data))
 
 
 _NO_EVENT = sse.Event("", "")
@@ -403,9 +402,7 @@ class ChunkReader:
             raise errors.ProviderError(f"{self.provider} sent an error mid-stream: {detail or 'no message'}",
                                        status=200, retryable=True)
         if not self.served:  # every chunk names it; the first that does is kept
-            served = data.get("model")
-            if type(served) is str:
-                self.served = served
+            self.served = checks.served_model(data)
         raw_usage = data.get("usage")
         usage = parse_usage(raw_usage) if raw_usage is not None else None
         if usage is not None:  # a server that sends it on several chunks: the last one counts
