@@ -218,7 +218,7 @@ async def _answer(server: Server, stream: H2Stream, call: Call, path: str, encod
         log.exception("gRPC method %s failed", path)
         await call.fail(Status.UNKNOWN, f"Unexpected {type(exc).__name__} (see the sidecar log)")
         return
-    await call.finish(None if method.streaming else method.encode(result))
+    await call.finish(None if method.encode is None else method.encode(result))
 
 
 async def _inflate(server: Server, call: Call, data: bytes, encoding: str) -> bytes | None:
