@@ -194,7 +194,7 @@ async def _traced(tracer: tracing_otel.OtelTracer,
     scope = tracer.grpc_server(_SERVICE + method, context.metadata)
     try:  # a call cancelled while its headers go out still ends its span
         headers = scope.headers()
-        # a -bin value: base64 without its padding (grpclib's encode_bin_value, which grpc_h2 imports)
+        # a -bin value: base64 without its padding, as grpclib's encode_bin_value (not imported at start)
         binary = base64.b64encode(tracing.binary_from_traceparent(headers["traceparent"])).rstrip(b"=").decode("ascii")
         await context.send_initial_metadata((*headers.items(), (TRACE_BIN, binary)))
         return await behaviour(request, context)
