@@ -1,12 +1,12 @@
 """Opt-in worker processes (``--workers N``): one sidecar served by N processes on the same ports.
 
-The process that was started has done every import by now. It binds the HTTP API, public and
-metrics ports, freezes what the imports made (``gc.freeze``) and forks workers 2..N, so the
-modules' pages stay shared until a worker writes to them; then it serves as worker 1. Each worker
-is a whole sidecar (``runtime.Sidecar``): it loads its components, follows the resources path or
-the operator's stream itself, and serves the inherited HTTP and gRPC sockets (the gRPC server is
-grpclib's, on the event loop, so it serves a socket bound before the fork as aiohttp does); the
-kernel hands each new connection to one of them.
+The process that was started has done every import by now. It binds the HTTP API, gRPC API,
+public and metrics ports, freezes what the imports made (``gc.freeze``) and forks workers 2..N,
+so the modules' pages stay shared until a worker writes to them; then it serves as worker 1.
+Each worker is a whole sidecar (``runtime.Sidecar``): it loads its components, follows the
+resources path or the operator's stream itself, and serves the inherited HTTP and gRPC sockets
+(the gRPC server is grpclib's, on the event loop, so it serves a socket bound before the fork as
+aiohttp does); the kernel hands each new connection to one of them.
 
 Worker 1 also serves the metrics port, with the sum over workers (each worker's samples, asked
 for over a socket pair at scrape time: :meth:`metrics.Metrics.absorb`), relays extended metadata

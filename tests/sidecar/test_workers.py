@@ -166,7 +166,7 @@ def test_http_connections_are_served_by_both_workers(sidecar: Sidecar) -> None:
 def test_grpc_connections_are_served_by_both_workers(sidecar: Sidecar) -> None:
     pids = sidecar.workers()
     served: set[int] = set()
-    for _ in range(64):  # SO_REUSEPORT: the kernel hashes each connection to one worker's listener
+    for _ in range(64):  # one inherited listener, as HTTP's: whichever worker accepts first serves it
         with grpc.insecure_channel(f"127.0.0.1:{sidecar.grpc}") as channel:
             answer = dapr_pb2_grpc.DaprStub(channel).ConverseAlpha2(ai_pb2.ConversationRequestAlpha2(
                 name="echo", inputs=[ai_pb2.ConversationInputAlpha2(messages=[ai_pb2.ConversationMessage(

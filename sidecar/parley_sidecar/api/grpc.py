@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import empty_pb2
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import DecodeError
 
 from parley_sidecar import errors, tracing
 from parley_sidecar.api import dapr_stream, metadata
@@ -194,7 +194,7 @@ async def _traced(tracer: tracing_otel.OtelTracer,
     scope = tracer.grpc_server(_SERVICE + method, context.metadata)
     try:  # a call cancelled while its headers go out still ends its span
         headers = scope.headers()
-        # a -bin value: base64 without its padding (grpclib's encode_bin_value, which grpc_h2 imports)
+        # a -bin value: base64 without its padding, as grpclib's encode_bin_value (not imported at start)
         binary = base64.b64encode(tracing.binary_from_traceparent(headers["traceparent"])).rstrip(b"=").decode("ascii")
         await context.send_initial_metadata((*headers.items(), (TRACE_BIN, binary)))
         return await behaviour(request, context)
@@ -250,11 +250,7 @@ def _server_stream(behaviour: Callable[[Any, Call], Awaitable[None]], method: st
                    request_type: Any, metrics: Metrics) -> Method:
     """A server-streaming method, its undecodable requests answered as :func:`_unary`'s are. Its
     messages serialize themselves (``stream_pb``'s classes are built on the first stream, not here)."""
-    return Method(_call(behaviour, method, metrics), _decoder(request_type), _serialize, streaming=True)
-
-
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
+    return Method(_call(behaviour, method, metrics), _decoder(request_type), None)
 
 
 def server(pipeline: Pipeline, metrics: Metrics, *, runtime: RuntimeServicer | None = None,

@@ -89,10 +89,11 @@ class Call:
         the flow-control window (one write for a unary call), else as the window opens."""
         h2, stream_id = self._stream._h2_connection, self._stream.id
         assert stream_id is not None
+        if message is not None and len(message) + 5 > min(h2.local_flow_control_window(stream_id),
+                                                          h2.max_outbound_frame_size):
+            await self.write(message)
+            message = None
         framed = b"" if message is None else _HEADER.pack(0, len(message)) + message
-        if len(framed) > min(h2.local_flow_control_window(stream_id), h2.max_outbound_frame_size):
-            await self.write(framed[5:])
-            framed = b""
         await self._stream.connection.write_ready.wait()
         if not self._sent_headers:
             self._sent_headers = True
@@ -218,7 +219,7 @@ async def _answer(server: Server, stream: H2Stream, call: Call, path: str, encod
         log.exception("gRPC method %s failed", path)
         await call.fail(Status.UNKNOWN, f"Unexpected {type(exc).__name__} (see the sidecar log)")
         return
-    await call.finish(None if method.streaming else method.encode(result))
+    await call.finish(None if method.encode is None else method.encode(result))
 
 
 async def _inflate(server: Server, call: Call, data: bytes, encoding: str) -> bytes | None:

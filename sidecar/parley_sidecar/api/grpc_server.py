@@ -63,13 +63,14 @@ Behaviour = Callable[[Any, "grpc_h2.Call"], Awaitable[Any]]
 
 
 class Method:
-    """A registered method: how its request is decoded, what runs, how its answer is encoded."""
+    """A registered method: how its request is decoded, what runs, how its answer is encoded
+    (``encode`` None: a server stream, whose behaviour writes each message itself)."""
 
-    __slots__ = ("behaviour", "decode", "encode", "streaming")
+    __slots__ = ("behaviour", "decode", "encode")
 
-    def __init__(self, behaviour: Behaviour, decode: Callable[[bytes], Any], encode: Callable[[Any], bytes],
-                 *, streaming: bool = False) -> None:
-        self.behaviour, self.decode, self.encode, self.streaming = behaviour, decode, encode, streaming
+    def __init__(self, behaviour: Behaviour, decode: Callable[[bytes], Any],
+                 encode: Callable[[Any], bytes] | None) -> None:
+        self.behaviour, self.decode, self.encode = behaviour, decode, encode
 
 
 class Server:
