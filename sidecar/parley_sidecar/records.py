@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 else:
     from typing import dataclass_transform  # takes frozen_default as one of its **kwargs on 3.11
 
-__all__ = ["FACTORY", "Record", "frozen", "mutable"]
+__all__ = ["FACTORY", "Record", "frozen", "mutable", "set_field"]
 
 _T = TypeVar("_T")
 
@@ -42,6 +42,10 @@ class _Factory:
 FACTORY: Final[Any] = _Factory()
 """The default of an ``__init__`` parameter whose field has a ``default_factory``: the body calls
 the factory when the argument ``is FACTORY``, as the generated ``__init__`` does."""
+
+set_field: Final = object.__setattr__
+"""How a frozen record's own ``__init__`` sets its fields (``self.x = …`` raises there), as the
+generated ``__init__`` does; modules import it as ``_set``."""
 
 
 if TYPE_CHECKING:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from parley_sidecar import records
 from parley_sidecar.records import FACTORY
+from parley_sidecar.records import set_field as _set
 
 __all__ = ["ApiLogging", "Configuration", "Connections", "LabelRule", "Limits", "Logging", "MetricRule",
            "OperatorLink", "Ports", "SidecarSettings", "Tracing"]
@@ -22,7 +23,6 @@ keep working while the answer stays honest."""
 
 
 # Each class is a dataclass (``records``) and writes the ``__init__`` one would generate.
-_set = object.__setattr__  # for the frozen ones
 
 
 # What a Dapr Configuration file sets (``loading.configuration`` reads it): plain data, here so that

@@ -17,6 +17,7 @@ import aiohttp
 
 from parley_sidecar import records
 from parley_sidecar.records import FACTORY
+from parley_sidecar.records import set_field as _set
 
 __all__ = [
     "Choice",
@@ -56,7 +57,6 @@ class Role(enum.StrEnum):
 
 # The types below are dataclasses (``records``): each writes the ``__init__`` that
 # ``@dataclasses.dataclass`` would generate, fields in order; ``_set`` because they are frozen.
-_set = object.__setattr__
 
 
 @records.frozen

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 from parley_sidecar import durations, records
+from parley_sidecar.records import set_field as _set
 
 __all__ = [
     "COMMON_FIELDS",
@@ -34,8 +35,6 @@ __all__ = [
 ]
 
 Kind = Literal["string", "duration", "int", "bool", "url", "list", "size"]
-
-_set = object.__setattr__  # for the frozen dataclasses' own __init__ (``records``)
 
 
 @records.frozen

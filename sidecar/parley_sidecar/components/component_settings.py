@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from parley_sidecar import records
+from parley_sidecar.records import set_field as _set
 
 __all__ = [
     "CacheSettings",
@@ -25,7 +26,6 @@ __all__ = [
 ]
 
 # Dataclasses (``records``), each with the ``__init__`` one would generate; frozen, hence ``_set``.
-_set = object.__setattr__
 
 
 @records.frozen

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 
 from parley_sidecar import errors, records
 from parley_sidecar.components import http_kit
+from parley_sidecar.records import set_field as _set
 
 __all__ = ["Decoder", "Message"]
 
@@ -27,9 +28,6 @@ _PRELUDE = 12
 """Total length, headers length, prelude CRC."""
 _FIXED = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
 """Header value type → its fixed size (bool true/false, byte, short, int, long, timestamp, uuid)."""
-
-
-_set = object.__setattr__  # a frozen dataclass's __init__ sets its fields so (``records``)
 
 
 @records.frozen

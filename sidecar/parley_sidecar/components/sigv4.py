@@ -19,14 +19,12 @@ from collections.abc import Mapping
 from urllib.parse import quote
 
 from parley_sidecar import records
+from parley_sidecar.records import set_field as _set
 
 __all__ = ["EMPTY_SHA256", "Credentials", "Signed", "canonical_query", "sign", "signing_key"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-
-
-_set = object.__setattr__  # frozen dataclasses' own __init__ (``records``) set their fields so
 
 
 @records.frozen

@@ -7,10 +7,9 @@ from collections.abc import Mapping
 
 from parley_sidecar import records
 from parley_sidecar.records import FACTORY
+from parley_sidecar.records import set_field as _set
 
 __all__ = ["ComponentSpec"]
-
-_set = object.__setattr__  # how a frozen dataclass's __init__ sets its fields (``records``)
 
 
 @records.frozen

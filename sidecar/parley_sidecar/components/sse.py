@@ -14,10 +14,9 @@ from collections.abc import AsyncGenerator, Iterator
 
 from parley_sidecar import errors, records
 from parley_sidecar.components import http_kit
+from parley_sidecar.records import set_field as _set
 
 __all__ = ["Event", "Parser", "events"]
-
-_set = object.__setattr__  # a frozen dataclass's __init__ sets its fields so (``records``)
 
 
 @records.frozen
