@@ -73,12 +73,19 @@ def encodable(text: str) -> str:
 
 
 class GrpcCode(enum.IntEnum):
-    """The gRPC status codes we answer with (values as in grpc.StatusCode)."""
+    """The gRPC status codes parley answers with (names and values as ``grpc.StatusCode``): the
+    errors' own here, and every call's status in the gRPC server (``grpc_server.Status``)."""
 
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
     INVALID_ARGUMENT = 3
-    INTERNAL = 13
-    UNAUTHENTICATED = 16
+    DEADLINE_EXCEEDED = 4
     RESOURCE_EXHAUSTED = 8
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    UNAUTHENTICATED = 16
 
 
 class WireError:

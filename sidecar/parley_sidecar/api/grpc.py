@@ -69,8 +69,8 @@ class ConversationServicer:
         try:
             response = await call
         except errors.ParleyError as exc:
-            _count(self._metrics, method, _code(exc).name, started)
-            context.abort(_code(exc), exc.message)
+            _count(self._metrics, method, exc.wire.grpc_code.name, started)
+            context.abort(exc.wire.grpc_code, exc.message)
         except asyncio.CancelledError:
             # The server cancels this task when the caller cancels or its deadline passes.
             _count(self._metrics, method, _cancelled_status(context), started)
@@ -135,8 +135,8 @@ class RuntimeServicer:
         try:
             self._extended.set(request.key, request.value)
         except errors.MetadataFull as exc:
-            _count(self._metrics, "SetMetadata", _code(exc).name, started)
-            context.abort(_code(exc), exc.message)
+            _count(self._metrics, "SetMetadata", exc.wire.grpc_code.name, started)
+            context.abort(exc.wire.grpc_code, exc.message)
         _count(self._metrics, "SetMetadata", "OK", started)
         return empty_pb2.Empty()
 
@@ -169,10 +169,6 @@ def _count(metrics: Metrics, method: str, status: str, started: float) -> None:
     metrics.grpc(_SERVICE + method, status, elapsed)
     if metrics.api_log is not None:
         metrics.api_log.grpc(_SERVICE + method, status, elapsed)
-
-
-def _code(exc: errors.ParleyError) -> Status:
-    return Status(int(exc.wire.grpc_code))
 
 
 class _Undecodable:

@@ -18,11 +18,12 @@ handling, :class:`grpc_h2.Call`) is ``grpc_h2``, imported by the first connectio
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from parley_sidecar import errors
 
 if TYPE_CHECKING:
     from parley_sidecar.api import grpc_h2
@@ -32,19 +33,8 @@ __all__ = ["TRACE_BIN", "Abort", "Method", "Server", "Status"]
 log = logging.getLogger("parley.grpc")
 
 
-class Status(enum.IntEnum):
-    """gRPC status codes (names and values as ``grpc.StatusCode``)."""
-
-    OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
-    INVALID_ARGUMENT = 3
-    DEADLINE_EXCEEDED = 4
-    RESOURCE_EXHAUSTED = 8
-    UNIMPLEMENTED = 12
-    INTERNAL = 13
-    UNAVAILABLE = 14
-    UNAUTHENTICATED = 16
+Status = errors.GrpcCode
+"""gRPC status codes (names and values as ``grpc.StatusCode``), the ones the errors carry."""
 
 
 class Abort(Exception):

@@ -28,13 +28,11 @@ from typing import Any, Literal
 
 from parley_sidecar import durations, errors, records
 from parley_sidecar.components import base, catalog, checks, http_kit, sse, structured
+from parley_sidecar.records import set_field as _set
 
 __all__ = ["ChatCompletions", "ChunkReader", "Dialect", "build_body", "parse_response", "parse_usage"]
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
-
-
-_set = object.__setattr__  # a frozen dataclass's __init__ sets its fields so (``records``)
 
 
 @records.frozen
