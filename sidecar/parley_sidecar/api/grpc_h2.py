@@ -253,7 +253,7 @@ class Connection(AbstractHandler):
 
     def opened(self, protocol: _Protocol) -> None:
         self.protocol = protocol
-        self.server._connections.add(self)
+        self.server.connections.add(self)
         if self.server.stopping:
             self.goaway()
         self._arm_idle()
@@ -285,7 +285,7 @@ class Connection(AbstractHandler):
             self._idle = None
         for task in self.calls.values():
             task.cancel()
-        self.server._connections.discard(self)
+        self.server.connections.discard(self)
         if self.protocol is not None and not self.protocol.connection.is_closing():
             self.protocol.connection.close()
 

@@ -75,7 +75,8 @@ class Server:
         self.max_idle = max_idle
         self.stopping = False
         self._servers: list[asyncio.AbstractServer] = []
-        self._connections: set[grpc_h2.Connection] = set()
+        self.connections: set[grpc_h2.Connection] = set()
+        """The open connections: each adds itself when made and leaves when lost (``grpc_h2``)."""
 
     def _protocol(self) -> asyncio.Protocol:
         # grpclib and hyper-h2 are imported by the first connection, not by the start (~70 M
@@ -103,14 +104,14 @@ class Server:
         self.stopping = True
         for server in self._servers:
             server.close()
-        for connection in list(self._connections):
+        for connection in list(self.connections):
             connection.goaway()
-        calls = [task for connection in self._connections for task in connection.calls.values()]
+        calls = [task for connection in self.connections for task in connection.calls.values()]
         if calls:
             _, late = await asyncio.wait(calls, timeout=grace)
             for task in late:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=1.0)
-        for connection in list(self._connections):
+        for connection in list(self.connections):
             connection.close()
