@@ -132,7 +132,7 @@ async def _requests(port: int, count: int) -> None:
     await asyncio.gather(*(connection(count // WHOLE_CONNECTIONS) for _ in range(WHOLE_CONNECTIONS)))
 
 
-def _whole(rates: list[str], requests: int) -> None:
+def _whole(rates: list[str], requests: int, keep: Path | None = None) -> None:
     from bench import harness
     from bench.tracing_cost import collector, config_file
 
@@ -156,6 +156,9 @@ def _whole(rates: list[str], requests: int) -> None:
             if total is None:
                 raise RuntimeError(f"no totals in {out}")
             per_request[rate] = int(total.group(1)) / requests
+            if keep is not None:  # for callgrind_annotate: where the difference between rates sits
+                keep.mkdir(parents=True, exist_ok=True)
+                out.replace(keep / f"whole-{rate}.out")
             print(f"{rate:>10}: {per_request[rate]:10,.0f} instructions per request", flush=True)
     if "off" in per_request:
         off = per_request["off"]
@@ -171,9 +174,10 @@ def main() -> None:
     parser.add_argument("--whole", action="store_true", help="count a whole sidecar under load instead")
     parser.add_argument("--requests", type=int, default=5000, help="--whole: requests counted per rate")
     parser.add_argument("--rates", default="off,0.0000001,0.01,1", help="--whole: samplingRate values")
+    parser.add_argument("--keep", type=Path, help="--whole: keep each rate's callgrind output in this folder")
     args = parser.parse_args()
     if args.whole:
-        _whole(args.rates.split(","), args.requests)
+        _whole(args.rates.split(","), args.requests, args.keep)
         return
     root = Path(__file__).resolve().parents[1]
     if os.environ.get(CHILD):

@@ -5,7 +5,7 @@ Spans leave through a ``BatchSpanProcessor`` (its own thread, a bounded queue of
 unreachable collector costs a warning from the exporter, never a stalled call. Sampling is
 daprd's ``ParentBased(TraceIdRatioBased(samplingRate))``: a caller's decision in its
 ``traceparent`` is followed, a call without one is sampled at the rate. The call's span decides
-that itself (:meth:`OtelTracer._server`), and an unsampled call gets an :class:`UnsampledScope`:
+that itself (:meth:`OtelTracer._server`), and an unsampled call gets a ``tracing.UnsampledScope``:
 no span object and no OpenTelemetry context at all, only its ids in one context variable (for the
 answer's and the provider request's ``traceparent``). At a rate of 0.01 that is 99 calls in 100.
 A sampled call's spans are recorded by parley (:class:`RecordedSpan`, the SDK's ``ReadableSpan``
@@ -40,7 +40,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from parley_sidecar import tracing
 
-__all__ = ["AttemptScope", "OtelTracer", "ServerScope", "UnsampledScope"]
+__all__ = ["AttemptScope", "OtelTracer", "ServerScope"]
 
 log = logging.getLogger("parley.tracing")
 
@@ -92,52 +92,9 @@ def _traceparent(trace_id: int, span_id: int, flags: int) -> str:
     return "00-%032x-%016x-%02x" % (trace_id, span_id, flags)  # noqa: UP031 (300 ns against 480)
 
 
-_ZEROS = "0" * 16
-
-
-def _joined(trace_id: int, tracestate: str) -> UnsampledScope:
+def _joined(trace_id: int, tracestate: str) -> tracing.UnsampledScope:
     """An unsampled call in the caller's unsampled trace: its trace id, a span id of its own."""
-    return UnsampledScope(_traceparent(trace_id, random.getrandbits(64) or 1, 0), tracestate)
-
-
-class UnsampledScope:
-    """An API call that is not sampled (99 in 100 at a rate of 0.01): nothing is recorded, so it
-    needs no span and no OpenTelemetry context (whose attach and detach copy a ``Context`` each
-    call); its ids travel on, in the answer and in the provider's request (:meth:`OtelTracer.inject`).
-    Attempts under it make no span (``tracing.recording`` is False), so nothing else needs a parent."""
-
-    __slots__ = ("_token", "traceparent", "tracestate")
-    sampled = False
-
-    def __init__(self, traceparent: str = "", tracestate: str = "") -> None:
-        """``traceparent``: this call's, in its caller's trace; none: a new trace, whose ids come
-        from one draw of random bits written out by ``bytes.hex`` with the dash between them:
-        4,000 instructions under callgrind, against 7,800 for a draw for each id and their ``%x``
-        formats (big integers). An all-zero id (the W3C's invalid one) has 16 zeros in a row:
-        drawn again (once in 2**59 calls)."""
-        while not traceparent:
-            ids = random.getrandbits(192).to_bytes(24).hex("-", -16)
-            if _ZEROS not in ids:
-                traceparent = f"00-{ids}-00"
-        self.traceparent = traceparent
-        self.tracestate = tracestate
-        self._token = tracing.CALL.set(self)
-
-    def headers(self) -> dict[str, str]:
-        """``traceparent`` (and ``tracestate``) naming this call, for the answer (as daprd's)."""
-        if self.tracestate:
-            return {"traceparent": self.traceparent, "tracestate": self.tracestate}
-        return {"traceparent": self.traceparent}
-
-    def answer(self, headers: MutableMapping[str, str]) -> None:
-        """Put :meth:`headers` into ``headers`` (an answer's), without a dict between."""
-        headers["traceparent"] = self.traceparent
-        if self.tracestate:
-            headers["tracestate"] = self.tracestate
-
-    def close(self, attributes: Callable[[], Mapping[str, tracing.Value]], error: Callable[[], str | None]) -> None:
-        """Leave the call (``attributes`` and ``error`` are not called: nothing is recorded)."""
-        tracing.CALL.reset(self._token)
+    return tracing.UnsampledScope(_traceparent(trace_id, random.getrandbits(64) or 1, 0), tracestate)
 
 
 def _put_ids(ctx: SpanContext, headers: MutableMapping[str, str]) -> None:
@@ -365,7 +322,7 @@ class OtelTracer:
         _widen_proto_cache()
 
     def _server(self, name: Callable[[], str], parent: otel_context.Context | None,
-                attributes: Callable[[], Mapping[str, tracing.Value]]) -> ServerScope | UnsampledScope:
+                attributes: Callable[[], Mapping[str, tracing.Value]]) -> ServerScope | tracing.UnsampledScope:
         """``name`` and ``attributes`` are called only for a sampled span (99 calls in 100 need neither)."""
         remote = trace.get_current_span(parent).get_span_context() if parent is not None else None
         if remote is not None and remote.is_valid:
@@ -373,7 +330,7 @@ class OtelTracer:
                 return _joined(remote.trace_id, remote.trace_state.to_header())
             return self._sampled(name, remote, attributes)
         if random.random() >= self.plan.sampling_rate:
-            return UnsampledScope()
+            return tracing.UnsampledScope()
         return self._sampled(name, None, attributes)
 
     def _sampled(self, name: Callable[[], str], parent: SpanContext | None,
@@ -382,21 +339,21 @@ class OtelTracer:
         return ServerScope(RecordedSpan(self, name(), SpanKind.SERVER, parent, attributes()))
 
     def http_server(self, method: str, path: Callable[[], str],
-                    headers: Mapping[str, str]) -> ServerScope | UnsampledScope:
-        """daprd names its span after the request's path (``path()``: decoded only when sampled)."""
-        drawn = "traceparent" not in headers
-        if drawn and random.random() >= self.plan.sampling_rate:  # most calls at a low rate: nothing more to do
-            return UnsampledScope()
+                    headers: Mapping[str, str]) -> ServerScope | tracing.UnsampledScope:
+        """The call's scope when the caller sent a ``traceparent`` or the rate sampled a new trace
+        (``surface.traced`` draws first: the 99 calls in 100 of a low rate never come here).
+        daprd names its span after the request's path (``path()``: decoded only when sampled)."""
 
         def attributes() -> dict[str, tracing.Value]:
             return {"dapr.protocol": "http", "dapr.api": f"{method} {path()}", "http.request.method": method,
                     "url.full": path()}
 
-        if drawn:  # a root the draw above sampled (drawing again in _server would sample rate² of them)
+        if "traceparent" not in headers:  # a root the draw sampled (drawing again would sample rate² of them)
             return self._sampled(path, None, attributes)
         return self._server(path, _PROPAGATOR.extract(headers, context=otel_context.Context()), attributes)
 
-    def grpc_server(self, full_method: str, metadata: Iterable[tuple[str, Any]]) -> ServerScope | UnsampledScope:
+    def grpc_server(self, full_method: str,
+                    metadata: Iterable[tuple[str, Any]]) -> ServerScope | tracing.UnsampledScope:
         """daprd names its span after the full method, and reads the caller's trace from
         ``grpc-trace-bin`` first, then ``traceparent``."""
         pairs = _getter_pairs(metadata)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -46,7 +47,7 @@ PATH_LABEL: web.AppKey[PathLabel] = web.AppKey("surface_path_label")
 MATCH = "parley.match"
 """Request key: the route match of a request served under its cleaned path (``public.reroute``)."""
 TRACE: web.RequestKey[Any] = web.RequestKey("parley_trace", object)
-"""The call's scope (``tracing_otel.ServerScope`` or ``UnsampledScope``) of a request answered with an
+"""The call's scope (``tracing_otel.ServerScope`` or ``tracing.UnsampledScope``) of a request answered with an
 ``HTTPException``: aiohttp prepares that answer after :func:`traced` has left the call."""
 
 
@@ -115,6 +116,22 @@ def traced(front: Front) -> Front:
         tracer = tracing.current()
         if tracer is None or "/healthz" in request.raw_path:
             return await front(request)
+        if "traceparent" not in request.headers and random.random() >= tracer.plan.sampling_rate:
+            # A new trace that the rate does not sample (99 calls in 100 at 0.01): its ids, in the
+            # answer, and nothing recorded. Inline rather than through the tracer's scope methods:
+            # 3,000 instructions less of every such request (docs/tracing.md, round 6).
+            unsampled = tracing.UnsampledScope()
+            try:
+                answer = await front(request)
+                headers = answer.headers
+                if not answer.prepared and "traceparent" not in headers:
+                    headers["traceparent"] = unsampled.traceparent
+                return answer
+            except web.HTTPException:
+                request[TRACE] = unsampled  # aiohttp answers it once this returns: trace_headers finds the call here
+                raise
+            finally:
+                unsampled.close()
         scope = tracer.http_server(request.method, lambda: request.path, request.headers)
         response: web.StreamResponse | None = None
         status = CLIENT_GONE
@@ -129,7 +146,7 @@ def traced(front: Front) -> Front:
             request[TRACE] = scope  # aiohttp answers it once this returns: trace_headers finds the call here
             raise
         finally:
-            if not scope.sampled:  # 99 calls in 100 at a low rate: nothing to build, nothing recorded
+            if not scope.sampled:  # a caller's unsampled trace: nothing to build, nothing recorded
                 scope.close(dict, _no_error)
             else:
                 if response is not None:
