@@ -130,6 +130,12 @@ _KEYS: dict[str, bytes] = {}
 """An attribute key's field (``KeyValue.key``), encoded once: parley's keys are a few dozen names."""
 
 
+_STRING_ROOM = 1024
+_STRINGS: dict[tuple[str, str], bytes] = {}
+"""A span's short string attributes, encoded once (at most :data:`_STRING_ROOM`, 150 kB): most of
+parley's repeat (``dapr.protocol``, ``gen_ai.operation.name``, the component, the API path)."""
+
+
 def _key(key: str) -> bytes:
     """``KeyValue.key``'s field for ``key``, kept for the next span."""
     if type(key) is not str:
@@ -140,21 +146,29 @@ def _key(key: str) -> bytes:
     return encoded
 
 
-def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
+def _attributes(tag: bytes, attributes: Mapping[str, Any] | None,
+                strings: dict[tuple[str, str], bytes] | None = None) -> list[bytes]:
     """One ``KeyValue`` field (``tag``) per attribute. Short strings and small ints, most of a
     span's, are written by one bytes format when every length takes one byte (a ``KeyValue`` of
-    at most 127 bytes): under callgrind half the instructions of the nested functions."""
+    at most 127 bytes): under callgrind half the instructions of the nested functions.
+    ``strings``: short string attributes' fields by key and value, to reuse."""
     if not attributes:
         return []
     out = []
     for key, value in attributes.items():
-        key_field = _KEYS.get(key) or _key(key)
         kind = type(value)
+        if kind is str and strings is not None and (field := strings.get((key, value))) is not None:
+            out.append(field)
+            continue
+        key_field = _KEYS.get(key) or _key(key)
         if kind is str:
             encoded = value.encode()
             size = len(key_field) + len(encoded) + 4  # the KeyValue: key, value's tag and length, AnyValue's
             if size < 0x80:
-                out.append(b"%b%c%b\x12%c\x0a%c%b" % (tag, size, key_field, len(encoded) + 2, len(encoded), encoded))
+                field = b"%b%c%b\x12%c\x0a%c%b" % (tag, size, key_field, len(encoded) + 2, len(encoded), encoded)
+                if strings is not None and len(strings) < _STRING_ROOM:
+                    strings[(key, value)] = field
+                out.append(field)
                 continue
         elif kind is int and 0 <= value < 0x80 and len(key_field) < 0x7C:
             out.append(b"%b%c%b\x12\x02\x18%c" % (tag, len(key_field) + 4, key_field, value))
@@ -205,7 +219,7 @@ def _span(fields: tracing_otel.SpanFields, dropped: int) -> bytes:
         parts.append(b"\x39" + start.to_bytes(8, "little"))
     if end:
         parts.append(b"\x41" + end.to_bytes(8, "little"))
-    parts += _attributes(b"\x4a", attributes)
+    parts += _attributes(b"\x4a", attributes, _STRINGS)
     if dropped:
         parts += (b"\x50", _varint(dropped))
     description = status.description
