@@ -12,7 +12,7 @@ A sampled call's spans are recorded by parley (:class:`RecordedSpan`, the SDK's 
 when they end: a third of the instructions of the SDK's own spans, ``docs/tracing.md``, "Round 5")
 and exported by the SDK's batch processor and OTLP exporters, which send the protobuf bytes of
 parley's own encoder (``tracing_otlp``; the exporters in ``tracing_otlp_http`` and
-``tracing_otlp_grpc``): a fifth of the instructions of the SDK's ``encode_spans`` ("Round 6").
+``tracing_otlp_grpc``): under a quarter of the instructions of the SDK's ``encode_spans`` ("Round 6").
 
 Incoming context: W3C ``traceparent``/``tracestate`` (OpenTelemetry's propagator, which ignores a
 malformed header as the W3C spec says), in HTTP headers and in gRPC metadata; on gRPC the binary

@@ -128,12 +128,11 @@ def _value(value: Any) -> bytes:
 
 _KEYS: dict[str, bytes] = {}
 """An attribute key's field (``KeyValue.key``), encoded once: parley's keys are a few dozen names."""
-
-
 _STRING_ROOM = 1024
 _STRINGS: dict[tuple[str, str], bytes] = {}
-"""A span's short string attributes, encoded once (at most :data:`_STRING_ROOM`, 150 kB): most of
-parley's repeat (``dapr.protocol``, ``gen_ai.operation.name``, the component, the API path)."""
+"""Spans' short string attributes (a field under 128 bytes) by key and value, encoded once: most
+of parley's repeat (``dapr.protocol``, ``gen_ai.operation.name``, the component, the API path).
+At most :data:`_STRING_ROOM` of them (about 250 kB); past that, new ones are encoded each time."""
 
 
 def _key(key: str) -> bytes:
