@@ -5,6 +5,7 @@ than the 5 % that issue #17 allows at sampling 0.01.
     python -m bench.tracing_instructions [--calls 2000]      (needs valgrind; about a minute)
     python -m bench.tracing_instructions --whole [--requests 5000] [--rates off,0.0000001,0.01,1]
                                                               (about a minute per rate)
+    python -m bench.tracing_instructions --encoder           (a few seconds)
 
 It runs itself under callgrind and counts, per call of the API port's traced front handler
 (``surface.traced`` around a handler that answers as the echo hot path does, on a mocked aiohttp
@@ -24,6 +25,11 @@ shutdown; the batch processor's schedule is pushed out so that exports come in t
 of 512 (or one at shutdown, which charges a low rate the export's fixed cost for fewer spans than a
 running sidecar would batch: conservative). This is the figure the micro-count above leaves out:
 the answer's extra header, the pipeline's checks, what the SDK does on the exporter thread.
+
+``--encoder`` counts the OTLP encoding alone, per span, of 512 spans as parley records them (256
+calls and their attempts): the SDK's ``encode_spans`` (its message, and serialized as the OTLP/HTTP
+exporter sends it) against parley's ``tracing_otlp.encode`` (the bytes the OTLP/HTTP exporter
+sends, and parsed into the message the OTLP/gRPC exporter hands its stub, serialized again there).
 """
 
 from __future__ import annotations
@@ -108,6 +114,73 @@ def _measure(calls: int, sink: str) -> None:
     tracing.install(None)
 
 
+def _measure_encoder() -> None:
+    """Run under callgrind: one dump per encoding of :func:`_encoder`, named by its index."""
+    import gc
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from parley_sidecar import tracing, tracing_otel, tracing_otlp
+
+    memory = InMemorySpanExporter()
+    plan = tracing.Plan(1.0, "http", "127.0.0.1:1", False, "bench", "bench", False)
+    tracer = tracing_otel.OtelTracer(plan, processor=SimpleSpanProcessor(memory))
+    path = "/v1.0-alpha2/conversation/echo/converse"
+    for _ in range(ENCODED // 2):  # the spans of bench.tracing_cost's echo calls
+        call = tracing_otel.RecordedSpan(tracer, path, SpanKind.SERVER, None, {
+            "dapr.protocol": "http", "dapr.api": f"POST {path}", "http.request.method": "POST", "url.full": path})
+        attempt = tracing_otel.RecordedSpan(tracer, "chat", SpanKind.CLIENT, call.context, {
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "echo", "parley.component": "echo"})
+        attempt.set_attributes({"gen_ai.response.finish_reasons": ("stop",), "gen_ai.usage.input_tokens": 12,
+                                "gen_ai.usage.output_tokens": 12})
+        attempt.end()
+        call.end()
+    tracer.shutdown()
+    spans = memory.get_finished_spans()
+    encodings = [
+        lambda: encode_spans(spans),
+        lambda: encode_spans(spans).SerializePartialToString(),
+        lambda: tracing_otlp.encode(spans),
+        lambda: ExportTraceServiceRequest.FromString(tracing_otlp.encode(spans) or b"").SerializeToString(),
+    ]
+    gc.collect()
+    gc.disable()  # a collection falls into whichever encoding runs then (and none is needed: no cycles)
+    for index, encode in enumerate(encodings):
+        encode()  # once before it is counted: the first of a kind costs more (upb's arenas and caches grow)
+        subprocess.run(["callgrind_control", "-z", str(os.getpid())], stdout=subprocess.DEVNULL, check=True)
+        encode()
+        subprocess.run(["callgrind_control", "-d", f"encoding{index}", str(os.getpid())],
+                       stdout=subprocess.DEVNULL, check=True)
+
+
+ENCODED = 512
+ENCODINGS = ("SDK encode_spans, the message (OTLP/gRPC)", "SDK encode_spans, serialized (OTLP/HTTP)",
+             "parley's, the bytes (OTLP/HTTP)", "parley's, parsed and serialized again (OTLP/gRPC)")
+
+
+def _encoder() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                        "-m", "bench.tracing_instructions", "--encoder"],
+                       env={**os.environ, CHILD: "encoder"}, cwd=Path(__file__).resolve().parents[1], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        counts = {}
+        for dump in Path(tmp).glob("callgrind.out.*"):
+            text = dump.read_text()
+            case = re.search(r"^desc: Trigger: .*?dump encoding(\d)", text, re.MULTILINE)
+            total = re.search(r"^totals: (\d+)", text, re.MULTILINE)
+            if case and total:
+                counts[ENCODINGS[int(case.group(1))]] = int(total.group(1)) / ENCODED
+    print(f"instructions per span, encoding {ENCODED} spans as parley records them (calls and their attempts):")
+    for name in ENCODINGS:
+        print(f"  {name:52} {counts[name]:10,.0f}")
+
+
 WHOLE_CONNECTIONS = 16
 
 
@@ -175,7 +248,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000, help="--whole: requests counted per rate")
     parser.add_argument("--rates", default="off,0.0000001,0.01,1", help="--whole: samplingRate values")
     parser.add_argument("--keep", type=Path, help="--whole: keep each rate's callgrind output in this folder")
+    parser.add_argument("--encoder", action="store_true", help="count the OTLP encoding alone, per span")
     args = parser.parse_args()
+    if args.encoder:
+        _measure_encoder() if os.environ.get(CHILD) else _encoder()
+        return
     if args.whole:
         _whole(args.rates.split(","), args.requests, args.keep)
         return

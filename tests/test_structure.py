@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SIDECAR = ROOT / "sidecar" / "parley_sidecar"
 # Each layer may import only from the layers listed after it (docs/architecture.md, "Layers").
 LAYERS = ["cli", "workers", "runtime", "api", "loading", "conversation", "components"]
-BASE = {"errors", "durations", "settings", "metrics", "logs", "tracing", "tracing_otel", "dapr_proto",
+BASE = {"errors", "durations", "settings", "metrics", "logs", "tracing", "tracing_otel", "tracing_otlp",
+        "tracing_otlp_http", "tracing_otlp_grpc", "dapr_proto",
         "dapr_proto_files", "tls"}
 
 
