@@ -149,6 +149,7 @@ def _measure_encoder() -> None:
     ]
     gc.collect()
     gc.disable()  # a collection falls into whichever encoding runs then (and none is needed: no cycles)
+    subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], stdout=subprocess.DEVNULL, check=True)
     for index, encode in enumerate(encodings):
         encode()  # once before it is counted: the first of a kind costs more (upb's arenas and caches grow)
         subprocess.run(["callgrind_control", "-z", str(os.getpid())], stdout=subprocess.DEVNULL, check=True)
@@ -162,20 +163,28 @@ ENCODINGS = ("SDK encode_spans, the message (OTLP/gRPC)", "SDK encode_spans, ser
              "parley's, the bytes (OTLP/HTTP)", "parley's, parsed and serialized again (OTLP/gRPC)")
 
 
-def _encoder() -> None:
+def _dumps(args: list[str], child: str) -> dict[str, int]:
+    """Run this script under callgrind, instrumented from where it says (``CHILD`` set to
+    ``child``), with ``args``: the instructions of each dump it makes, by the dump's name."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-                        "-m", "bench.tracing_instructions", "--encoder"],
-                       env={**os.environ, CHILD: "encoder"}, cwd=Path(__file__).resolve().parents[1], check=True,
+        subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                        sys.executable, "-m", "bench.tracing_instructions", *args],
+                       env={**os.environ, CHILD: child}, cwd=Path(__file__).resolve().parents[1], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        counts = {}
+        totals = {}
         for dump in Path(tmp).glob("callgrind.out.*"):
             text = dump.read_text()
-            case = re.search(r"^desc: Trigger: .*?dump encoding(\d)", text, re.MULTILINE)
+            case = re.search(r"^desc: Trigger: .*?dump (\w+)", text, re.MULTILINE)
             total = re.search(r"^totals: (\d+)", text, re.MULTILINE)
             if case and total:
-                counts[ENCODINGS[int(case.group(1))]] = int(total.group(1)) / ENCODED
+                totals[case.group(1)] = int(total.group(1))
+    return totals
+
+
+def _encoder() -> None:
+    counts = {ENCODINGS[int(name.removeprefix("encoding"))]: total / ENCODED
+              for name, total in _dumps(["--encoder"], "encoder").items()}
     print(f"instructions per span, encoding {ENCODED} spans as parley records them (calls and their attempts):")
     for name in ENCODINGS:
         print(f"  {name:52} {counts[name]:10,.0f}")
@@ -260,22 +269,10 @@ def main() -> None:
     if os.environ.get(CHILD):
         _measure(args.calls, os.environ[CHILD])
         return
-    with tempfile.TemporaryDirectory() as tmp, subprocess.Popen(
-            [sys.executable, "-c", SINK, str(root)], stdout=subprocess.PIPE, text=True) as sink:
+    with subprocess.Popen([sys.executable, "-c", SINK, str(root)], stdout=subprocess.PIPE, text=True) as sink:
         try:
             port = (sink.stdout.readline() if sink.stdout else "").strip()
-            out = Path(tmp) / "callgrind.out"
-            subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-                            sys.executable, "-m", "bench.tracing_instructions", "--calls", str(args.calls)],
-                           env={**os.environ, CHILD: f"127.0.0.1:{port}"}, cwd=root, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            totals = {}
-            for dump in Path(tmp).glob("callgrind.out.*"):
-                text = dump.read_text()
-                case = re.search(r"^desc: Trigger: .*?dump (\w+)", text, re.MULTILINE)
-                total = re.search(r"^totals: (\d+)", text, re.MULTILINE)
-                if case and total:
-                    totals[case.group(1)] = int(total.group(1))
+            totals = _dumps(["--calls", str(args.calls)], f"127.0.0.1:{port}")
         finally:
             sink.terminate()
     off = totals["off"] / args.calls
