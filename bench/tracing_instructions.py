@@ -9,7 +9,8 @@ than the 5 % that issue #17 allows at sampling 0.01.
 
 It runs itself under callgrind and counts, per call of the API port's traced front handler
 (``surface.traced`` around a handler that answers as the echo hot path does, on a mocked aiohttp
-request), the instructions of: tracing off (the handler alone), an unsampled call, a sampled call
+request), the instructions of: tracing off (the handler alone), an unsampled call (without a
+``traceparent``, and with an unsampled one from its caller, as an instrumented app sends), a sampled call
 with its two spans (the call's and one attempt's, with their attributes, handed to the batch
 processor) and, per span, the batch processor's export of them over OTLP/HTTP to a local sink in
 another process (in batches of 512, the SDK's default). An echo request costs the whole sidecar
@@ -47,7 +48,7 @@ from pathlib import Path
 
 CHILD = "PARLEY_TRACING_INSTRUCTIONS_SINK"
 """Set (to the sink's address) in the run under callgrind."""
-CASES = ("off", "unsampled", "sampled", "export")
+CASES = ("off", "unsampled", "joined", "sampled", "export")
 ECHO_REQUEST = 740_000
 """Instructions of a whole echo request with tracing off (callgrind on the sidecar under wrk)."""
 SINK = ("import http.server, sys\nsys.path.insert(0, sys.argv[1])\nfrom bench.tracing_cost import _Sink\n"
@@ -63,8 +64,11 @@ def _measure(calls: int, sink: str) -> None:
     from parley_sidecar import tracing, tracing_otel
     from parley_sidecar.api import surface
 
-    request = make_mocked_request("POST", "/v1.0-alpha2/conversation/echo/converse",
-                                  headers={"Content-Type": "application/json"})
+    path = "/v1.0-alpha2/conversation/echo/converse"
+    request = make_mocked_request("POST", path, headers={"Content-Type": "application/json"})
+    # An app instrumented with OpenTelemetry sends its span on every call; unsampled here.
+    joined = make_mocked_request("POST", path, headers={
+        "Content-Type": "application/json", "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"})
 
     async def front(_: web.BaseRequest) -> web.StreamResponse:
         if tracing.recording():  # as resiliency's attempt does
@@ -83,9 +87,10 @@ def _measure(calls: int, sink: str) -> None:
                                        schedule_delay_millis=10**9, max_export_batch_size=4 * calls)
         return tracing_otel.OtelTracer(plan, processor=processor), processor
 
-    def run(handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], times: int) -> None:
+    def run(handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], times: int,
+            sent: web.BaseRequest = request) -> None:
         for _ in range(times):
-            step = handler(request)
+            step = handler(sent)
             assert isinstance(step, Coroutine)  # driven by hand: no event loop in the count
             with contextlib.suppress(StopIteration):
                 step.send(None)
@@ -99,13 +104,14 @@ def _measure(calls: int, sink: str) -> None:
     for installed in (None, unsampled, sampled):  # warm every path up before counting
         tracing.install(installed)
         run(traced, 100)
+        run(traced, 100, joined)
     processor.force_flush()
     callgrind("-i", "on")
-    for case, installed, handler in (("off", None, front), ("unsampled", unsampled, traced),
-                                     ("sampled", sampled, traced)):
+    for case, installed, handler, sent in (("off", None, front, request), ("unsampled", unsampled, traced, request),
+                                           ("joined", unsampled, traced, joined), ("sampled", sampled, traced, request)):
         tracing.install(installed)
         callgrind("-z")
-        run(handler, calls)
+        run(handler, calls, sent)
         callgrind("-d", case)
     processor._batch_processor._max_export_batch_size = 512  # the SDK's default batch
     callgrind("-z")
@@ -281,6 +287,7 @@ def main() -> None:
     export = totals["export"] / (2 * args.calls)
     print(f"instructions per call of the traced front handler ({args.calls} calls each), over tracing off:")
     print(f"  unsampled call            {unsampled:10,.0f}")
+    print(f"  unsampled, caller's trace {totals['joined'] / args.calls - off:10,.0f}  (its traceparent, flags 00)")
     print(f"  sampled call, two spans   {sampled:10,.0f}")
     print(f"  export, per span          {export:10,.0f}  (OTLP/HTTP, batches of 512)")
     for rate in (0.01, 1.0):

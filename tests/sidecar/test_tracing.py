@@ -20,11 +20,15 @@ from typing import Any
 import grpc
 import pytest
 from dapr.proto.runtime.v1 import ai_pb2
+from multidict import CIMultiDict
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from parley_sidecar import tracing
+from parley_sidecar import tracing, tracing_otel
 from parley_sidecar.settings import Tracing
 from parley_sidecar.tracing_otel import OtelTracer
 from tests import grpc_h2
@@ -488,3 +492,32 @@ async def test_calls_without_a_caller_are_sampled_at_the_rate(start_sidecar: Sta
     roots = [s for s in memory.get_finished_spans() if s.parent is None]
     assert 140 <= sum(answered) <= 260
     assert len(roots) == sum(answered)
+
+
+_TP = f"00-{TRACE}-{PARENT}"
+
+
+@pytest.mark.parametrize("headers", [
+    {"traceparent": f"{_TP}-01"}, {"traceparent": f"{_TP}-00"}, {"traceparent": f"{_TP}-03"},
+    {"traceparent": f"{_TP}-01", "tracestate": "vendor=x,other=y"}, {"traceparent": f"{_TP}-00", "tracestate": "a=b"},
+    {"traceparent": f"{_TP}-01", "tracestate": "not a tracestate!"},
+    {"traceparent": f" \t{_TP}-01 "}, {"traceparent": f"{_TP}-01-extra"}, {"traceparent": f"01-{TRACE}-{PARENT}-01-x"},
+    {"traceparent": f"ff-{TRACE}-{PARENT}-01"}, {"traceparent": f"00-{'0' * 32}-{PARENT}-01"},
+    {"traceparent": f"00-{TRACE}-{'0' * 16}-01"}, {"traceparent": f"00-{TRACE.upper()}-{PARENT}-01"},
+    {"traceparent": f"{_TP}-zz"}, {"traceparent": f"{_TP}-01" + "x" * 600}, {"traceparent": "garbage"},
+    {"traceparent": ""}, {"tracestate": "a=b"}, {},
+])
+@pytest.mark.parametrize("carrier", [dict, CIMultiDict])
+def test_a_callers_trace_context_is_read_as_opentelemetrys_propagator_reads_it(
+        headers: dict[str, str], carrier: type[Mapping[str, str]]) -> None:
+    """The plain traceparent is read by parley itself (tracing_otel._remote); every header, plain
+    or not, must give the caller's span context that OpenTelemetry's propagator gives, or none."""
+    given = carrier(headers)  # type: ignore[call-arg]
+    context = trace.get_current_span(TraceContextTextMapPropagator().extract(given, context=Context()))
+    expected = context.get_span_context()
+    remote = tracing_otel._remote(given)
+    if not expected.is_valid:
+        assert remote is None
+    else:
+        assert remote == expected
+        assert remote is not None and remote.trace_state.to_header() == expected.trace_state.to_header()
