@@ -14,8 +14,9 @@ and exported by the SDK's batch processor and OTLP exporters, which send the pro
 parley's own encoder (``tracing_otlp``; the exporters in ``tracing_otlp_http`` and
 ``tracing_otlp_grpc``): under a quarter of the instructions of the SDK's ``encode_spans`` ("Round 6").
 
-Incoming context: W3C ``traceparent``/``tracestate`` (OpenTelemetry's propagator, which ignores a
-malformed header as the W3C spec says), in HTTP headers and in gRPC metadata; on gRPC the binary
+Incoming context: W3C ``traceparent``/``tracestate`` (the plain form read here, :func:`_plain`;
+anything else by OpenTelemetry's propagator, which ignores a malformed header as the W3C spec
+says), in HTTP headers and in gRPC metadata; on gRPC the binary
 ``grpc-trace-bin`` first, as daprd (``tracing.traceparent_from_binary``), and the answer carries
 both forms (``api/grpc.py``).
 """
