@@ -87,9 +87,9 @@ class _Running:
 
 
 _ATTEMPT: ContextVar[AttemptSpan | None] = ContextVar("parley_attempt_span", default=None)
-CALL: ContextVar[tracing_otel.ServerScope | UnsampledScope | None] = ContextVar("parley_call",
-                                                                                         default=None)
-"""The API call the running task serves, sampled or not (set by ``tracing_otel``'s scopes). Here, so
+CALL: ContextVar[tracing_otel.ServerScope | UnsampledScope | None] = ContextVar("parley_call", default=None)
+"""The API call the running task serves, sampled or not (set by the scopes, :class:`UnsampledScope`
+and ``tracing_otel.ServerScope``, while the call runs). Here, so
 that :func:`recording` answers the 99 unsampled calls in 100 of a low rate without calling into
 the tracer, and so that ``surface.trace_headers`` finds the call without the request's state."""
 

@@ -96,9 +96,10 @@ def _traceparent(trace_id: int, span_id: int, flags: int) -> str:
     return "00-%032x-%016x-%02x" % (trace_id, span_id, flags)  # noqa: UP031 (300 ns against 480)
 
 
-def _joined(trace_id: int, tracestate: str) -> tracing.UnsampledScope:
-    """An unsampled call in the caller's unsampled trace: its trace id, a span id of its own."""
-    return tracing.UnsampledScope(_traceparent(trace_id, random.getrandbits(64) or 1, 0), tracestate)
+def _joined(trace_id: str, tracestate: str) -> tracing.UnsampledScope:
+    """An unsampled call in the caller's unsampled trace (``trace_id``: its 32 hex digits): the
+    trace id as sent, a span id of its own, flags 00."""
+    return tracing.UnsampledScope(f"00-{trace_id}-{random.getrandbits(64) or 1:016x}-00", tracestate)
 
 
 def _put_ids(ctx: SpanContext, headers: MutableMapping[str, str]) -> None:
@@ -205,6 +206,8 @@ def _running(var: contextvars.ContextVar[tracing.AttemptSpan | None]) -> Attempt
 
 _PLAIN_TRACEPARENT = re.compile("00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 """A version-00 ``traceparent`` as callers send it: no spaces around, no fields after."""
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
 
 
 def _plain(carrier: Mapping[str, str]) -> re.Match[str] | None:
@@ -216,7 +219,7 @@ def _plain(carrier: Mapping[str, str]) -> re.Match[str] | None:
     return plain if plain is not None and plain[1] != _ZERO_TRACE and plain[2] != _ZERO_SPAN else None
 
 
-def _remote(carrier: Mapping[str, str]) -> SpanContext | None:
+def _remote(carrier: Mapping[str, str], plain: re.Match[str] | None = None) -> SpanContext | None:
     """The caller's valid span context from W3C trace context headers (``carrier``: HTTP headers
     or gRPC metadata), None when there is none or it is malformed (ignored, as the W3C spec says).
 
@@ -224,8 +227,9 @@ def _remote(carrier: Mapping[str, str]) -> SpanContext | None:
     OpenTelemetry's propagator (a regex search, a ``Context`` and a non-recording span to carry
     the result) cost such a call 6 µs more than a call without one. Anything else (a
     ``tracestate``, other versions, spaces, all-zero ids) goes to the propagator, whose rules stay
-    the reference; ``test_tracing`` checks that the two agree."""
-    plain = _plain(carrier)
+    the reference; ``test_tracing`` checks that the two agree. ``plain``: :func:`_plain` of
+    ``carrier``, when the caller has it already."""
+    plain = plain or _plain(carrier)
     if plain is not None:
         return SpanContext(int(plain[1], 16), int(plain[2], 16), True, TraceFlags(int(plain[3], 16)))
     if "traceparent" not in carrier:
@@ -241,12 +245,8 @@ def _caller(carrier: Mapping[str, str]) -> SpanContext | tracing.UnsampledScope 
     carries the caller's trace id as sent, a span id of its own and flags 00, as :func:`_joined`)."""
     plain = _plain(carrier)
     if plain is not None and not int(plain[3], 16) & TraceFlags.SAMPLED:
-        return tracing.UnsampledScope(f"00-{plain[1]}-{random.getrandbits(64) or 1:016x}-00")
-    return _remote(carrier)
-
-
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
+        return _joined(plain[1], "")
+    return _remote(carrier, plain)
 
 
 def _getter_pairs(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
@@ -398,7 +398,7 @@ class OtelTracer:
         if remote is not None:
             if not remote.trace_flags.sampled:  # the caller's decision is followed
                 state = remote.trace_state  # most callers send none: to_header() of it costs 450 ns
-                return _joined(remote.trace_id, state.to_header() if state else "")
+                return _joined("%032x" % remote.trace_id, state.to_header() if state else "")  # noqa: UP031
             return self._sampled(name, remote, attributes)
         if random.random() >= self.plan.sampling_rate:
             return tracing.UnsampledScope()
@@ -414,16 +414,16 @@ class OtelTracer:
         """The call's scope when the caller sent a ``traceparent`` or the rate sampled a new trace
         (``surface.traced`` draws first: the 99 calls in 100 of a low rate never come here).
         daprd names its span after the request's path (``path()``: decoded only when sampled)."""
-
-        caller = _caller(headers)
-        if isinstance(caller, tracing.UnsampledScope):
+        drawn = "traceparent" not in headers  # a root the draw sampled (drawing again would sample rate² of them)
+        caller = None if drawn else _caller(headers)
+        if isinstance(caller, tracing.UnsampledScope):  # an unsampled caller's call: nothing below is needed
             return caller
 
         def attributes() -> dict[str, tracing.Value]:
             return {"dapr.protocol": "http", "dapr.api": f"{method} {path()}", "http.request.method": method,
                     "url.full": path()}
 
-        if "traceparent" not in headers:  # a root the draw sampled (drawing again would sample rate² of them)
+        if drawn:
             return self._sampled(path, None, attributes)
         return self._server(path, caller, attributes)
 
